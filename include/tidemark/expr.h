@@ -1,0 +1,117 @@
+// Column expressions, built with ordinary C++ operators and resolved against a table's schema
+// when the operator that uses them is added to the graph (unknown columns and type mismatches
+// fail there, naming the column and the operator).
+//
+//   t.select({{"word", col("word")}, {"twice", col("n") * 2}})
+//   t.filter(col("n") > 3 && !is_none(col("name")))
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tidemark/value.h"
+
+namespace tidemark {
+
+namespace internal {
+struct ExprNode;
+}
+
+class Expr {
+ public:
+  Expr(Value literal);  // NOLINT: literals convert implicitly
+  Expr(int v) : Expr(Value(v)) {}  // NOLINT
+  Expr(int64_t v) : Expr(Value(v)) {}  // NOLINT
+  Expr(double v) : Expr(Value(v)) {}  // NOLINT
+  Expr(bool v) : Expr(Value(v)) {}  // NOLINT
+  Expr(const char* v) : Expr(Value(v)) {}  // NOLINT
+  Expr(std::string v) : Expr(Value(std::move(v))) {}  // NOLINT
+  explicit Expr(std::shared_ptr<const internal::ExprNode> node) : node_(std::move(node)) {}
+  const std::shared_ptr<const internal::ExprNode>& node() const { return node_; }
+
+ private:
+  std::shared_ptr<const internal::ExprNode> node_;
+};
+
+// A named output column: {"name", expr}.
+struct NamedExpr {
+  std::string name;
+  Expr expr;
+};
+
+// References.
+Expr col(std::string name);    // a column of the table the expression is applied to
+Expr left(std::string name);   // in a join's select: a column of the left table
+Expr right(std::string name);  // in a join's select: a column of the right table
+Expr id();                     // the row's key, as a pointer
+Expr left_id();
+Expr right_id();
+Expr lit(Value v);
+
+// Arithmetic (int op int stays int except `/`, which gives float as in Python; `floordiv`
+// and `%` follow Python's floor semantics), comparisons, boolean logic.
+Expr operator+(Expr a, Expr b);  // numbers, or string concatenation
+Expr operator-(Expr a, Expr b);
+Expr operator*(Expr a, Expr b);
+Expr operator/(Expr a, Expr b);
+Expr operator%(Expr a, Expr b);
+Expr floordiv(Expr a, Expr b);
+Expr operator-(Expr a);
+Expr operator==(Expr a, Expr b);
+Expr operator!=(Expr a, Expr b);
+Expr operator<(Expr a, Expr b);
+Expr operator<=(Expr a, Expr b);
+Expr operator>(Expr a, Expr b);
+Expr operator>=(Expr a, Expr b);
+Expr operator&&(Expr a, Expr b);
+Expr operator||(Expr a, Expr b);
+Expr operator!(Expr a);
+
+Expr if_else(Expr cond, Expr then, Expr otherwise);
+Expr coalesce(std::vector<Expr> args);
+Expr is_none(Expr a);
+Expr is_not_none(Expr a);
+// Converts between int, float, bool and str (str parses; failures are runtime errors).
+Expr cast(Expr a, DType to);
+Expr make_tuple(std::vector<Expr> items);
+// Element of a tuple (negative index counts from the end); None when out of range.
+Expr get(Expr tuple, Expr index);
+
+namespace str {
+Expr lower(Expr s);
+Expr upper(Expr s);
+Expr len(Expr s);
+Expr strip(Expr s);
+Expr contains(Expr s, Expr needle);
+Expr startswith(Expr s, Expr prefix);
+Expr endswith(Expr s, Expr suffix);
+Expr replace(Expr s, Expr from, Expr to);
+// Splits on runs of whitespace (no separator) or on `sep`; gives a tuple of strings.
+Expr split(Expr s);
+Expr split(Expr s, Expr sep);
+Expr slice(Expr s, Expr start, Expr end);
+}  // namespace str
+
+// User functions. `deterministic = false` makes the engine remember each row's result so a
+// later retraction carries exactly the value that was emitted.
+using UserFunction = std::function<Value(const std::vector<Value>&)>;
+Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, bool deterministic = true);
+
+// Reducers: only inside groupby(...).reduce(...) / windowby(...).reduce(...) / reduce(...).
+namespace reducers {
+Expr count();
+Expr sum(Expr e);
+Expr min(Expr e);
+Expr max(Expr e);
+Expr avg(Expr e);
+Expr count_distinct(Expr e);
+Expr any(Expr e);
+Expr earliest(Expr e);  // value of the row that arrived first (ties: smallest key)
+Expr latest(Expr e);    // value of the row that arrived last (ties: largest key)
+Expr tuple(Expr e);     // values ordered by row key
+Expr sorted_tuple(Expr e);
+}  // namespace reducers
+
+}  // namespace tidemark

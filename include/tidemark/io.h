@@ -1,0 +1,107 @@
+// Connectors: file sources and sinks, push sources (subjects), subscriptions, debug helpers.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tidemark/table.h"
+
+namespace tidemark::io {
+
+enum class Format { kCsv, kJsonLines, kPlaintext, kBinary };
+enum class Mode { kStatic, kStreaming };
+
+namespace fs {
+
+struct ReadOptions {
+  Format format = Format::kCsv;
+  // Columns to read (csv: by header name; jsonlines: by field). Plaintext and binary always
+  // produce one column `data` (str / bytes) and ignore this.
+  Schema schema;
+  Mode mode = Mode::kStatic;
+  // Persistent id of the source (persistence); also used in messages.
+  std::string name;
+  // Columns whose values derive the row key; empty = key from (file, line).
+  std::vector<std::string> primary_key;
+  // Streaming: how often new and changed files are looked for and committed.
+  uint64_t autocommit_duration_ms = 1500;
+  // Bad rows: false = the run stops with an error naming file, line, column;
+  // true = the row is skipped and logged.
+  bool skip_bad_rows = false;
+  char csv_delimiter = ',';
+};
+
+// Reads a file or every regular file of a directory (sorted by name, recursively).
+// Streaming mode keeps watching: new files are read; a modified file retracts its old rows
+// and inserts the new ones; a deleted file retracts its rows. A file is read atomically.
+Table read(Graph& g, const std::string& path, ReadOptions options);
+
+struct WriteOptions {
+  Format format = Format::kCsv;  // kCsv or kJsonLines
+  std::string name;
+};
+// Writes every change: the table's columns, then `time` and `diff` (+1 / -1).
+void write(const Table& table, const std::string& path, WriteOptions options = {});
+
+}  // namespace fs
+
+// A source fed by the program itself. Thread-safe: next/remove/commit/close may be called from
+// any thread while the graph runs. Rows pushed are delivered at the next commit().
+class Subject {
+ public:
+  Subject();
+  ~Subject();
+  void next(Row row);
+  void next_with_key(Key key, Row row);
+  void remove_with_key(Key key, Row row);
+  void commit();
+  void close();
+  struct State;
+  State& state() { return *state_; }
+
+ private:
+  std::shared_ptr<State> state_;
+};
+// Rows pushed with next() get keys from `primary_key` columns, or from their sequence number.
+Table read_subject(Graph& g, std::shared_ptr<Subject> subject, Schema schema,
+                   std::string name = "", std::vector<std::string> primary_key = {});
+
+struct SubscribeCallbacks {
+  std::function<void(const Key& key, const Row& row, uint64_t time, bool is_addition)> on_change;
+  std::function<void(uint64_t time)> on_time_end;
+  std::function<void()> on_end;
+};
+void subscribe(const Table& table, SubscribeCallbacks callbacks, std::string name = "");
+
+}  // namespace tidemark::io
+
+namespace tidemark::debug {
+
+// Builds a static table from a markdown-like literal:
+//     | name  | age
+//   1 | alice | 30
+//   2 | bob   | 25
+// The optional first unnamed column gives row ids (keys from that label). Types are inferred
+// per column (int, float, bool, None, else str). A column `__time__` spreads rows over logical
+// times and `__diff__` (+1/-1) makes retractions, for testing incremental behaviour.
+Table table_from_markdown(Graph& g, std::string_view text);
+
+struct Change {
+  Key key;
+  Row row;
+  uint64_t time;
+  int64_t diff;
+};
+// Runs the graph (static sources) and returns the table's change stream, ordered by time.
+std::vector<Change> compute_changes(const Table& t);
+// Runs the graph and returns the final contents as a markdown-like table, rows sorted by
+// their values (keys not shown). Throws std::runtime_error if the run fails.
+std::string table_to_string(const Table& t);
+// Prints table_to_string to stdout.
+void compute_and_print(const Table& t);
+
+}  // namespace tidemark::debug

@@ -1,0 +1,202 @@
+#include "engine/codec.h"
+
+#include <cstring>
+
+namespace tidemark::codec {
+
+void put_u8(std::string& out, uint8_t v) { out.push_back(static_cast<char>(v)); }
+void put_u32(std::string& out, uint32_t v) {
+  char b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out.append(b, 4);
+}
+void put_u64(std::string& out, uint64_t v) {
+  char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out.append(b, 8);
+}
+void put_i64(std::string& out, int64_t v) { put_u64(out, static_cast<uint64_t>(v)); }
+void put_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+void put_bytes(std::string& out, std::string_view s) {
+  put_varint(out, s.size());
+  out.append(s);
+}
+void put_key(std::string& out, const Key& k) {
+  put_u64(out, k.lo);
+  put_u64(out, k.hi);
+}
+
+void put_value(std::string& out, const Value& v) {
+  DType t = v.type();
+  put_u8(out, static_cast<uint8_t>(t));
+  switch (t) {
+    case DType::kNone:
+    case DType::kAny:
+      break;
+    case DType::kBool: put_u8(out, v.as_bool() ? 1 : 0); break;
+    case DType::kInt: put_i64(out, v.as_int()); break;
+    case DType::kFloat: {
+      double d = v.as_float();
+      uint64_t bits;
+      std::memcpy(&bits, &d, 8);
+      put_u64(out, bits);
+      break;
+    }
+    case DType::kString: put_bytes(out, v.as_string()); break;
+    case DType::kBytes: put_bytes(out, v.as_bytes()); break;
+    case DType::kJson: put_bytes(out, v.as_json()); break;
+    case DType::kPointer: put_key(out, v.as_pointer()); break;
+    case DType::kTuple: put_row(out, v.as_tuple()); break;
+    case DType::kDateTimeNaive: put_i64(out, v.as_datetime_naive()); break;
+    case DType::kDateTimeUtc: put_i64(out, v.as_datetime_utc()); break;
+    case DType::kDuration: put_i64(out, v.as_duration()); break;
+  }
+}
+
+void put_row(std::string& out, const Row& r) {
+  put_varint(out, r.size());
+  for (const Value& v : r) put_value(out, v);
+}
+
+bool get_u8(std::string_view& in, uint8_t* v) {
+  if (in.empty()) return false;
+  *v = static_cast<uint8_t>(in[0]);
+  in.remove_prefix(1);
+  return true;
+}
+bool get_u32(std::string_view& in, uint32_t* v) {
+  if (in.size() < 4) return false;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= static_cast<uint32_t>(static_cast<uint8_t>(in[i])) << (8 * i);
+  *v = r;
+  in.remove_prefix(4);
+  return true;
+}
+bool get_u64(std::string_view& in, uint64_t* v) {
+  if (in.size() < 8) return false;
+  uint64_t r = 0;
+  for (int i = 0; i < 8; ++i) r |= static_cast<uint64_t>(static_cast<uint8_t>(in[i])) << (8 * i);
+  *v = r;
+  in.remove_prefix(8);
+  return true;
+}
+bool get_i64(std::string_view& in, int64_t* v) {
+  uint64_t u;
+  if (!get_u64(in, &u)) return false;
+  *v = static_cast<int64_t>(u);
+  return true;
+}
+bool get_varint(std::string_view& in, uint64_t* v) {
+  uint64_t r = 0;
+  for (int shift = 0; shift <= 63; shift += 7) {
+    if (in.empty()) return false;
+    uint8_t b = static_cast<uint8_t>(in[0]);
+    in.remove_prefix(1);
+    r |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *v = r;
+      return true;
+    }
+  }
+  return false;
+}
+bool get_bytes(std::string_view& in, std::string* s) {
+  uint64_t n;
+  if (!get_varint(in, &n) || in.size() < n) return false;
+  s->assign(in.data(), n);
+  in.remove_prefix(n);
+  return true;
+}
+bool get_key(std::string_view& in, Key* k) { return get_u64(in, &k->lo) && get_u64(in, &k->hi); }
+
+bool get_value(std::string_view& in, Value* v) {
+  uint8_t tag;
+  if (!get_u8(in, &tag)) return false;
+  switch (static_cast<DType>(tag)) {
+    case DType::kNone: *v = Value(); return true;
+    case DType::kBool: {
+      uint8_t b;
+      if (!get_u8(in, &b)) return false;
+      *v = Value(b != 0);
+      return true;
+    }
+    case DType::kInt: {
+      int64_t i;
+      if (!get_i64(in, &i)) return false;
+      *v = Value(i);
+      return true;
+    }
+    case DType::kFloat: {
+      uint64_t bits;
+      if (!get_u64(in, &bits)) return false;
+      double d;
+      std::memcpy(&d, &bits, 8);
+      *v = Value(d);
+      return true;
+    }
+    case DType::kString: {
+      std::string s;
+      if (!get_bytes(in, &s)) return false;
+      *v = Value(std::move(s));
+      return true;
+    }
+    case DType::kBytes: {
+      std::string s;
+      if (!get_bytes(in, &s)) return false;
+      *v = Value::bytes(std::move(s));
+      return true;
+    }
+    case DType::kJson: {
+      std::string s;
+      if (!get_bytes(in, &s)) return false;
+      *v = Value(Value::Json{std::move(s)});
+      return true;
+    }
+    case DType::kPointer: {
+      Key k;
+      if (!get_key(in, &k)) return false;
+      *v = Value(k);
+      return true;
+    }
+    case DType::kTuple: {
+      Row r;
+      if (!get_row(in, &r)) return false;
+      *v = Value::tuple(std::move(r));
+      return true;
+    }
+    case DType::kDateTimeNaive:
+    case DType::kDateTimeUtc:
+    case DType::kDuration: {
+      int64_t ns;
+      if (!get_i64(in, &ns)) return false;
+      DType t = static_cast<DType>(tag);
+      if (t == DType::kDateTimeNaive) *v = Value(DateTimeNaive{ns});
+      else if (t == DType::kDateTimeUtc) *v = Value(DateTimeUtc{ns});
+      else *v = Value(Duration{ns});
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+bool get_row(std::string_view& in, Row* r) {
+  uint64_t n;
+  if (!get_varint(in, &n) || n > in.size()) return false;
+  r->clear();
+  r->reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    Value v;
+    if (!get_value(in, &v)) return false;
+    r->push_back(std::move(v));
+  }
+  return true;
+}
+
+}  // namespace tidemark::codec

@@ -1,0 +1,51 @@
+#include "engine/collection_io.h"
+
+#include "engine/codec.h"
+
+namespace tidemark::engine {
+
+Status BatchesSource::poll(Batch& out, bool* finished) {
+  if (next_ < batches_.size()) {
+    for (auto& u : batches_[next_]) out.push_back(u);
+    ++next_;
+  }
+  *finished = next_ >= batches_.size();
+  return {};
+}
+
+std::string BatchesSource::offset() const {
+  std::string s;
+  codec::put_u64(s, next_);
+  return s;
+}
+
+Status BatchesSource::seek(std::string_view offset) {
+  uint64_t n;
+  if (!codec::get_u64(offset, &n) || n > batches_.size())
+    return Status::corruption(describe() + ": bad offset");
+  next_ = n;
+  return {};
+}
+
+Status CaptureSink::write(Time t, const Batch& changes, const Schema&) {
+  for (const auto& u : changes) out_->push_back({u.key, u.row, t, u.diff});
+  return {};
+}
+
+Table add_source(Graph& g, std::unique_ptr<Source> source, Schema schema, const std::string& name) {
+  auto& impl = g.impl();
+  impl.register_name(name, "input connector");
+  auto node = std::make_unique<SourceNode>(std::move(source), std::move(schema));
+  node->set_name(name);
+  return Table(&g, impl.add(std::move(node)));
+}
+
+void add_sink(const Table& t, std::unique_ptr<Sink> sink, const std::string& name) {
+  auto& impl = t.graph().impl();
+  impl.register_name(name, "output connector");
+  auto node = std::make_unique<SinkNode>(t.node(), t.schema(), std::move(sink));
+  node->set_name(name);
+  impl.add(std::move(node));
+}
+
+}  // namespace tidemark::engine

@@ -1,0 +1,61 @@
+// In-memory sources and sinks: batches given up front, and a sink capturing every change.
+// Used by the debug helpers and by tests that drive operators directly.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "engine/node.h"
+
+namespace tidemark::engine {
+
+// Emits one prepared batch per poll (one logical time each), then finishes.
+class BatchesSource final : public Source {
+ public:
+  explicit BatchesSource(std::vector<Batch> batches, std::string name = "batches")
+      : batches_(std::move(batches)), name_(std::move(name)) {}
+  std::string describe() const override { return "in-memory source '" + name_ + "'"; }
+  bool streaming() const override { return false; }
+  uint64_t autocommit_ms() const override { return 0; }
+  Status open() override { return {}; }
+  Status poll(Batch& out, bool* finished) override;
+  std::string offset() const override;
+  Status seek(std::string_view offset) override;
+
+ private:
+  std::vector<Batch> batches_;
+  size_t next_ = 0;
+  std::string name_;
+};
+
+struct CapturedChange {
+  Key key;
+  Row row;
+  Time time;
+  int64_t diff;
+};
+
+// Records every change; thread-compatible (the run loop is the only writer).
+class CaptureSink final : public Sink {
+ public:
+  explicit CaptureSink(std::shared_ptr<std::vector<CapturedChange>> out) : out_(std::move(out)) {}
+  std::string describe() const override { return "capture"; }
+  Status open() override { return {}; }
+  Status write(Time t, const Batch& changes, const Schema&) override;
+  Status flush() override { return {}; }
+  Time durable_frontier() const override { return frontier_; }
+  Status time_end(Time t) override {
+    frontier_ = t + 1;
+    return {};
+  }
+
+ private:
+  std::shared_ptr<std::vector<CapturedChange>> out_;
+  Time frontier_ = 0;
+};
+
+// Adds a source node / sink node to the graph.
+Table add_source(Graph& g, std::unique_ptr<Source> source, Schema schema, const std::string& name = "");
+void add_sink(const Table& t, std::unique_ptr<Sink> sink, const std::string& name = "");
+
+}  // namespace tidemark::engine

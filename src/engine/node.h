@@ -1,0 +1,182 @@
+// Engine internals: updates, batches, the operator (Node) interface, sources and sinks.
+//
+// Execution model. Logical times are totally ordered (wall-clock milliseconds, strictly
+// increasing). At each time the scheduler polls the sources, then calls process() on every
+// node in topological order, handing it the consolidated changes of each input at that time;
+// a node whose inputs did not change is skipped. Every table therefore sees exactly one
+// consistent batch per time. Nodes keep only the state they need.
+//
+// Persistence hooks (used by src/persistence):
+//  * Source::offset() / seek(): a source's position after everything it returned, and resuming
+//    after such a position;
+//  * Node::save_state() / load_state(): stateful operators export and import their state;
+//  * Sink::durable_frontier(): the time up to which a sink's output is durable, and
+//    position() / truncate_to() to cut an output back to a committed point.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tidemark/schema.h"
+#include "tidemark/status.h"
+#include "tidemark/table.h"
+#include "tidemark/value.h"
+
+namespace tidemark::engine {
+
+using Time = uint64_t;
+
+struct Update {
+  Key key;
+  Row row;
+  int64_t diff = 0;
+};
+using Batch = std::vector<Update>;
+
+// Sums the diffs of equal (key, row) pairs, drops zeros, and sorts by (key, diff, row) so
+// retractions of a key come before its insertions.
+void consolidate(Batch& batch);
+
+// A runtime failure inside an operator (a user function threw, a bad cast, a key collision).
+// The scheduler stops the run and reports it with the operator's label.
+class RuntimeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Node {
+ public:
+  Node(std::string kind, std::vector<size_t> inputs, Schema schema)
+      : kind_(std::move(kind)), inputs_(std::move(inputs)), schema_(std::move(schema)) {}
+  virtual ~Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Processes one time: inputs[i] holds the consolidated changes of input i (maybe empty).
+  // Appends output changes to `out` (the scheduler consolidates). May throw RuntimeError.
+  virtual void process(Time t, std::span<const Batch* const> inputs, Batch& out) = 0;
+
+  // Persistence hooks. A stateful node serializes everything process() depends on.
+  virtual bool stateful() const { return false; }
+  virtual void save_state(std::string& out) const {}
+  virtual Status load_state(std::string_view in) { return {}; }
+
+  const std::string& kind() const { return kind_; }
+  const std::vector<size_t>& inputs() const { return inputs_; }
+  const Schema& schema() const { return schema_; }
+  size_t index() const { return index_; }
+  void set_index(size_t i) { index_ = i; }
+  // Persistent name given by the user ("" if none).
+  const std::string& name() const { return name_; }
+  void set_name(std::string n) { name_ = std::move(n); }
+  // "groupby#4" or "groupby 'counts'": used in every message about this node.
+  std::string label() const;
+
+ private:
+  std::string kind_;
+  std::vector<size_t> inputs_;
+  Schema schema_;
+  size_t index_ = 0;
+  std::string name_;
+};
+
+// Where input comes from. Owned by a SourceNode; called only from the run loop's thread
+// (implementations that receive data from other threads synchronize internally).
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual std::string describe() const = 0;
+  // Streaming sources never finish by themselves (run until stopped).
+  virtual bool streaming() const = 0;
+  virtual uint64_t autocommit_ms() const { return 1000; }
+  // Called once before the first poll (and after seek, if any).
+  virtual Status open() = 0;
+  // Appends the changes that became available since the last poll. Sets *finished once the
+  // source will produce nothing more. Must not block for long.
+  virtual Status poll(Batch& out, bool* finished) = 0;
+  // Position after everything returned by poll() so far (opaque, source-defined bytes).
+  virtual std::string offset() const = 0;
+  // Before open(): resume after `offset` (what offset() returned in an earlier run).
+  virtual Status seek(std::string_view offset) = 0;
+  // Persistence replays the rows this source produced in earlier runs; a source that must
+  // retract old rows later (modified files) rebuilds its index from them.
+  virtual void replayed(const Update& update) {}
+  // Blocks up to timeout_ms or until new data may be available (push sources). Default: sleep.
+  virtual void wait_for_data(uint64_t timeout_ms);
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual std::string describe() const = 0;
+  virtual Status open() = 0;
+  // Changes of one time (consolidated, non-empty).
+  virtual Status write(Time t, const Batch& changes, const Schema& schema) = 0;
+  // Called after every time that had changes anywhere in the graph.
+  virtual Status time_end(Time t) { return {}; }
+  // Makes everything written so far durable (fsync for files).
+  virtual Status flush() = 0;
+  // Every time < durable_frontier() is durable.
+  virtual Time durable_frontier() const = 0;
+  // Called once at the end of a run (after the last flush).
+  virtual Status close() { return {}; }
+  // Exactly-once outputs: the current position (e.g. file length) and cutting the output back
+  // to a position returned earlier, before open() of a resumed run.
+  virtual std::string position() const { return {}; }
+  virtual Status truncate_to(std::string_view position) { return {}; }
+};
+
+class SourceNode final : public Node {
+ public:
+  SourceNode(std::unique_ptr<Source> source, Schema schema)
+      : Node("source", {}, std::move(schema)), source_(std::move(source)) {}
+  void process(Time, std::span<const Batch* const>, Batch& out) override {
+    out.insert(out.end(), std::make_move_iterator(pending.begin()), std::make_move_iterator(pending.end()));
+    pending.clear();
+  }
+  Source& source() { return *source_; }
+  Batch pending;  // filled by the scheduler before process()
+  bool finished = false;
+
+ private:
+  std::unique_ptr<Source> source_;
+};
+
+class SinkNode final : public Node {
+ public:
+  SinkNode(size_t input, const Schema& input_schema, std::unique_ptr<Sink> sink)
+      : Node("sink", {input}, input_schema), sink_(std::move(sink)) {}
+  void process(Time t, std::span<const Batch* const> inputs, Batch& out) override;
+  Sink& sink() { return *sink_; }
+
+ private:
+  std::unique_ptr<Sink> sink_;
+};
+
+}  // namespace tidemark::engine
+
+namespace tidemark::internal {
+
+class GraphImpl {
+ public:
+  // Takes ownership; returns the node's index. Inputs must already be in the graph.
+  size_t add(std::unique_ptr<engine::Node> node);
+  engine::Node& node(size_t i) { return *nodes_[i]; }
+  const engine::Node& node(size_t i) const { return *nodes_[i]; }
+  size_t size() const { return nodes_.size(); }
+  // Registers a persistent name; throws GraphError when it is already used.
+  void register_name(const std::string& name, const std::string& what);
+  bool ran = false;
+
+ private:
+  std::vector<std::unique_ptr<engine::Node>> nodes_;
+  std::set<std::string> names_;
+};
+
+}  // namespace tidemark::internal

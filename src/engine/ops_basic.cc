@@ -1,0 +1,284 @@
+// Stateless (or nearly) operators: select / with_columns / without / rename, filter, flatten,
+// concat. A select or filter with a non-deterministic apply() remembers each key's output so
+// retractions carry exactly what was emitted.
+#include <unordered_map>
+
+#include "engine/expr_internal.h"
+#include "engine/node.h"
+#include "engine/state_codec.h"
+
+namespace tidemark {
+namespace engine {
+namespace {
+
+using internal::CompiledExprPtr;
+using internal::EvalContext;
+
+class SelectNode final : public Node {
+ public:
+  SelectNode(size_t input, Schema schema, std::vector<CompiledExprPtr> exprs, bool memoize)
+      : Node("select", {input}, std::move(schema)), exprs_(std::move(exprs)), memoize_(memoize) {}
+
+  void process(Time, std::span<const Batch* const> in, Batch& out) override {
+    out.reserve(out.size() + in[0]->size());
+    for (const Update& u : *in[0]) {
+      if (memoize_ && u.diff < 0) {
+        auto it = memo_.find(u.key);
+        if (it != memo_.end()) {
+          out.push_back({u.key, it->second, u.diff});
+          memo_.erase(it);
+          continue;
+        }
+      }
+      EvalContext ctx{u.row.data(), &u.key};
+      Row r;
+      r.reserve(exprs_.size());
+      for (const auto& e : exprs_) r.push_back(e->eval(ctx));
+      if (memoize_ && u.diff > 0) memo_[u.key] = r;
+      out.push_back({u.key, std::move(r), u.diff});
+    }
+  }
+  bool stateful() const override { return memoize_; }
+  void save_state(std::string& out) const override { save_key_rows(out, memo_); }
+  Status load_state(std::string_view in) override {
+    return load_key_rows(in, &memo_) ? Status() : state_corrupt(label());
+  }
+
+ private:
+  std::vector<CompiledExprPtr> exprs_;
+  bool memoize_;
+  std::unordered_map<Key, Row, KeyHash> memo_;
+};
+
+class FilterNode final : public Node {
+ public:
+  FilterNode(size_t input, Schema schema, CompiledExprPtr pred, bool memoize)
+      : Node("filter", {input}, std::move(schema)), pred_(std::move(pred)), memoize_(memoize) {}
+
+  void process(Time, std::span<const Batch* const> in, Batch& out) override {
+    for (const Update& u : *in[0]) {
+      bool pass;
+      if (memoize_ && u.diff < 0 && passed_.count(u.key)) {
+        pass = passed_[u.key];
+        passed_.erase(u.key);
+      } else {
+        EvalContext ctx{u.row.data(), &u.key};
+        Value v = pred_->eval(ctx);
+        pass = !v.is_none() && v.type() == DType::kBool && v.as_bool();
+        if (memoize_ && u.diff > 0) passed_[u.key] = pass;
+      }
+      if (pass) out.push_back(u);
+    }
+  }
+  bool stateful() const override { return memoize_; }
+  void save_state(std::string& out) const override {
+    codec::put_varint(out, passed_.size());
+    for (const auto& [k, p] : passed_) {
+      codec::put_key(out, k);
+      codec::put_u8(out, p ? 1 : 0);
+    }
+  }
+  Status load_state(std::string_view in) override {
+    uint64_t n;
+    if (!codec::get_varint(in, &n)) return state_corrupt(label());
+    passed_.clear();
+    for (uint64_t i = 0; i < n; ++i) {
+      Key k;
+      uint8_t p;
+      if (!codec::get_key(in, &k) || !codec::get_u8(in, &p)) return state_corrupt(label());
+      passed_[k] = p != 0;
+    }
+    return {};
+  }
+
+ private:
+  CompiledExprPtr pred_;
+  bool memoize_;
+  std::unordered_map<Key, bool, KeyHash> passed_;
+};
+
+class FlattenNode final : public Node {
+ public:
+  FlattenNode(size_t input, Schema schema, size_t column)
+      : Node("flatten", {input}, std::move(schema)), column_(column) {}
+
+  void process(Time, std::span<const Batch* const> in, Batch& out) override {
+    for (const Update& u : *in[0]) {
+      const Value& v = u.row[column_];
+      if (v.is_none()) continue;
+      if (v.type() != DType::kTuple)
+        throw RuntimeError(std::string("flatten: column '") + schema()[column_].name + "' holds " +
+                           dtype_name(v.type()) + ", not a tuple");
+      const auto& items = v.as_tuple();
+      for (size_t i = 0; i < items.size(); ++i) {
+        Row r = u.row;
+        r[column_] = items[i];
+        out.push_back({key_combine(u.key, Key{i, 0}), std::move(r), u.diff});
+      }
+    }
+  }
+
+ private:
+  size_t column_;
+};
+
+class ConcatNode final : public Node {
+ public:
+  ConcatNode(std::vector<size_t> inputs, Schema schema) : Node("concat", std::move(inputs), std::move(schema)) {}
+
+  void process(Time, std::span<const Batch* const> in, Batch& out) override {
+    for (size_t i = 0; i < in.size(); ++i)
+      for (const Update& u : *in[i]) out.push_back(u);
+    // Key disjointness: a key may be live in at most one input.
+    for (size_t i = 0; i < in.size(); ++i)
+      for (const Update& u : *in[i]) {
+        int64_t& c = live_[u.key];
+        c += u.diff;
+        if (c == 0) live_.erase(u.key);
+      }
+    for (size_t i = 0; i < in.size(); ++i)
+      for (const Update& u : *in[i]) {
+        auto it = live_.find(u.key);
+        if (it != live_.end() && it->second > 1)
+          throw RuntimeError("concat: key " + u.key.to_string() +
+                             " is present in more than one input; concat needs disjoint keys");
+      }
+  }
+  bool stateful() const override { return true; }
+  void save_state(std::string& out) const override {
+    codec::put_varint(out, live_.size());
+    for (const auto& [k, c] : live_) {
+      codec::put_key(out, k);
+      codec::put_i64(out, c);
+    }
+  }
+  Status load_state(std::string_view in) override {
+    uint64_t n;
+    if (!codec::get_varint(in, &n)) return state_corrupt(label());
+    live_.clear();
+    for (uint64_t i = 0; i < n; ++i) {
+      Key k;
+      int64_t c;
+      if (!codec::get_key(in, &k) || !codec::get_i64(in, &c)) return state_corrupt(label());
+      live_[k] = c;
+    }
+    return {};
+  }
+
+ private:
+  std::unordered_map<Key, int64_t, KeyHash> live_;
+};
+
+void check_name(const std::string& op, const std::string& name) {
+  if (name.empty()) throw GraphError("in " + op + ": empty column name");
+  if (name == "id") throw GraphError("in " + op + ": 'id' is reserved for the row key");
+}
+
+}  // namespace
+}  // namespace engine
+
+using engine::Node;
+
+Table Table::select(std::vector<NamedExpr> outputs) const {
+  auto& g = graph_->impl();
+  internal::CompileScope scope;
+  scope.op = "select";
+  scope.schema = &schema();
+  std::vector<internal::CompiledExprPtr> exprs;
+  std::vector<Column> cols;
+  for (auto& o : outputs) {
+    engine::check_name("select", o.name);
+    for (const auto& c : cols)
+      if (c.name == o.name) throw GraphError("in select: column '" + o.name + "' given twice");
+    exprs.push_back(internal::compile(o.expr, scope));
+    cols.push_back({o.name, exprs.back()->type});
+  }
+  return Table(graph_, g.add(std::make_unique<engine::SelectNode>(node_, Schema(std::move(cols)), std::move(exprs),
+                                                                  scope.saw_nondeterministic)));
+}
+
+Table Table::with_columns(std::vector<NamedExpr> outputs) const {
+  std::vector<NamedExpr> all;
+  for (const auto& c : schema().columns()) {
+    bool replaced = false;
+    for (const auto& o : outputs) replaced = replaced || o.name == c.name;
+    if (!replaced) all.push_back({c.name, col(c.name)});
+  }
+  for (auto& o : outputs) all.push_back(std::move(o));
+  return select(std::move(all));
+}
+
+Table Table::without(std::vector<std::string> columns) const {
+  for (const auto& c : columns)
+    if (!schema().find(c)) throw GraphError("in without: unknown column '" + c + "' (available: " + schema().names() + ")");
+  std::vector<NamedExpr> keep;
+  for (const auto& c : schema().columns())
+    if (std::find(columns.begin(), columns.end(), c.name) == columns.end()) keep.push_back({c.name, col(c.name)});
+  return select(std::move(keep));
+}
+
+Table Table::rename(std::vector<std::pair<std::string, std::string>> old_to_new) const {
+  for (const auto& [o, n] : old_to_new)
+    if (!schema().find(o)) throw GraphError("in rename: unknown column '" + o + "' (available: " + schema().names() + ")");
+  std::vector<NamedExpr> out;
+  for (const auto& c : schema().columns()) {
+    std::string name = c.name;
+    for (const auto& [o, n] : old_to_new)
+      if (o == c.name) name = n;
+    out.push_back({name, col(c.name)});
+  }
+  return select(std::move(out));
+}
+
+Table Table::filter(Expr predicate) const {
+  internal::CompileScope scope;
+  scope.op = "filter";
+  scope.schema = &schema();
+  auto pred = internal::compile(predicate, scope);
+  if (pred->type.base != DType::kBool && pred->type.base != DType::kAny)
+    throw GraphError("in filter: the predicate must be bool, got " + pred->type.to_string());
+  return Table(graph_, graph_->impl().add(std::make_unique<engine::FilterNode>(node_, schema(), std::move(pred),
+                                                                              scope.saw_nondeterministic)));
+}
+
+Table Table::flatten(const std::string& column) const {
+  auto i = schema().find(column);
+  if (!i) throw GraphError("in flatten: unknown column '" + column + "' (available: " + schema().names() + ")");
+  DType t = schema()[*i].type.base;
+  if (t != DType::kTuple && t != DType::kAny)
+    throw GraphError("in flatten: column '" + column + "' is " + schema()[*i].type.to_string() + ", not a tuple");
+  std::vector<Column> cols = schema().columns();
+  cols[*i].type = {DType::kAny, true};
+  return Table(graph_, graph_->impl().add(std::make_unique<engine::FlattenNode>(node_, Schema(std::move(cols)), *i)));
+}
+
+Table concat(const std::vector<Table>& tables) {
+  if (tables.empty()) throw GraphError("concat: no tables");
+  const Schema& first = tables[0].schema();
+  std::vector<size_t> inputs;
+  std::vector<Column> cols = first.columns();
+  for (const auto& t : tables) {
+    if (&t.graph() != &tables[0].graph()) throw GraphError("concat: tables belong to different graphs");
+    const Schema& s = t.schema();
+    if (s.size() != first.size())
+      throw GraphError("concat: column sets differ (" + first.names() + " vs " + s.names() + ")");
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i].name != first[i].name)
+        throw GraphError("concat: column sets differ (" + first.names() + " vs " + s.names() + ")");
+      if (s[i].type != cols[i].type) {
+        if (cols[i].type.accepts(s[i].type)) continue;
+        if (s[i].type.accepts(cols[i].type)) cols[i].type = s[i].type;
+        else
+          throw GraphError("concat: column '" + s[i].name + "' is " + cols[i].type.to_string() + " in one table and " +
+                           s[i].type.to_string() + " in another");
+      }
+    }
+    inputs.push_back(t.node());
+  }
+  Graph& g = tables[0].graph();
+  return Table(&g, g.impl().add(std::make_unique<engine::ConcatNode>(std::move(inputs), Schema(std::move(cols)))));
+}
+
+Table Table::concat(const Table& other) const { return tidemark::concat({*this, other}); }
+
+}  // namespace tidemark

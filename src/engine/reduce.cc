@@ -1,0 +1,389 @@
+// groupby(...).reduce(...): incremental reducers with retraction support.
+//
+// State per group: the number of live rows, one state per reducer, and the output row last
+// emitted (so a change emits exactly -old +new). Reducers keep what retraction needs:
+// count/sum/avg keep running totals; min/max/any/count_distinct/sorted_tuple a multiset of
+// values; earliest/latest/tuple the values by (arrival time, key) or key.
+#include <map>
+#include <unordered_map>
+
+#include "engine/codec.h"
+#include "engine/expr_internal.h"
+#include "engine/node.h"
+#include "engine/state_codec.h"
+
+namespace tidemark {
+namespace engine {
+namespace {
+
+using internal::CompiledExprPtr;
+using internal::EvalContext;
+using internal::ReducerSpec;
+
+class ReducerState {
+ public:
+  virtual ~ReducerState() = default;
+  virtual void add(const Value& v, int64_t diff, Time t, const Key& k) = 0;
+  virtual Value result(int64_t group_count) const = 0;
+  virtual void save(std::string& out) const = 0;
+  virtual bool load(std::string_view& in) = 0;
+};
+
+class CountState final : public ReducerState {
+ public:
+  void add(const Value&, int64_t, Time, const Key&) override {}
+  Value result(int64_t n) const override { return Value(n); }
+  void save(std::string&) const override {}
+  bool load(std::string_view&) override { return true; }
+};
+
+// sum and avg. Ints stay exact; floats accumulate (retractions subtract).
+class SumState final : public ReducerState {
+ public:
+  explicit SumState(bool avg) : avg_(avg) {}
+  void add(const Value& v, int64_t diff, Time, const Key&) override {
+    if (v.is_none()) return;
+    switch (v.type()) {
+      case DType::kInt: isum_ += v.as_int() * diff; break;
+      case DType::kFloat: fsum_ += v.as_float() * static_cast<double>(diff); saw_float_ = true; break;
+      case DType::kDuration: isum_ += v.as_duration() * diff; saw_duration_ = true; break;
+      default: throw RuntimeError(std::string("sum/avg of ") + dtype_name(v.type()));
+    }
+    n_ += diff;
+  }
+  Value result(int64_t) const override {
+    if (avg_) {
+      if (n_ == 0) return Value();
+      if (saw_duration_) return Value(Duration{isum_ / n_});
+      return Value((static_cast<double>(isum_) + fsum_) / static_cast<double>(n_));
+    }
+    if (saw_duration_) return Value(Duration{isum_});
+    if (saw_float_) return Value(static_cast<double>(isum_) + fsum_);
+    return Value(isum_);
+  }
+  void save(std::string& out) const override {
+    codec::put_i64(out, isum_);
+    Value f(fsum_);
+    codec::put_value(out, f);
+    codec::put_i64(out, n_);
+    codec::put_u8(out, (saw_float_ ? 1 : 0) | (saw_duration_ ? 2 : 0));
+  }
+  bool load(std::string_view& in) override {
+    Value f;
+    uint8_t flags;
+    if (!codec::get_i64(in, &isum_) || !codec::get_value(in, &f) || !codec::get_i64(in, &n_) ||
+        !codec::get_u8(in, &flags) || f.type() != DType::kFloat)
+      return false;
+    fsum_ = f.as_float();
+    saw_float_ = flags & 1;
+    saw_duration_ = flags & 2;
+    return true;
+  }
+
+ private:
+  bool avg_;
+  int64_t isum_ = 0;
+  double fsum_ = 0;
+  int64_t n_ = 0;
+  bool saw_float_ = false;
+  bool saw_duration_ = false;
+};
+
+// min, max, any, count_distinct, sorted_tuple: a multiset of values.
+class MultisetState final : public ReducerState {
+ public:
+  enum class Kind { kMin, kMax, kAny, kCountDistinct, kSortedTuple };
+  explicit MultisetState(Kind k) : kind_(k) {}
+  void add(const Value& v, int64_t diff, Time, const Key&) override {
+    if (v.is_none() && kind_ != Kind::kSortedTuple && kind_ != Kind::kCountDistinct) return;
+    int64_t& c = values_[v];
+    c += diff;
+    if (c == 0) values_.erase(v);
+  }
+  Value result(int64_t) const override {
+    switch (kind_) {
+      case Kind::kMin:
+      case Kind::kAny:
+        return values_.empty() ? Value() : values_.begin()->first;
+      case Kind::kMax:
+        return values_.empty() ? Value() : values_.rbegin()->first;
+      case Kind::kCountDistinct:
+        return Value(static_cast<int64_t>(values_.size()));
+      case Kind::kSortedTuple: {
+        std::vector<Value> items;
+        for (const auto& [v, c] : values_)
+          for (int64_t i = 0; i < c; ++i) items.push_back(v);
+        return Value::tuple(std::move(items));
+      }
+    }
+    return Value();
+  }
+  void save(std::string& out) const override {
+    codec::put_varint(out, values_.size());
+    for (const auto& [v, c] : values_) {
+      codec::put_value(out, v);
+      codec::put_i64(out, c);
+    }
+  }
+  bool load(std::string_view& in) override {
+    uint64_t n;
+    if (!codec::get_varint(in, &n)) return false;
+    values_.clear();
+    for (uint64_t i = 0; i < n; ++i) {
+      Value v;
+      int64_t c;
+      if (!codec::get_value(in, &v) || !codec::get_i64(in, &c)) return false;
+      values_[v] = c;
+    }
+    return true;
+  }
+
+ private:
+  Kind kind_;
+  std::map<Value, int64_t> values_;
+};
+
+// earliest, latest (by arrival time, ties by key) and tuple (by key).
+class OrderedState final : public ReducerState {
+ public:
+  enum class Kind { kEarliest, kLatest, kTuple };
+  explicit OrderedState(Kind k) : kind_(k) {}
+  void add(const Value& v, int64_t diff, Time t, const Key& k) override {
+    auto it = by_key_.find(k);
+    if (diff > 0) {
+      if (it == by_key_.end()) {
+        by_key_.emplace(k, Entry{t, v, diff});
+        order_.emplace(std::make_pair(t, k), v);
+      } else {
+        it->second.count += diff;
+      }
+      return;
+    }
+    if (it == by_key_.end()) return;  // retraction of a row this reducer never saw
+    it->second.count += diff;
+    if (it->second.count <= 0) {
+      order_.erase(std::make_pair(it->second.time, k));
+      by_key_.erase(it);
+    }
+  }
+  Value result(int64_t) const override {
+    if (order_.empty()) return kind_ == Kind::kTuple ? Value::tuple({}) : Value();
+    if (kind_ == Kind::kEarliest) return order_.begin()->second;
+    if (kind_ == Kind::kLatest) return order_.rbegin()->second;
+    std::vector<Value> items;
+    for (const auto& [k, e] : by_key_)
+      for (int64_t i = 0; i < e.count; ++i) items.push_back(e.value);
+    return Value::tuple(std::move(items));
+  }
+  void save(std::string& out) const override {
+    codec::put_varint(out, by_key_.size());
+    for (const auto& [k, e] : by_key_) {
+      codec::put_key(out, k);
+      codec::put_u64(out, e.time);
+      codec::put_value(out, e.value);
+      codec::put_i64(out, e.count);
+    }
+  }
+  bool load(std::string_view& in) override {
+    uint64_t n;
+    if (!codec::get_varint(in, &n)) return false;
+    by_key_.clear();
+    order_.clear();
+    for (uint64_t i = 0; i < n; ++i) {
+      Key k;
+      Entry e;
+      if (!codec::get_key(in, &k) || !codec::get_u64(in, &e.time) || !codec::get_value(in, &e.value) ||
+          !codec::get_i64(in, &e.count))
+        return false;
+      order_.emplace(std::make_pair(e.time, k), e.value);
+      by_key_.emplace(k, std::move(e));
+    }
+    return true;
+  }
+
+ private:
+  struct Entry {
+    Time time = 0;
+    Value value;
+    int64_t count = 0;
+  };
+  Kind kind_;
+  std::map<Key, Entry> by_key_;
+  std::map<std::pair<Time, Key>, Value> order_;
+};
+
+std::unique_ptr<ReducerState> make_state(const std::string& name) {
+  using M = MultisetState::Kind;
+  using O = OrderedState::Kind;
+  if (name == "count") return std::make_unique<CountState>();
+  if (name == "sum") return std::make_unique<SumState>(false);
+  if (name == "avg") return std::make_unique<SumState>(true);
+  if (name == "min") return std::make_unique<MultisetState>(M::kMin);
+  if (name == "max") return std::make_unique<MultisetState>(M::kMax);
+  if (name == "any") return std::make_unique<MultisetState>(M::kAny);
+  if (name == "count_distinct") return std::make_unique<MultisetState>(M::kCountDistinct);
+  if (name == "sorted_tuple") return std::make_unique<MultisetState>(M::kSortedTuple);
+  if (name == "earliest") return std::make_unique<OrderedState>(O::kEarliest);
+  if (name == "latest") return std::make_unique<OrderedState>(O::kLatest);
+  if (name == "tuple") return std::make_unique<OrderedState>(O::kTuple);
+  throw GraphError("unknown reducer '" + name + "'");
+}
+
+class GroupByNode final : public Node {
+ public:
+  GroupByNode(size_t input, Schema schema, std::vector<size_t> group_cols, std::vector<ReducerSpec> reducers,
+              std::vector<CompiledExprPtr> outputs)
+      : Node("groupby", {input}, std::move(schema)),
+        group_cols_(std::move(group_cols)),
+        reducers_(std::move(reducers)),
+        outputs_(std::move(outputs)) {}
+
+  void process(Time t, std::span<const Batch* const> in, Batch& out) override {
+    std::vector<Group*> touched;
+    Row gvals;
+    for (const Update& u : *in[0]) {
+      gvals.clear();
+      for (size_t c : group_cols_) gvals.push_back(u.row[c]);
+      auto it = groups_.find(gvals);
+      if (it == groups_.end()) it = groups_.emplace(gvals, new_group()).first;
+      Group& g = it->second;
+      if (!g.touched) {
+        g.touched = true;
+        g.values = &it->first;
+        touched.push_back(&g);
+      }
+      g.count += u.diff;
+      EvalContext ctx{u.row.data(), &u.key};
+      for (size_t i = 0; i < reducers_.size(); ++i) {
+        Value v = reducers_[i].arg ? reducers_[i].arg->eval(ctx) : Value();
+        g.states[i]->add(v, u.diff, t, u.key);
+      }
+    }
+    for (Group* g : touched) {
+      g->touched = false;
+      Key gkey = key_from_values(*g->values);
+      if (g->emitted) out.push_back({gkey, g->last, -1});
+      if (g->count > 0) {
+        g->last = output_row(*g);
+        g->emitted = true;
+        out.push_back({gkey, g->last, 1});
+      } else if (g->count == 0) {
+        groups_.erase(*g->values);
+      } else {
+        throw RuntimeError("groupby: more retractions than insertions for group " + Value::tuple(*g->values).to_string());
+      }
+    }
+  }
+
+  bool stateful() const override { return true; }
+  void save_state(std::string& out) const override {
+    codec::put_varint(out, groups_.size());
+    for (const auto& [vals, g] : groups_) {
+      codec::put_row(out, vals);
+      codec::put_i64(out, g.count);
+      codec::put_u8(out, g.emitted ? 1 : 0);
+      codec::put_row(out, g.last);
+      for (const auto& s : g.states) s->save(out);
+    }
+  }
+  Status load_state(std::string_view in) override {
+    uint64_t n;
+    if (!codec::get_varint(in, &n)) return state_corrupt(label());
+    groups_.clear();
+    for (uint64_t i = 0; i < n; ++i) {
+      Row vals;
+      Group g = new_group();
+      uint8_t emitted;
+      if (!codec::get_row(in, &vals) || !codec::get_i64(in, &g.count) || !codec::get_u8(in, &emitted) ||
+          !codec::get_row(in, &g.last))
+        return state_corrupt(label());
+      g.emitted = emitted != 0;
+      for (auto& s : g.states)
+        if (!s->load(in)) return state_corrupt(label());
+      groups_.emplace(std::move(vals), std::move(g));
+    }
+    return {};
+  }
+
+ private:
+  struct Group {
+    int64_t count = 0;
+    std::vector<std::unique_ptr<ReducerState>> states;
+    Row last;
+    bool emitted = false;
+    bool touched = false;
+    const Row* values = nullptr;
+  };
+  Group new_group() const {
+    Group g;
+    for (const auto& r : reducers_) g.states.push_back(make_state(r.name));
+    return g;
+  }
+  Row output_row(const Group& g) const {
+    Row ext = *g.values;
+    for (const auto& s : g.states) ext.push_back(s->result(g.count));
+    EvalContext ctx{ext.data(), nullptr};
+    Row r;
+    r.reserve(outputs_.size());
+    for (const auto& e : outputs_) r.push_back(e->eval(ctx));
+    return r;
+  }
+
+  std::vector<size_t> group_cols_;
+  std::vector<ReducerSpec> reducers_;
+  std::vector<CompiledExprPtr> outputs_;
+  std::unordered_map<Row, Group, RowHash> groups_;
+};
+
+}  // namespace
+}  // namespace engine
+
+Table GroupedTable::reduce(std::vector<NamedExpr> outputs) const {
+  const Table& t = *table_;
+  const Schema& in = t.schema();
+  std::string op = by_.empty() ? "reduce" : "groupby(" + [&] {
+    std::string s;
+    for (size_t i = 0; i < by_.size(); ++i) s += (i ? ", " : "") + by_[i];
+    return s;
+  }() + ").reduce";
+  std::vector<size_t> group_cols;
+  std::vector<Column> group_schema;
+  for (const auto& c : by_) {
+    auto i = in.find(c);
+    if (!i) throw GraphError("in " + op + ": unknown grouping column '" + c + "' (available: " + in.names() + ")");
+    group_cols.push_back(*i);
+    group_schema.push_back(in[*i]);
+  }
+  Schema gschema(group_schema);
+  // Reducer arguments are compiled against the input; output expressions against
+  // [grouping columns..., reducer results...].
+  std::vector<internal::ReducerSpec> reducers;
+  internal::CompileScope scope;
+  scope.op = op;
+  scope.schema = &gschema;
+  scope.reducers = &reducers;
+  scope.first_reducer_slot = group_cols.size();
+  std::vector<internal::CompiledExprPtr> exprs;
+  std::vector<Column> cols;
+  scope.reducer_arg_schema = &in;
+  for (auto& o : outputs) {
+    if (o.name.empty() || o.name == "id") throw GraphError("in " + op + ": invalid output column name '" + o.name + "'");
+    for (const auto& c : cols)
+      if (c.name == o.name) throw GraphError("in " + op + ": column '" + o.name + "' given twice");
+    exprs.push_back(internal::compile(o.expr, scope));
+    cols.push_back({o.name, exprs.back()->type});
+  }
+  Graph& g = t.graph();
+  return Table(&g, g.impl().add(std::make_unique<engine::GroupByNode>(t.node(), Schema(std::move(cols)),
+                                                                     std::move(group_cols), std::move(reducers),
+                                                                     std::move(exprs))));
+}
+
+GroupedTable Table::groupby(std::vector<std::string> columns) const {
+  if (columns.empty()) throw GraphError("groupby: no grouping columns (use reduce() to reduce the whole table)");
+  return GroupedTable(*this, std::move(columns));
+}
+
+Table Table::reduce(std::vector<NamedExpr> outputs) const { return GroupedTable(*this, {}).reduce(std::move(outputs)); }
+
+}  // namespace tidemark

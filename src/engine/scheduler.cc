@@ -1,0 +1,200 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+namespace tidemark::engine {
+
+namespace {
+std::atomic<bool> g_signal_stop{false};
+extern "C" void on_stop_signal(int) { g_signal_stop.store(true); }
+
+uint64_t now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+class SignalGuard {
+ public:
+  explicit SignalGuard(bool enable) : enabled_(enable) {
+    if (!enabled_) return;
+    g_signal_stop.store(false);
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~SignalGuard() {
+    if (!enabled_) return;
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  bool enabled_;
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+}  // namespace
+
+Scheduler::Scheduler(internal::GraphImpl& graph, const RunOptions& options) : graph_(graph), options_(options) {
+  consumers_.resize(graph_.size());
+  for (size_t i = 0; i < graph_.size(); ++i) {
+    Node& n = graph_.node(i);
+    for (size_t in : n.inputs()) consumers_[in].push_back(i);
+    if (auto* s = dynamic_cast<SourceNode*>(&n)) sources_.push_back(s);
+    if (auto* s = dynamic_cast<SinkNode*>(&n)) sinks_.push_back(s);
+  }
+}
+
+void Scheduler::log(const std::string& msg) const {
+  if (options_.log) options_.log(msg);
+  else std::fprintf(stderr, "[tidemark] %s\n", msg.c_str());
+}
+
+Time Scheduler::next_time() {
+  Time t = std::max<Time>(now_ms(), last_time_ + 1);
+  last_time_ = t;
+  return t;
+}
+
+Status Scheduler::step(Time t, bool suppress_sinks) {
+  observe_time(t);
+  ++times_;
+  size_t n = graph_.size();
+  std::vector<Batch> outputs(n);
+  std::vector<size_t> remaining(n);
+  for (size_t i = 0; i < n; ++i) remaining[i] = consumers_[i].size();
+  static const Batch kEmpty;
+  std::vector<const Batch*> ins;
+  for (size_t i = 0; i < n; ++i) {
+    Node& node = graph_.node(i);
+    bool is_source = node.inputs().empty();
+    bool is_sink = dynamic_cast<SinkNode*>(&node) != nullptr;
+    ins.clear();
+    bool any = false;
+    for (size_t in : node.inputs()) {
+      ins.push_back(&outputs[in]);
+      any = any || !outputs[in].empty();
+    }
+    if (is_source) {
+      auto* src = static_cast<SourceNode*>(&node);
+      any = !src->pending.empty();
+      rows_in_ += src->pending.size();
+    }
+    if (any && !(is_sink && suppress_sinks)) {
+      try {
+        node.process(t, ins, outputs[i]);
+      } catch (const std::exception& e) {
+        return Status::invalid_argument(node.label() + ": " + e.what());
+      }
+      consolidate(outputs[i]);
+      if (is_sink) rows_out_ += ins[0]->size();
+    }
+    // Free inputs nobody else needs.
+    for (size_t in : node.inputs())
+      if (--remaining[in] == 0) Batch().swap(outputs[in]);
+  }
+  if (!suppress_sinks)
+    for (SinkNode* s : sinks_) {
+      Status st = s->sink().time_end(t);
+      if (!st.is_ok()) return st.with_context(s->label());
+    }
+  return {};
+}
+
+Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& hooks) {
+  auto& g = graph.impl();
+  if (g.ran) return Status::failed_precondition("this graph has already been run; build a new Graph");
+  g.ran = true;
+  Scheduler sched(g, options);
+  if (sched.sources().empty()) return Status::invalid_argument("the graph has no input sources");
+  SignalGuard guard(options.handle_signals);
+
+  if (hooks.before_start) TM_RETURN_IF_ERROR(hooks.before_start(sched));
+  for (SinkNode* s : sched.sinks()) TM_RETURN_IF_ERROR(s->sink().open().with_context(s->label()));
+  for (SourceNode* s : sched.sources()) TM_RETURN_IF_ERROR(s->source().open().with_context(s->label()));
+
+  auto stop_requested = [&] {
+    return (options.handle_signals && g_signal_stop.load()) || (options.stop && options.stop->load());
+  };
+  auto finish = [&](Status st, bool stopped) -> Status {
+    for (SinkNode* s : sched.sinks()) {
+      Status f = s->sink().flush();
+      if (st.is_ok() && !f.is_ok()) st = f.with_context(s->label());
+    }
+    if (st.is_ok() && hooks.at_end) st = hooks.at_end(sched, stopped);
+    for (SinkNode* s : sched.sinks()) {
+      Status c = s->sink().close();
+      if (st.is_ok() && !c.is_ok()) st = c.with_context(s->label());
+    }
+    return st;
+  };
+
+  std::vector<uint64_t> next_poll(sched.sources().size(), 0);
+  auto last_progress = std::chrono::steady_clock::now();
+  for (;;) {
+    if (stop_requested()) return finish({}, true);
+    uint64_t now = now_ms();
+    bool have = false;
+    bool all_finished = true;
+    for (size_t i = 0; i < sched.sources().size(); ++i) {
+      SourceNode* s = sched.sources()[i];
+      if (s->finished) continue;
+      all_finished = false;
+      if (now < next_poll[i]) continue;
+      bool fin = false;
+      Status st = s->source().poll(s->pending, &fin);
+      if (!st.is_ok()) return finish(st.with_context(s->label()), false);
+      s->finished = fin;
+      next_poll[i] = now + s->source().autocommit_ms();
+      have = have || !s->pending.empty();
+    }
+    if (have) {
+      Time t = sched.next_time();
+      Status st = sched.step(t);
+      if (st.is_ok() && hooks.after_time) st = hooks.after_time(sched, t);
+      if (!st.is_ok()) return finish(st, false);
+    }
+    bool done = true;
+    for (SourceNode* s : sched.sources()) done = done && s->finished;
+    if (done || all_finished) return finish({}, false);
+    if (options.progress_interval_s > 0) {
+      auto n = std::chrono::steady_clock::now();
+      if (std::chrono::duration<double>(n - last_progress).count() >= options.progress_interval_s) {
+        last_progress = n;
+        sched.log("progress: " + std::to_string(sched.times()) + " times, " + std::to_string(sched.rows_in()) +
+                  " rows in, " + std::to_string(sched.rows_out()) + " changes out");
+      }
+    }
+    if (!have) {
+      // Wait until the earliest streaming poll is due (bounded, to notice stop requests).
+      uint64_t wait = 50;
+      now = now_ms();
+      for (size_t i = 0; i < sched.sources().size(); ++i) {
+        if (sched.sources()[i]->finished) continue;
+        wait = std::min<uint64_t>(wait, next_poll[i] > now ? next_poll[i] - now : 0);
+      }
+      if (wait > 0) {
+        // Push sources wake us as soon as data is committed.
+        SourceNode* first_live = nullptr;
+        for (SourceNode* s : sched.sources())
+          if (!s->finished) first_live = s;
+        first_live->source().wait_for_data(wait);
+      }
+    }
+  }
+}
+
+}  // namespace tidemark::engine
+
+namespace tidemark {
+
+Status run(Graph& graph, const RunOptions& options) { return engine::run_with_hooks(graph, options, {}); }
+
+}  // namespace tidemark

@@ -1,0 +1,55 @@
+// The run loop. Exposed to the persistence layer, which drives replay and commits through it.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "engine/node.h"
+#include "tidemark/run.h"
+
+namespace tidemark::engine {
+
+class Scheduler {
+ public:
+  Scheduler(internal::GraphImpl& graph, const RunOptions& options);
+
+  // Pushes one time through the graph: sources' `pending` batches must be filled.
+  // Sinks see the changes unless `suppress_sinks` (persistence replay rebuilding state).
+  Status step(Time t, bool suppress_sinks = false);
+  // Next logical time: wall-clock milliseconds, strictly greater than every earlier time.
+  Time next_time();
+  Time last_time() const { return last_time_; }
+  void observe_time(Time t) { if (t > last_time_) last_time_ = t; }
+
+  internal::GraphImpl& graph() { return graph_; }
+  const std::vector<SourceNode*>& sources() const { return sources_; }
+  const std::vector<SinkNode*>& sinks() const { return sinks_; }
+  void log(const std::string& msg) const;
+
+  uint64_t rows_in() const { return rows_in_; }
+  uint64_t rows_out() const { return rows_out_; }
+  uint64_t times() const { return times_; }
+
+ private:
+  internal::GraphImpl& graph_;
+  const RunOptions& options_;
+  std::vector<SourceNode*> sources_;
+  std::vector<SinkNode*> sinks_;
+  std::vector<std::vector<size_t>> consumers_;
+  Time last_time_ = 0;
+  uint64_t rows_in_ = 0, rows_out_ = 0, times_ = 0;
+};
+
+// Hooks the persistence layer installs into run(); all optional.
+struct RunHooks {
+  // After sinks and sources are created, before sources open: replay, seek, truncate sinks.
+  std::function<Status(Scheduler&)> before_start;
+  // After each completed time (all sinks written).
+  std::function<Status(Scheduler&, Time)> after_time;
+  // Once all sources finished or a stop was requested, after the final flush.
+  std::function<Status(Scheduler&, bool stopped)> at_end;
+};
+
+Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& hooks);
+
+}  // namespace tidemark::engine

@@ -1,0 +1,39 @@
+// Helpers for operators' save_state/load_state: maps of keys to rows, with a version byte.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "engine/codec.h"
+#include "tidemark/status.h"
+#include "tidemark/value.h"
+
+namespace tidemark::engine {
+
+inline void save_key_rows(std::string& out, const std::unordered_map<Key, Row, KeyHash>& m) {
+  codec::put_varint(out, m.size());
+  for (const auto& [k, r] : m) {
+    codec::put_key(out, k);
+    codec::put_row(out, r);
+  }
+}
+
+inline bool load_key_rows(std::string_view& in, std::unordered_map<Key, Row, KeyHash>* m) {
+  uint64_t n;
+  if (!codec::get_varint(in, &n)) return false;
+  m->clear();
+  for (uint64_t i = 0; i < n; ++i) {
+    Key k;
+    Row r;
+    if (!codec::get_key(in, &k) || !codec::get_row(in, &r)) return false;
+    m->emplace(k, std::move(r));
+  }
+  return true;
+}
+
+inline Status state_corrupt(const std::string& label) {
+  return Status::corruption("state of " + label + " is truncated or malformed");
+}
+
+}  // namespace tidemark::engine
