@@ -15,13 +15,14 @@
 #include <charconv>
 #include <cstring>
 
+#include "storage/format_constants.h"
 #include "storage/object_store.h"
 
 namespace tidemark::storage {
 namespace {
 
-constexpr std::string_view kTempPrefix = ".tmp.";
-constexpr const char* kFenceFileName = ".lock";
+constexpr std::string_view kTempPrefix = format::kFilesystemTempPrefix;
+constexpr std::string_view kFenceFileName = format::kFilesystemFenceFileName;
 
 std::string errno_text(int err) {
   const char* name = strerrorname_np(err);
@@ -218,7 +219,7 @@ class FileSystemStore final : public ObjectStore {
   std::string describe() const override { return "filesystem:" + root_; }
 
   Result<std::unique_ptr<LocalFence>> acquire_local_fence() override {
-    std::string path = root_ + "/" + kFenceFileName;
+    std::string path = root_ + "/" + std::string(kFenceFileName);
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return errno_status("open lock file", path, errno);
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
