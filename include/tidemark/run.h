@@ -4,14 +4,19 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
+#include "tidemark/persistence.h"
 #include "tidemark/status.h"
 #include "tidemark/table.h"
 
 namespace tidemark {
 
 struct RunOptions {
+  // Persistence (see persistence.h). When unset, TIDEMARK_REPLAY_STORAGE and friends may
+  // configure it from the environment.
+  std::optional<persistence::Config> persistence_config;
   // Stop on SIGINT / SIGTERM (streaming sources run until then). The previous handlers are
   // restored when run() returns.
   bool handle_signals = true;

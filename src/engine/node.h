@@ -137,12 +137,15 @@ class SourceNode final : public Node {
   SourceNode(std::unique_ptr<Source> source, Schema schema)
       : Node("source", {}, std::move(schema)), source_(std::move(source)) {}
   void process(Time, std::span<const Batch* const>, Batch& out) override {
+    if (record) record->insert(record->end(), pending.begin(), pending.end());
     out.insert(out.end(), std::make_move_iterator(pending.begin()), std::make_move_iterator(pending.end()));
     pending.clear();
   }
   Source& source() { return *source_; }
   Batch pending;  // filled by the scheduler before process()
   bool finished = false;
+  // Persistence: when set, every change this source emits is also appended here.
+  Batch* record = nullptr;
 
  private:
   std::unique_ptr<Source> source_;

@@ -118,7 +118,9 @@ Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& h
 
   if (hooks.before_start) TM_RETURN_IF_ERROR(hooks.before_start(sched));
   for (SinkNode* s : sched.sinks()) TM_RETURN_IF_ERROR(s->sink().open().with_context(s->label()));
-  for (SourceNode* s : sched.sources()) TM_RETURN_IF_ERROR(s->source().open().with_context(s->label()));
+  // Sources a replay marked finished (continue_after_replay = false) are never opened.
+  for (SourceNode* s : sched.sources())
+    if (!s->finished) TM_RETURN_IF_ERROR(s->source().open().with_context(s->label()));
 
   auto stop_requested = [&] {
     return (options.handle_signals && g_signal_stop.load()) || (options.stop && options.stop->load());
@@ -193,8 +195,3 @@ Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& h
 
 }  // namespace tidemark::engine
 
-namespace tidemark {
-
-Status run(Graph& graph, const RunOptions& options) { return engine::run_with_hooks(graph, options, {}); }
-
-}  // namespace tidemark

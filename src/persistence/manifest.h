@@ -1,0 +1,91 @@
+// The persisted layout: manifests (commit points) and input snapshot chunks.
+// Byte-level spec: docs/format/persistence.md. Constants live here and in
+// storage/format_constants.h; record tags are never reused.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/node.h"
+#include "storage/object_store.h"
+#include "tidemark/persistence.h"
+
+namespace tidemark::persistence {
+
+inline constexpr uint32_t kManifestFormatVersion = 1;
+inline constexpr const char* kManifestPrefix = "manifests/";
+inline constexpr const char* kStreamsPrefix = "streams/";
+
+// Record tags inside chunks written by persistence.
+inline constexpr uint8_t kRecordManifest = 0x10;  // JSON manifest body
+inline constexpr uint8_t kRecordInsert = 0x01;    // key, row
+inline constexpr uint8_t kRecordDelete = 0x02;    // key, row
+inline constexpr uint8_t kRecordAdvance = 0x03;   // time u64, offset bytes
+inline constexpr uint8_t kRecordFinished = 0x04;  // (empty)
+
+struct ChunkRef {
+  std::string key;
+  uint64_t records = 0;
+  uint64_t bytes = 0;
+  uint64_t max_time = 0;
+};
+
+struct SourceState {
+  std::string id;        // persistent id (user name or generated)
+  std::string schema;    // Schema::to_string() at record time
+  std::string offset;    // the source's offset() at the committed time (raw bytes)
+  bool has_offset = false;
+  std::vector<ChunkRef> chunks;
+};
+
+struct SinkState {
+  std::string id;
+  std::string position;
+};
+
+struct Manifest {
+  uint32_t format_version = kManifestFormatVersion;
+  uint64_t seq = 0;             // commit number, strictly increasing across runs
+  uint64_t run = 0;             // run number that wrote it
+  uint64_t committed_time = 0;  // every event with time <= this is in the chunks below
+  std::string mode;             // persistence mode of the writer (informational)
+  std::vector<SourceState> sources;
+  std::vector<SinkState> sinks;
+
+  const SourceState* find_source(const std::string& id) const;
+  const SinkState* find_sink(const std::string& id) const;
+};
+
+std::string manifest_key(uint64_t seq);
+// "streams/<hash of id>/<run>-<seq>"
+std::string chunk_key(const std::string& source_id, uint64_t run, uint64_t seq);
+std::string stream_prefix(const std::string& source_id);
+
+// Encodes as a chunk (magic, version, CRC) holding one JSON record.
+std::string encode_manifest(const Manifest& m);
+// Corruption naming `key` for damage; NotSupported for a newer format version.
+Result<Manifest> decode_manifest(const std::string& key, std::string_view data);
+
+// The newest manifest in `store`, or nullopt when there is none.
+Result<std::optional<Manifest>> read_latest_manifest(storage::ObjectStore& store);
+
+// One recorded input event.
+struct InputEvent {
+  uint8_t type = 0;  // kRecordInsert / kRecordDelete / kRecordAdvance / kRecordFinished
+  engine::Update update;   // insert/delete (diff +1/-1 times multiplicity)
+  uint64_t time = 0;       // advance
+  std::string offset;      // advance
+};
+
+// Encoders for input events (payloads of chunk records).
+std::string encode_update_payload(const engine::Update& u);
+std::string encode_advance_payload(uint64_t time, std::string_view offset);
+// Reads every event of a chunk; Corruption naming the key and byte offset on damage.
+Status read_input_chunk(const std::string& key, std::string_view data, std::vector<InputEvent>* out);
+
+// Writes a manifest and chunks holding `events` per source name (Backend::mock).
+Status write_mock_state(storage::ObjectStore& store, const std::map<std::string, std::vector<SnapshotEvent>>& events);
+
+}  // namespace tidemark::persistence
