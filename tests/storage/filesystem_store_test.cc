@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -147,6 +149,59 @@ TEST(FileSystemStore, LocalFenceIsExclusiveAndReleasedOnDestruction) {
   ASSERT_OK_AND_ASSIGN(auto again, store->acquire_local_fence());
   EXPECT_NE(again, nullptr);
   EXPECT_TRUE(store->list("").value().empty()) << "the fence file is not an object";
+}
+
+// A small tmpfs mounted for one test; needs CAP_SYS_ADMIN (the test skips without it).
+class TinyMount {
+ public:
+  explicit TinyMount(const std::string& path, unsigned long flags = 0) : path_(path) {
+    std::filesystem::create_directories(path_);
+    mounted_ = ::mount("tmpfs", path_.c_str(), "tmpfs", flags, "size=256k,nr_inodes=64") == 0;
+  }
+  ~TinyMount() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  std::string path_;
+  bool mounted_;
+};
+
+TEST(FileSystemStore, DiskFullIsReportedAndLeavesStoreConsistent) {
+  TempDir dir;
+  TinyMount mount(dir.path() + "/mnt");
+  if (!mount.mounted()) GTEST_SKIP() << "cannot mount tmpfs: " << std::strerror(errno);
+  ASSERT_OK_AND_ASSIGN(auto store, open_filesystem_store(dir.path() + "/mnt/state"));
+  ASSERT_OK(store->put("small", "kept"));
+  Status full;
+  int written = 0;
+  for (; written < 100 && full.is_ok(); ++written) {
+    full = store->put("big/" + std::to_string(written), std::string(64 * 1024, 'x'));
+  }
+  ASSERT_FALSE(full.is_ok()) << "256 KiB tmpfs never filled";
+  EXPECT_EQ(full.code(), StatusCode::kIoError);
+  EXPECT_THAT(full.message(), HasSubstr("writing object 'big/" + std::to_string(written - 1) + "' in filesystem:" +
+                                        dir.path() + "/mnt/state"));
+  EXPECT_THAT(full.message(), HasSubstr("(ENOSPC); free space on that filesystem"));
+  EXPECT_EQ(store->get("small").value(), "kept");
+  ASSERT_OK_AND_ASSIGN(auto listed, store->list("big/"));
+  EXPECT_EQ(listed.size(), static_cast<size_t>(written - 1)) << "the failed put must leave nothing behind";
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.path() + "/mnt/state")) {
+    EXPECT_FALSE(entry.path().filename().string().starts_with(".tmp.")) << entry.path();
+  }
+  ASSERT_OK(store->remove("big/0"));
+  EXPECT_OK(store->put("small", "fits again"));
+}
+
+TEST(FileSystemStore, ReadOnlyRootIsRefused) {
+  TempDir dir;
+  TinyMount mount(dir.path() + "/ro", MS_RDONLY);
+  if (!mount.mounted()) GTEST_SKIP() << "cannot mount tmpfs: " << std::strerror(errno);
+  Result<std::unique_ptr<ObjectStore>> store = open_filesystem_store(dir.path() + "/ro");
+  ASSERT_FALSE(store.is_ok());
+  EXPECT_EQ(store.status().message(), "persistent storage directory '" + dir.path() +
+                                          "/ro' is not writable: Read-only file system (EROFS)");
 }
 
 }  // namespace
