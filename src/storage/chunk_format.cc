@@ -212,11 +212,13 @@ Status ChunkReader::load_block() {
       return corruption_at(pos_, std::to_string(data_.size() - pos_) + " unexpected bytes after the end marker");
     }
     done_ = true;
-    block_ = {};
+    block_decompressed_ = false;
+    stored_block_ = {};
     return Status::ok();
   }
   if (compression == format::kCompressionNone) {
-    block_ = payload;
+    block_decompressed_ = false;
+    stored_block_ = payload;
     return Status::ok();
   }
   if (dctx_ == nullptr) dctx_.reset(ZSTD_createDCtx());
@@ -226,35 +228,36 @@ Status ChunkReader::load_block() {
     return corruption_at(at, std::string("block does not decompress to its raw length: ") +
                                  (ZSTD_isError(n) ? ZSTD_getErrorName(n) : std::to_string(n) + " bytes"));
   }
-  block_ = block_buffer_;
+  block_decompressed_ = true;
   return Status::ok();
 }
 
 Result<std::optional<ChunkRecord>> ChunkReader::next() {
   if (!error_.is_ok()) return error_;
-  while (record_pos_ >= block_.size()) {
+  while (record_pos_ >= block().size()) {
     if (done_) return std::optional<ChunkRecord>();
     error_ = load_block();
     if (!error_.is_ok()) return error_;
   }
+  const std::string_view raw = block();
   const size_t start = record_pos_;
   auto bad_record = [&](const char* what) {
     error_ = corruption_at(block_offset_, std::string(what) + " at raw offset " + std::to_string(start) + " of the block");
     return error_;
   };
-  if (block_.size() - start < 2) return bad_record("truncated record header");
+  if (raw.size() - start < 2) return bad_record("truncated record header");
   ChunkRecord record;
-  record.type = static_cast<uint8_t>(block_[start]);
+  record.type = static_cast<uint8_t>(raw[start]);
   size_t p = start + 1;
   uint32_t len = 0;
   for (int shift = 0;; shift += 7) {
-    if (p >= block_.size() || shift > 28) return bad_record("malformed record length");
-    auto byte = static_cast<uint8_t>(block_[p++]);
+    if (p >= raw.size() || shift > 28) return bad_record("malformed record length");
+    auto byte = static_cast<uint8_t>(raw[p++]);
     len |= static_cast<uint32_t>(byte & 0x7F) << shift;
     if ((byte & 0x80) == 0) break;
   }
-  if (block_.size() - p < len) return bad_record("record overruns its block");
-  record.data = block_.substr(p, len);
+  if (raw.size() - p < len) return bad_record("record overruns its block");
+  record.data = raw.substr(p, len);
   record_pos_ = p + len;
   return std::optional<ChunkRecord>(record);
 }

@@ -116,9 +116,13 @@ class ChunkReader {
   std::unique_ptr<ZSTD_DCtx_s, void (*)(ZSTD_DCtx_s*)> dctx_;
   uint64_t pos_ = 0;            // offset of the next block header in data_
   uint64_t block_offset_ = 0;   // offset of the current block's header
-  std::string_view block_;      // raw records of the current block
-  size_t record_pos_ = 0;       // offset of the next record in block_
-  std::string block_buffer_;    // decompressed block
+  // The raw records of the current block: block_buffer_ if it was decompressed (held by index,
+  // not by pointer, so moving the reader keeps it valid), else a view into data_.
+  std::string_view block() const { return block_decompressed_ ? std::string_view(block_buffer_) : stored_block_; }
+  bool block_decompressed_ = false;
+  std::string_view stored_block_;
+  std::string block_buffer_;
+  size_t record_pos_ = 0;       // offset of the next record in block()
   bool done_ = false;
   std::optional<uint64_t> torn_tail_offset_;
   Status error_;

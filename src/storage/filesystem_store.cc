@@ -277,19 +277,22 @@ class FileSystemStore final : public ObjectStore {
                        std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
     constexpr int kFlags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
     int raw_fd = ::open(temp.c_str(), kFlags, 0644);
-    if (raw_fd < 0 && errno == ENOENT) {
+    if (raw_fd < 0 && (errno == ENOENT || errno == ENOTDIR)) {
       Status made = make_directories(dir, root_.size() + 1);
       if (!made.is_ok()) return made.with_context("writing object '" + std::string(key) + "' in " + describe());
       raw_fd = ::open(temp.c_str(), kFlags, 0644);
     }
-    if (raw_fd < 0) return errno_status("create temporary file", temp, errno);
+    if (raw_fd < 0) {
+      return errno_status("create temporary file", temp, errno)
+          .with_context("writing object '" + std::string(key) + "' in " + describe());
+    }
     ScopedFd fd(raw_fd);
     Status status = write_all(fd.get(), data, temp);
     if (status.is_ok() && ::fsync(fd.get()) != 0) status = errno_status("fsync", temp, errno);
     if (status.is_ok() && fd.close() != 0) status = errno_status("close", temp, errno);
     if (!status.is_ok()) {
       ::unlink(temp.c_str());
-      return status.with_context("writing object '" + std::string(key) + "'");
+      return status.with_context("writing object '" + std::string(key) + "' in " + describe());
     }
     return temp;
   }

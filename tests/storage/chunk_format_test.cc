@@ -298,6 +298,25 @@ TEST(ChunkFormat, BytesAfterEndMarkerAreCorruption) {
   EXPECT_THAT(got.status.message(), HasSubstr("at byte " + std::to_string(chunk.size()) + ": 4 unexpected bytes"));
 }
 
+TEST(ChunkFormat, ReaderCanBeMovedBetweenRecords) {
+  ChunkWriterOptions options;
+  options.block_size = 4096;
+  std::vector<OwnedRecord> records(200, {1, std::string(30, 'm')});
+  std::string chunk = write_chunk(records, options);
+  ASSERT_EQ(chunk[format::kChunkFileHeaderSize + 8], format::kCompressionZstd);
+  ASSERT_OK_AND_ASSIGN(ChunkReader reader, ChunkReader::open("k", chunk));
+  size_t count = 0;
+  while (true) {
+    ChunkReader moved = std::move(reader);
+    reader = std::move(moved);
+    ASSERT_OK_AND_ASSIGN(auto rec, reader.next());
+    if (!rec) break;
+    EXPECT_EQ((*rec).data, records[count].data);
+    ++count;
+  }
+  EXPECT_EQ(count, records.size());
+}
+
 TEST(ChunkFormat, ErrorIsSticky) {
   std::string chunk = write_chunk({{1, "x"}});
   chunk[format::kChunkFileHeaderSize + 13] ^= 1;

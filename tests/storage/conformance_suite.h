@@ -32,6 +32,8 @@ struct BackendFactory {
   std::function<BackendUnderTest()> open;
 };
 
+inline void PrintTo(const BackendFactory& factory, std::ostream* os) { *os << factory.name; }
+
 inline std::string backend_name(const ::testing::TestParamInfo<BackendFactory>& info) { return info.param.name; }
 
 class ObjectStoreConformance : public ::testing::TestWithParam<BackendFactory> {
