@@ -1,0 +1,116 @@
+// deduplicate: per instance, keeps one accepted row. An inserted row replaces the kept one when
+// it is the first of its instance or acceptor(new value, kept value) holds.
+//
+// Deduplicate works on the stream of insertions, in arrival order (within one time: the
+// input batch's order, i.e. by row key): retractions of input rows are ignored, so a kept row
+// stays even when its input row is deleted. Its result therefore depends on the history and
+// cannot be recomputed from the current input; the kept rows are the node's persistent state,
+// and `options.name` identifies it across runs.
+#include <map>
+
+#include "engine/codec.h"
+#include "engine/expr_internal.h"
+#include "engine/node.h"
+#include "engine/state_codec.h"
+
+namespace tidemark {
+namespace engine {
+namespace {
+
+using internal::CompiledExprPtr;
+using internal::EvalContext;
+
+class DeduplicateNode final : public Node {
+ public:
+  using Acceptor = std::function<bool(const Value&, const Value&)>;
+  DeduplicateNode(size_t input, Schema schema, CompiledExprPtr value, CompiledExprPtr instance, Acceptor acceptor)
+      : Node("deduplicate", {input}, std::move(schema)),
+        value_(std::move(value)),
+        instance_(std::move(instance)),
+        acceptor_(std::move(acceptor)) {}
+
+  void process(Time, std::span<const Batch* const> in, Batch& out) override {
+    // Rows emitted before this time, for the instances that accepted a row now.
+    std::map<Value, std::optional<Row>> before;
+    for (const Update& u : *in[0]) {
+      if (u.diff <= 0) continue;
+      EvalContext ctx{u.row.data(), &u.key};
+      Value inst = instance_ ? instance_->eval(ctx) : Value();
+      Value v = value_->eval(ctx);
+      auto it = kept_.find(inst);
+      if (it != kept_.end() && !accepts(v, it->second.value)) continue;
+      if (!before.count(inst)) before[inst] = it != kept_.end() ? std::optional<Row>(it->second.row) : std::nullopt;
+      kept_[inst] = Kept{std::move(v), u.row};
+    }
+    for (auto& [inst, old] : before) {
+      Key k = key_from_values({inst});
+      const Row& now = kept_.at(inst).row;
+      if (old && *old == now) continue;
+      if (old) out.push_back({k, std::move(*old), -1});
+      out.push_back({k, now, 1});
+    }
+  }
+
+  bool stateful() const override { return true; }
+  void save_state(std::string& out) const override {
+    codec::put_varint(out, kept_.size());
+    for (const auto& [inst, k] : kept_) {
+      codec::put_value(out, inst);
+      codec::put_value(out, k.value);
+      codec::put_row(out, k.row);
+    }
+  }
+  Status load_state(std::string_view in) override {
+    uint64_t n;
+    if (!codec::get_varint(in, &n)) return state_corrupt(label());
+    kept_.clear();
+    for (uint64_t i = 0; i < n; ++i) {
+      Value inst;
+      Kept k;
+      if (!codec::get_value(in, &inst) || !codec::get_value(in, &k.value) || !codec::get_row(in, &k.row) ||
+          k.row.size() != schema().size())
+        return state_corrupt(label());
+      kept_.emplace(std::move(inst), std::move(k));
+    }
+    return in.empty() ? Status() : state_corrupt(label());
+  }
+
+ private:
+  struct Kept {
+    Value value;
+    Row row;
+  };
+
+  bool accepts(const Value& v, const Value& old) const {
+    try {
+      return acceptor_(v, old);
+    } catch (const std::exception& e) {
+      throw RuntimeError(label() + ": acceptor failed: " + e.what());
+    }
+  }
+
+  CompiledExprPtr value_;
+  CompiledExprPtr instance_;  // nullptr: a single instance
+  Acceptor acceptor_;
+  std::map<Value, Kept> kept_;
+};
+
+}  // namespace
+}  // namespace engine
+
+Table Table::deduplicate(DeduplicateOptions options) const {
+  if (!options.acceptor) throw GraphError("in deduplicate: no acceptor function");
+  internal::CompileScope scope;
+  scope.op = "deduplicate";
+  scope.schema = &schema();
+  auto value = internal::compile(options.value, scope);
+  internal::CompiledExprPtr inst = options.instance ? internal::compile(*options.instance, scope) : nullptr;
+  auto& g = graph_->impl();
+  g.register_name(options.name, "deduplicate");
+  auto node = std::make_unique<engine::DeduplicateNode>(node_, schema(), std::move(value), std::move(inst),
+                                                        std::move(options.acceptor));
+  node->set_name(options.name);
+  return Table(graph_, g.add(std::move(node)));
+}
+
+}  // namespace tidemark

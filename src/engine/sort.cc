@@ -1,0 +1,152 @@
+// sort(key, instance): for every row, pointers to its neighbours in (sort value, row key) order
+// within its instance.
+//
+// State: per instance an ordered set of (sort value, key); per row its instance, sort value and
+// the output last emitted. A change touches only the changed rows and their neighbours (before
+// a deletion, after an insertion); only those rows' outputs are recomputed and, when they
+// differ, emitted as -old +new.
+#include <map>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "engine/codec.h"
+#include "engine/expr_internal.h"
+#include "engine/node.h"
+#include "engine/state_codec.h"
+
+namespace tidemark {
+namespace engine {
+namespace {
+
+using internal::CompiledExprPtr;
+using internal::EvalContext;
+
+class SortNode final : public Node {
+ public:
+  SortNode(size_t input, Schema schema, CompiledExprPtr key, CompiledExprPtr instance)
+      : Node("sort", {input}, std::move(schema)), key_(std::move(key)), instance_(std::move(instance)) {}
+
+  void process(Time, std::span<const Batch* const> in, Batch& out) override {
+    std::unordered_set<Key, KeyHash> touched;
+    for (const Update& u : *in[0]) {
+      if (u.diff < 0) {
+        remove(u.key, touched);
+      } else {
+        EvalContext ctx{u.row.data(), &u.key};
+        insert(u.key, instance_ ? instance_->eval(ctx) : Value(), key_->eval(ctx), touched);
+      }
+    }
+    for (const Key& k : touched) {
+      auto it = rows_.find(k);
+      Row* last = it != rows_.end() ? &it->second.last : nullptr;
+      auto dead = dead_.find(k);
+      if (dead != dead_.end()) {  // removed this time: retract what it last had
+        out.push_back({k, std::move(dead->second), -1});
+        dead_.erase(dead);
+      }
+      if (!last) continue;
+      Row now = neighbours(it->second, k);
+      if (!last->empty() && *last == now) continue;
+      if (!last->empty()) out.push_back({k, *last, -1});
+      out.push_back({k, now, 1});
+      *last = std::move(now);
+    }
+    dead_.clear();
+  }
+
+  bool stateful() const override { return true; }
+  void save_state(std::string& out) const override {
+    codec::put_varint(out, rows_.size());
+    for (const auto& [k, e] : rows_) {
+      codec::put_key(out, k);
+      codec::put_value(out, e.instance);
+      codec::put_value(out, e.value);
+      codec::put_row(out, e.last);
+    }
+  }
+  Status load_state(std::string_view in) override {
+    uint64_t n;
+    if (!codec::get_varint(in, &n)) return state_corrupt(label());
+    rows_.clear();
+    sets_.clear();
+    for (uint64_t i = 0; i < n; ++i) {
+      Key k;
+      Entry e;
+      if (!codec::get_key(in, &k) || !codec::get_value(in, &e.instance) || !codec::get_value(in, &e.value) ||
+          !codec::get_row(in, &e.last) || e.last.size() != 2)
+        return state_corrupt(label());
+      sets_[e.instance].emplace(e.value, k);
+      rows_.emplace(k, std::move(e));
+    }
+    return in.empty() ? Status() : state_corrupt(label());
+  }
+
+ private:
+  struct Entry {
+    Value instance;
+    Value value;
+    Row last;  // output last emitted; empty until the first emission
+  };
+  using Ordered = std::set<std::pair<Value, Key>>;
+
+  // Marks the neighbours of `pos` in `set` as touched.
+  static void touch_neighbours(const Ordered& set, Ordered::const_iterator pos, std::unordered_set<Key, KeyHash>& t) {
+    if (pos != set.begin()) t.insert(std::prev(pos)->second);
+    if (std::next(pos) != set.end()) t.insert(std::next(pos)->second);
+  }
+
+  void insert(const Key& k, Value instance, Value value, std::unordered_set<Key, KeyHash>& touched) {
+    if (rows_.count(k)) throw RuntimeError("sort: key " + k.to_string() + " inserted twice");
+    Ordered& set = sets_[instance];
+    auto pos = set.emplace(value, k).first;
+    touch_neighbours(set, pos, touched);
+    touched.insert(k);
+    rows_.emplace(k, Entry{std::move(instance), std::move(value), {}});
+  }
+
+  void remove(const Key& k, std::unordered_set<Key, KeyHash>& touched) {
+    auto it = rows_.find(k);
+    if (it == rows_.end()) throw RuntimeError("sort: retraction of key " + k.to_string() + ", which is not present");
+    auto set_it = sets_.find(it->second.instance);
+    Ordered& set = set_it->second;
+    auto pos = set.find({it->second.value, k});
+    touch_neighbours(set, pos, touched);
+    set.erase(pos);
+    if (set.empty()) sets_.erase(set_it);
+    touched.insert(k);
+    // A key removed and re-inserted in one time retracts its old output once.
+    if (!it->second.last.empty()) dead_.emplace(k, std::move(it->second.last));
+    rows_.erase(it);
+  }
+
+  Row neighbours(const Entry& e, const Key& k) const {
+    const Ordered& set = sets_.at(e.instance);
+    auto pos = set.find({e.value, k});
+    Value prev = pos != set.begin() ? Value(std::prev(pos)->second) : Value();
+    Value next = std::next(pos) != set.end() ? Value(std::next(pos)->second) : Value();
+    return Row{std::move(prev), std::move(next)};
+  }
+
+  CompiledExprPtr key_;
+  CompiledExprPtr instance_;  // nullptr: a single instance
+  std::unordered_map<Key, Entry, KeyHash> rows_;
+  std::map<Value, Ordered> sets_;
+  std::unordered_map<Key, Row, KeyHash> dead_;  // outputs of keys removed during this time
+};
+
+}  // namespace
+}  // namespace engine
+
+Table Table::sort(Expr key, std::optional<Expr> instance) const {
+  internal::CompileScope scope;
+  scope.op = "sort";
+  scope.schema = &schema();
+  auto k = internal::compile(key, scope);
+  internal::CompiledExprPtr inst = instance ? internal::compile(*instance, scope) : nullptr;
+  Schema out{{"prev", optional(t_pointer())}, {"next", optional(t_pointer())}};
+  return Table(graph_, graph_->impl().add(std::make_unique<engine::SortNode>(node_, std::move(out), std::move(k),
+                                                                            std::move(inst))));
+}
+
+}  // namespace tidemark
