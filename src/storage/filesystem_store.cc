@@ -71,7 +71,8 @@ Status fsync_directory(const std::string& dir) {
 }
 
 // mkdir -p for `path`, starting at byte `from` (the part before it must exist). Each directory
-// created is made durable by fsyncing its parent.
+// is made durable by fsyncing its parent, also when it already existed: another thread may have
+// just created it and not yet synced it.
 Status make_directories(const std::string& path, size_t from) {
   size_t pos = from;
   while (pos <= path.size()) {
@@ -79,17 +80,13 @@ Status make_directories(const std::string& path, size_t from) {
     if (end == std::string::npos) end = path.size();
     if (end > 0) {
       std::string dir = path.substr(0, end);
-      if (::mkdir(dir.c_str(), 0755) == 0) {
-        TM_RETURN_IF_ERROR(fsync_directory(parent_of(dir)));
-      } else if (errno == EEXIST) {
+      if (::mkdir(dir.c_str(), 0755) != 0) {
+        if (errno != EEXIST) return errno_status("create directory", dir, errno);
         struct stat st;
         if (::stat(dir.c_str(), &st) != 0) return errno_status("stat", dir, errno);
-        if (!S_ISDIR(st.st_mode)) {
-          return Status::io_error("'" + dir + "' exists and is not a directory");
-        }
-      } else {
-        return errno_status("create directory", dir, errno);
+        if (!S_ISDIR(st.st_mode)) return Status::io_error("'" + dir + "' exists and is not a directory");
       }
+      TM_RETURN_IF_ERROR(fsync_directory(parent_of(dir)));
     }
     pos = end + 1;
   }

@@ -33,13 +33,15 @@ bool is_complete_version(const std::string& data) {
   return data == version_payload(g);
 }
 
-[[noreturn]] void write_forever(const std::string& root) {
+// Writes new versions until killed, reporting each finished iteration with a byte on `progress_fd`.
+[[noreturn]] void write_forever(const std::string& root, int progress_fd) {
   Result<std::unique_ptr<ObjectStore>> store = open_filesystem_store(root);
   if (!store.is_ok()) ::_exit(2);
   for (uint64_t g = 1;; ++g) {
     if (!(*store)->put("obj/" + std::to_string(g % 5), version_payload(g)).is_ok()) ::_exit(3);
     Status once = (*store)->put_if_absent("once/" + std::to_string(g % 11), version_payload(g));
     if (!once.is_ok() && once.code() != StatusCode::kAlreadyExists) ::_exit(4);
+    if (::write(progress_fd, "+", 1) != 1) ::_exit(5);
   }
 }
 
@@ -49,13 +51,22 @@ TEST(FileSystemCrash, KilledWriterLeavesOnlyCompleteObjects) {
   size_t objects_checked = 0;
   for (int round = 0; round < 12; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
+    int progress[2];
+    ASSERT_EQ(::pipe(progress), 0);
     pid_t child = ::fork();
     ASSERT_GE(child, 0);
-    if (child == 0) write_forever(dir.path());
-    ::usleep(2'000 + rng() % 40'000);
+    if (child == 0) write_forever(dir.path(), progress[1]);
+    ::close(progress[1]);
+    // Kill at a random moment after a random number of finished iterations, so the kill
+    // lands mid-put however slow the disk is.
+    int iterations = 1 + static_cast<int>(rng() % 8);
+    char byte;
+    for (int i = 0; i < iterations; ++i) ASSERT_EQ(::read(progress[0], &byte, 1), 1) << "writer died";
+    ::usleep(rng() % 3'000);
     ASSERT_EQ(::kill(child, SIGKILL), 0);
     int status = 0;
     ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ::close(progress[0]);
     ASSERT_TRUE(WIFSIGNALED(status)) << "writer exited early with status " << WEXITSTATUS(status);
 
     ASSERT_OK_AND_ASSIGN(auto store, open_filesystem_store(dir.path()));
@@ -71,7 +82,7 @@ TEST(FileSystemCrash, KilledWriterLeavesOnlyCompleteObjects) {
           << entry.path() << " survived reopening";
     }
   }
-  EXPECT_GT(objects_checked, 50u) << "the writer barely wrote anything before being killed";
+  EXPECT_GE(objects_checked, 12u * 2) << "every round finishes at least one put and one put_if_absent";
 }
 
 }  // namespace
