@@ -3,6 +3,7 @@
 //
 // Each output row depends only on per-key state, so a batch records the touched output keys'
 // rows before applying the changes, recomputes them after, and emits the difference.
+#include <functional>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
