@@ -1,0 +1,313 @@
+// join / join_left / join_right / join_outer and JoinResult::select.
+//
+// State: one bucket per join-values tuple holding both sides' rows (key -> row). A batch is
+// applied bucket by bucket with the delta rule, so the cost is proportional to the matches
+// that change: matched pairs change by dL x R_old + L_new x dR. A row of a kept (outer) side
+// is emitted unmatched while the other side of its bucket is empty, so its bucket's rows are
+// re-emitted only when that other side turns empty or non-empty.
+// Join values containing None never match (SQL semantics); such rows need no state.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <optional>
+#include <unordered_map>
+
+#include "engine/codec.h"
+#include "engine/expr_internal.h"
+#include "engine/node.h"
+#include "engine/state_codec.h"
+
+namespace tidemark {
+namespace engine {
+namespace {
+
+using internal::CompiledExprPtr;
+using internal::EvalContext;
+
+using RowsByKey = std::unordered_map<Key, Row, KeyHash>;
+constexpr uint8_t kStateVersion = 1;
+
+bool is_num(DType t) { return t == DType::kInt || t == DType::kFloat; }
+
+// Equality of join values follows the expression language, where 1 == 1.0: integral floats
+// are stored as ints (lossless for ints, unlike the other way round).
+Value normalize(const Value& v) {
+  if (v.type() == DType::kFloat) {
+    double d = v.as_float();
+    if (std::trunc(d) == d && d >= -9.2e18 && d <= 9.2e18) return Value(static_cast<int64_t>(d));
+  }
+  return v;
+}
+
+class JoinNode final : public Node {
+ public:
+  JoinNode(size_t left, size_t right, Schema schema, std::array<std::vector<size_t>, 2> on,
+           std::array<size_t, 2> widths, std::array<bool, 2> keep, std::vector<CompiledExprPtr> exprs, bool memoize)
+      : Node("join", {left, right}, std::move(schema)),
+        on_(std::move(on)),
+        widths_(widths),
+        keep_(keep),
+        exprs_(std::move(exprs)),
+        memoize_(memoize) {}
+
+  void process(Time, std::span<const Batch* const> in, Batch& out) override {
+    std::unordered_map<Row, std::array<Batch, 2>, RowHash> touched;
+    Row jv;
+    for (int s = 0; s < 2; ++s)
+      for (const Update& u : *in[s]) {
+        if (!join_values(s, u.row, &jv)) {
+          if (keep_[s]) emit_unmatched(s, u.key, u.row, u.diff);
+          continue;
+        }
+        touched[jv][s].push_back(u);
+      }
+    for (auto& [values, delta] : touched) {
+      Bucket& b = buckets_[values];
+      std::array<bool, 2> was_empty{b.rows[0].empty(), b.rows[1].empty()};
+      std::array<bool, 2> will_be_empty{};
+      for (int s = 0; s < 2; ++s) {
+        int64_t n = static_cast<int64_t>(b.rows[s].size());
+        for (const Update& u : delta[s]) n += u.diff;
+        will_be_empty[s] = n == 0;
+      }
+      // Kept rows stop being unmatched when the other side appears.
+      for (int s = 0; s < 2; ++s)
+        if (keep_[s] && was_empty[1 - s] && !will_be_empty[1 - s])
+          for (const auto& [k, r] : b.rows[s]) emit_unmatched(s, k, r, -1);
+      for (const Update& u : delta[0])
+        for (const auto& [rk, rr] : b.rows[1]) emit_pair(u.key, u.row, rk, rr, u.diff);
+      apply(0, b.rows[0], delta[0]);
+      for (const Update& u : delta[1])
+        for (const auto& [lk, lr] : b.rows[0]) emit_pair(lk, lr, u.key, u.row, u.diff);
+      apply(1, b.rows[1], delta[1]);
+      for (int s = 0; s < 2; ++s) {
+        if (!keep_[s]) continue;
+        if (was_empty[1 - s] && will_be_empty[1 - s]) {
+          for (const Update& u : delta[s]) emit_unmatched(s, u.key, u.row, u.diff);
+        } else if (!was_empty[1 - s] && will_be_empty[1 - s]) {
+          for (const auto& [k, r] : b.rows[s]) emit_unmatched(s, k, r, 1);
+        }
+      }
+      if (b.rows[0].empty() && b.rows[1].empty()) buckets_.erase(values);
+    }
+    flush(out);
+  }
+
+  bool stateful() const override { return true; }
+  void save_state(std::string& out) const override {
+    codec::put_u8(out, kStateVersion);
+    for (int s = 0; s < 2; ++s) {
+      size_t n = 0;
+      for (const auto& [v, b] : buckets_) n += b.rows[s].size();
+      codec::put_varint(out, n);
+      for (const auto& [v, b] : buckets_)
+        for (const auto& [k, r] : b.rows[s]) {
+          codec::put_key(out, k);
+          codec::put_row(out, r);
+        }
+    }
+    save_key_rows(out, memo_);
+  }
+  Status load_state(std::string_view in) override {
+    uint8_t version;
+    if (!codec::get_u8(in, &version) || version != kStateVersion) return state_corrupt(label());
+    buckets_.clear();
+    Row jv;
+    for (int s = 0; s < 2; ++s) {
+      RowsByKey rows;
+      if (!load_key_rows(in, &rows)) return state_corrupt(label());
+      for (auto& [k, r] : rows) {
+        if (r.size() != widths_[s] || !join_values(s, r, &jv)) return state_corrupt(label());
+        buckets_[jv].rows[s].emplace(k, std::move(r));
+      }
+    }
+    return load_key_rows(in, &memo_) && in.empty() ? Status() : state_corrupt(label());
+  }
+
+ private:
+  struct Bucket {
+    std::array<RowsByKey, 2> rows;
+  };
+
+  // False when a join value is None (the row matches nothing).
+  bool join_values(int side, const Row& row, Row* out) const {
+    out->clear();
+    for (size_t c : on_[side]) {
+      if (row[c].is_none()) return false;
+      out->push_back(normalize(row[c]));
+    }
+    return true;
+  }
+
+  void apply(int side, RowsByKey& rows, const Batch& delta) const {
+    for (const Update& u : delta) {
+      bool ok = u.diff > 0 ? u.diff == 1 && rows.emplace(u.key, u.row).second
+                           : u.diff == -1 && rows.erase(u.key) == 1;
+      if (!ok)
+        throw RuntimeError(std::string("join: the ") + (side == 0 ? "left" : "right") + " input has key " +
+                           u.key.to_string() + " with multiplicity other than 0 or 1");
+    }
+  }
+
+  void emit_pair(const Key& lk, const Row& l, const Key& rk, const Row& r, int64_t diff) {
+    Row cols = l;
+    cols.insert(cols.end(), r.begin(), r.end());
+    pending_.push_back({key_combine(lk, rk), std::move(cols), lk, rk, diff});
+  }
+
+  void emit_unmatched(int side, const Key& k, const Row& row, int64_t diff) {
+    Row cols;
+    cols.reserve(widths_[0] + widths_[1]);
+    if (side == 1) cols.resize(widths_[0]);
+    cols.insert(cols.end(), row.begin(), row.end());
+    cols.resize(widths_[0] + widths_[1]);
+    if (side == 0) pending_.push_back({key_combine(k, Key{}), std::move(cols), k, std::nullopt, diff});
+    else pending_.push_back({key_combine(Key{}, k), std::move(cols), std::nullopt, k, diff});
+  }
+
+  // Consolidates the joined rows before evaluating the outputs: changes that cancel (a bucket's
+  // unmatched rows re-emitted, a pair moving between buckets) cost no evaluation, and with a
+  // non-deterministic apply() every retraction is resolved from the memo before any insertion
+  // of the same output key overwrites it.
+  void flush(Batch& out) {
+    std::sort(pending_.begin(), pending_.end(), [](const Change& a, const Change& b) {
+      if (a.okey != b.okey) return a.okey < b.okey;
+      return (a.cols <=> b.cols) < 0;
+    });
+    size_t w = 0;
+    for (size_t i = 0; i < pending_.size();) {
+      size_t j = i + 1;
+      int64_t d = pending_[i].diff;
+      while (j < pending_.size() && pending_[j].okey == pending_[i].okey && pending_[j].cols == pending_[i].cols)
+        d += pending_[j++].diff;
+      if (d != 0) {
+        if (w != i) pending_[w] = std::move(pending_[i]);
+        pending_[w++].diff = d;
+      }
+      i = j;
+    }
+    pending_.resize(w);
+    for (bool retractions : {true, false})
+      for (const Change& c : pending_) {
+        if ((c.diff < 0) != retractions) continue;
+        if (memoize_ && c.diff < 0) {
+          auto it = memo_.find(c.okey);
+          if (it != memo_.end()) {
+            out.push_back({c.okey, std::move(it->second), c.diff});
+            memo_.erase(it);
+            continue;
+          }
+        }
+        EvalContext ctx{c.cols.data(), &c.okey, c.lk ? &*c.lk : nullptr, c.rk ? &*c.rk : nullptr};
+        Row r;
+        r.reserve(exprs_.size());
+        for (const auto& e : exprs_) r.push_back(e->eval(ctx));
+        if (memoize_ && c.diff > 0) memo_[c.okey] = r;
+        out.push_back({c.okey, std::move(r), c.diff});
+      }
+    pending_.clear();
+  }
+
+  struct Change {
+    Key okey;
+    Row cols;  // left cells then right cells (None for a missing side)
+    std::optional<Key> lk, rk;
+    int64_t diff;
+  };
+
+  std::array<std::vector<size_t>, 2> on_;
+  std::array<size_t, 2> widths_;
+  std::array<bool, 2> keep_;
+  std::vector<CompiledExprPtr> exprs_;
+  bool memoize_;
+  std::unordered_map<Row, Bucket, RowHash> buckets_;
+  RowsByKey memo_;
+  std::vector<Change> pending_;
+};
+
+// Join columns must hold comparable values (numbers compare across int and float).
+bool comparable(const Type& a, const Type& b) {
+  auto loose = [](DType t) { return t == DType::kAny || t == DType::kNone; };
+  return loose(a.base) || loose(b.base) || a.base == b.base || (is_num(a.base) && is_num(b.base));
+}
+
+Schema with_optional(const Schema& s, bool optional) {
+  std::vector<Column> cols = s.columns();
+  if (optional)
+    for (auto& c : cols) c.type.optional = true;
+  return Schema(std::move(cols));
+}
+
+}  // namespace
+}  // namespace engine
+
+JoinResult::JoinResult(const Table& l, const Table& r, std::vector<std::pair<std::string, std::string>> on,
+                       JoinMode mode)
+    : left_(&l), right_(&r), on_(std::move(on)), mode_(mode) {
+  if (&l.graph() != &r.graph()) throw GraphError("in join: the tables belong to different graphs");
+  for (const auto& [lc, rc] : on_) {
+    auto li = l.schema().find(lc);
+    if (!li) throw GraphError("in join: unknown column '" + lc + "' in the left table (available: " + l.schema().names() + ")");
+    auto ri = r.schema().find(rc);
+    if (!ri)
+      throw GraphError("in join: unknown column '" + rc + "' in the right table (available: " + r.schema().names() + ")");
+    const Type& lt = l.schema()[*li].type;
+    const Type& rt = r.schema()[*ri].type;
+    if (!engine::comparable(lt, rt))
+      throw GraphError("in join: left column '" + lc + "' (" + lt.to_string() + ") cannot be compared with right column '" +
+                       rc + "' (" + rt.to_string() + ")");
+  }
+}
+
+Table JoinResult::select(std::vector<NamedExpr> outputs) const {
+  const Table& l = *left_;
+  const Table& r = *right_;
+  bool keep_left = mode_ == JoinMode::kLeft || mode_ == JoinMode::kOuter;
+  bool keep_right = mode_ == JoinMode::kRight || mode_ == JoinMode::kOuter;
+  // A side that can be missing reads as None, so its columns become optional.
+  Schema ls = engine::with_optional(l.schema(), keep_right);
+  Schema rs = engine::with_optional(r.schema(), keep_left);
+  std::vector<Column> both = ls.columns();
+  both.insert(both.end(), rs.columns().begin(), rs.columns().end());
+  Schema combined(std::move(both));
+  internal::CompileScope scope;
+  scope.op = "join.select";
+  scope.schema = &combined;
+  scope.left_size = ls.size();
+  scope.left = &ls;
+  scope.right = &rs;
+  std::vector<internal::CompiledExprPtr> exprs;
+  std::vector<Column> cols;
+  for (auto& o : outputs) {
+    if (o.name.empty() || o.name == "id") throw GraphError("in join.select: invalid output column name '" + o.name + "'");
+    for (const auto& c : cols)
+      if (c.name == o.name) throw GraphError("in join.select: column '" + o.name + "' given twice");
+    exprs.push_back(internal::compile(o.expr, scope));
+    cols.push_back({o.name, exprs.back()->type});
+  }
+  std::array<std::vector<size_t>, 2> on;
+  for (const auto& [lc, rc] : on_) {
+    on[0].push_back(*l.schema().find(lc));
+    on[1].push_back(*r.schema().find(rc));
+  }
+  Graph& g = l.graph();
+  return Table(&g, g.impl().add(std::make_unique<engine::JoinNode>(
+                       l.node(), r.node(), Schema(std::move(cols)), std::move(on),
+                       std::array<size_t, 2>{l.schema().size(), r.schema().size()},
+                       std::array<bool, 2>{keep_left, keep_right}, std::move(exprs), scope.saw_nondeterministic)));
+}
+
+JoinResult Table::join(const Table& other, std::vector<std::pair<std::string, std::string>> on, JoinMode mode) const {
+  return JoinResult(*this, other, std::move(on), mode);
+}
+JoinResult Table::join_left(const Table& other, std::vector<std::pair<std::string, std::string>> on) const {
+  return join(other, std::move(on), JoinMode::kLeft);
+}
+JoinResult Table::join_right(const Table& other, std::vector<std::pair<std::string, std::string>> on) const {
+  return join(other, std::move(on), JoinMode::kRight);
+}
+JoinResult Table::join_outer(const Table& other, std::vector<std::pair<std::string, std::string>> on) const {
+  return join(other, std::move(on), JoinMode::kOuter);
+}
+
+}  // namespace tidemark

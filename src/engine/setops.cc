@@ -1,0 +1,291 @@
+// Key-wise operators on two tables: update_rows, update_cells, difference, intersect, restrict,
+// and ix (a row of this table looked up by a pointer computed on another table).
+//
+// Each output row depends only on per-key state, so a batch records the touched output keys'
+// rows before applying the changes, recomputes them after, and emits the difference.
+#include <functional>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "engine/codec.h"
+#include "engine/expr_internal.h"
+#include "engine/node.h"
+#include "engine/state_codec.h"
+
+namespace tidemark {
+namespace engine {
+namespace {
+
+using RowsByKey = std::unordered_map<Key, Row, KeyHash>;
+using Before = std::unordered_map<Key, std::optional<Row>, KeyHash>;
+constexpr uint8_t kStateVersion = 1;
+
+void emit_changes(const Before& before, const std::function<std::optional<Row>(const Key&)>& output, Batch& out) {
+  for (const auto& [k, old] : before) {
+    std::optional<Row> now = output(k);
+    if (old == now) continue;
+    if (old) out.push_back({k, *old, -1});
+    if (now) out.push_back({k, std::move(*now), 1});
+  }
+}
+
+void apply_update(RowsByKey& rows, const Update& u, Row row) {
+  if (u.diff > 0) rows[u.key] = std::move(row);
+  else rows.erase(u.key);
+}
+
+enum class SetOp { kUpdateRows, kUpdateCells, kDifference, kIntersect };
+
+// Input 0 is this table, input 1 the other one.
+class SetOpNode final : public Node {
+ public:
+  // `other_pos`: for update_rows, other's column for each output column; for update_cells,
+  // the output column of each of other's columns; unused otherwise.
+  SetOpNode(std::string kind, size_t self, size_t other, Schema schema, SetOp op, std::vector<size_t> other_pos)
+      : Node(std::move(kind), {self, other}, std::move(schema)), op_(op), other_pos_(std::move(other_pos)) {}
+
+  void process(Time, std::span<const Batch* const> in, Batch& out) override {
+    Before before;
+    for (int s = 0; s < 2; ++s)
+      for (const Update& u : *in[s]) {
+        if (!before.contains(u.key)) before.emplace(u.key, output(u.key));
+        // difference/intersect/restrict only need the presence of other's keys.
+        apply_update(rows_[s], u, s == 1 && !other_cells_used() ? Row{} : u.row);
+      }
+    emit_changes(before, [this](const Key& k) { return output(k); }, out);
+  }
+
+  bool stateful() const override { return true; }
+  void save_state(std::string& out) const override {
+    codec::put_u8(out, kStateVersion);
+    save_key_rows(out, rows_[0]);
+    save_key_rows(out, rows_[1]);
+  }
+  Status load_state(std::string_view in) override {
+    uint8_t version;
+    bool ok = codec::get_u8(in, &version) && version == kStateVersion && load_key_rows(in, &rows_[0]) &&
+              load_key_rows(in, &rows_[1]) && in.empty();
+    return ok ? Status() : state_corrupt(label());
+  }
+
+ private:
+  bool other_cells_used() const { return op_ == SetOp::kUpdateRows || op_ == SetOp::kUpdateCells; }
+
+  std::optional<Row> output(const Key& k) const {
+    auto a = rows_[0].find(k);
+    auto b = rows_[1].find(k);
+    bool has_a = a != rows_[0].end(), has_b = b != rows_[1].end();
+    switch (op_) {
+      case SetOp::kUpdateRows: {
+        if (!has_b) return has_a ? std::optional<Row>(a->second) : std::nullopt;
+        Row r;
+        r.reserve(other_pos_.size());
+        for (size_t p : other_pos_) r.push_back(b->second[p]);
+        return r;
+      }
+      case SetOp::kUpdateCells: {
+        if (!has_a) return std::nullopt;
+        Row r = a->second;
+        if (has_b)
+          for (size_t j = 0; j < other_pos_.size(); ++j) r[other_pos_[j]] = b->second[j];
+        return r;
+      }
+      case SetOp::kDifference:
+        return has_a && !has_b ? std::optional<Row>(a->second) : std::nullopt;
+      case SetOp::kIntersect:
+        return has_a && has_b ? std::optional<Row>(a->second) : std::nullopt;
+    }
+    return std::nullopt;
+  }
+
+  SetOp op_;
+  std::vector<size_t> other_pos_;
+  RowsByKey rows_[2];
+};
+
+// Input 0 is the target table (this), input 1 the source; output keys are source keys.
+class IxNode final : public Node {
+ public:
+  IxNode(size_t target, size_t source, Schema schema, internal::CompiledExprPtr pointer, bool optional)
+      : Node("ix", {target, source}, std::move(schema)), pointer_(std::move(pointer)), optional_(optional) {}
+
+  void process(Time, std::span<const Batch* const> in, Batch& out) override {
+    Before before;
+    auto touch = [&](const Key& s) {
+      if (!before.contains(s)) before.emplace(s, output(s));
+    };
+    // Sources whose new pointer reaches a changed target are in the source changes already.
+    for (const Update& u : *in[1]) touch(u.key);
+    for (const Update& u : *in[0]) {
+      auto it = referrers_.find(u.key);
+      if (it != referrers_.end())
+        for (const Key& s : it->second) touch(s);
+    }
+    for (const Update& u : *in[1]) {
+      if (u.diff < 0) {
+        auto it = pointers_.find(u.key);
+        if (it == pointers_.end()) continue;
+        unlink(u.key, it->second);
+        pointers_.erase(it);
+        continue;
+      }
+      // Pointers are remembered, so a retraction follows exactly the pointer that was used.
+      internal::EvalContext ctx{u.row.data(), &u.key};
+      Value p = pointer_->eval(ctx);
+      if (!p.is_none() && p.type() != DType::kPointer)
+        throw RuntimeError(std::string("ix: the pointer expression gave ") + dtype_name(p.type()) + ", not a pointer");
+      link(u.key, p);
+      pointers_[u.key] = std::move(p);
+    }
+    for (const Update& u : *in[0]) apply_update(targets_, u, u.row);
+    emit_changes(before, [this](const Key& k) { return output(k); }, out);
+  }
+
+  bool stateful() const override { return true; }
+  void save_state(std::string& out) const override {
+    codec::put_u8(out, kStateVersion);
+    save_key_rows(out, targets_);
+    codec::put_varint(out, pointers_.size());
+    for (const auto& [k, p] : pointers_) {
+      codec::put_key(out, k);
+      codec::put_value(out, p);
+    }
+  }
+  Status load_state(std::string_view in) override {
+    uint8_t version;
+    uint64_t n;
+    if (!codec::get_u8(in, &version) || version != kStateVersion || !load_key_rows(in, &targets_) ||
+        !codec::get_varint(in, &n))
+      return state_corrupt(label());
+    pointers_.clear();
+    referrers_.clear();
+    for (uint64_t i = 0; i < n; ++i) {
+      Key k;
+      Value p;
+      if (!codec::get_key(in, &k) || !codec::get_value(in, &p) || (!p.is_none() && p.type() != DType::kPointer))
+        return state_corrupt(label());
+      link(k, p);
+      pointers_[k] = std::move(p);
+    }
+    return in.empty() ? Status() : state_corrupt(label());
+  }
+
+ private:
+  void link(const Key& source, const Value& p) {
+    if (!p.is_none()) referrers_[p.as_pointer()].insert(source);
+  }
+  void unlink(const Key& source, const Value& p) {
+    if (p.is_none()) return;
+    auto it = referrers_.find(p.as_pointer());
+    it->second.erase(source);
+    if (it->second.empty()) referrers_.erase(it);
+  }
+
+  std::optional<Row> output(const Key& source) const {
+    auto it = pointers_.find(source);
+    if (it == pointers_.end()) return std::nullopt;
+    if (!it->second.is_none()) {
+      auto t = targets_.find(it->second.as_pointer());
+      if (t != targets_.end()) return t->second;
+    }
+    if (optional_) return Row(schema().size());
+    return std::nullopt;
+  }
+
+  internal::CompiledExprPtr pointer_;
+  bool optional_;
+  RowsByKey targets_;
+  std::unordered_map<Key, Value, KeyHash> pointers_;                     // source key -> pointer
+  std::unordered_map<Key, std::unordered_set<Key, KeyHash>, KeyHash> referrers_;  // target -> sources
+};
+
+void check_same_graph(const std::string& op, const Table& a, const Table& b) {
+  if (&a.graph() != &b.graph()) throw GraphError("in " + op + ": the tables belong to different graphs");
+}
+
+// The type of a column that holds values of this table's type `mine` or other's `theirs`.
+Type merged_type(const std::string& op, const std::string& name, const Type& mine, const Type& theirs) {
+  if (mine.accepts(theirs)) return mine;
+  if (theirs.accepts(mine)) return theirs;
+  throw GraphError("in " + op + ": column '" + name + "' is " + mine.to_string() + " in this table and " +
+                   theirs.to_string() + " in the other");
+}
+
+Table add_set_op(const Table& self, const Table& other, const std::string& op, SetOp kind, Schema schema,
+                 std::vector<size_t> other_pos = {}) {
+  check_same_graph(op, self, other);
+  Graph& g = self.graph();
+  return Table(&g, g.impl().add(std::make_unique<SetOpNode>(op, self.node(), other.node(), std::move(schema), kind,
+                                                            std::move(other_pos))));
+}
+
+}  // namespace
+}  // namespace engine
+
+Table Table::update_rows(const Table& other) const {
+  const Schema& mine = schema();
+  const Schema& theirs = other.schema();
+  auto differ = [&] {
+    return GraphError("in update_rows: column sets differ (" + mine.names() + " vs " + theirs.names() + ")");
+  };
+  if (mine.size() != theirs.size()) throw differ();
+  std::vector<Column> cols = mine.columns();
+  std::vector<size_t> pos;
+  for (auto& c : cols) {
+    auto j = theirs.find(c.name);
+    if (!j) throw differ();
+    c.type = engine::merged_type("update_rows", c.name, c.type, theirs[*j].type);
+    pos.push_back(*j);
+  }
+  return engine::add_set_op(*this, other, "update_rows", engine::SetOp::kUpdateRows, Schema(std::move(cols)),
+                            std::move(pos));
+}
+
+Table Table::update_cells(const Table& other) const {
+  const Schema& mine = schema();
+  std::vector<Column> cols = mine.columns();
+  std::vector<size_t> pos;
+  for (const auto& c : other.schema().columns()) {
+    auto i = mine.find(c.name);
+    if (!i)
+      throw GraphError("in update_cells: column '" + c.name + "' of the other table is not a column of this table (available: " +
+                       mine.names() + ")");
+    cols[*i].type = engine::merged_type("update_cells", c.name, cols[*i].type, c.type);
+    pos.push_back(*i);
+  }
+  return engine::add_set_op(*this, other, "update_cells", engine::SetOp::kUpdateCells, Schema(std::move(cols)),
+                            std::move(pos));
+}
+
+Table Table::difference(const Table& other) const {
+  return engine::add_set_op(*this, other, "difference", engine::SetOp::kDifference, schema());
+}
+
+Table Table::intersect(const Table& other) const {
+  return engine::add_set_op(*this, other, "intersect", engine::SetOp::kIntersect, schema());
+}
+
+// Keys of other missing from this table are dropped (like intersect) rather than failing.
+Table Table::restrict(const Table& other) const {
+  return engine::add_set_op(*this, other, "restrict", engine::SetOp::kIntersect, schema());
+}
+
+Table Table::ix(const Table& source, Expr pointer, bool optional) const {
+  engine::check_same_graph("ix", *this, source);
+  internal::CompileScope scope;
+  scope.op = "ix";
+  scope.schema = &source.schema();
+  auto p = internal::compile(pointer, scope);
+  DType t = p->type.base;
+  if (t != DType::kPointer && t != DType::kAny && t != DType::kNone)
+    throw GraphError("in ix: the pointer expression must be a pointer, got " + p->type.to_string());
+  std::vector<Column> cols = schema().columns();
+  if (optional)
+    for (auto& c : cols) c.type.optional = true;
+  Graph& g = graph();
+  return Table(&g, g.impl().add(std::make_unique<engine::IxNode>(node_, source.node(), Schema(std::move(cols)),
+                                                                 std::move(p), optional)));
+}
+
+}  // namespace tidemark
