@@ -9,7 +9,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <map>
 
 #include "tidemark/tidemark.h"
 

@@ -137,6 +137,7 @@ TEST(FsRead, BadInputNamesFileLineAndColumn) {
       {"word,count\na,1,2\n", "in.csv:2: expected 2 fields, got 3"},
       {"word,total\na,1\n", "in.csv:1: column 'count' is missing from the header (word,total)"},
       {"word,count\na,\n", "in.csv:2: column 'count': cannot parse '' as int"},
+      {"word,count\n\"two\nlines\",1\n\nc,x\n", "in.csv:5: column 'count': cannot parse 'x' as int"},
   };
   for (const auto& c : cases) {
     write_file(d / "in.csv", c.content);
