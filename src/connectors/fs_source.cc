@@ -163,6 +163,7 @@ Status FsSource::open() {
                            : Status::io_error("cannot access input path '" + root_ + "': " + std::strerror(errno));
   if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
     return Status::invalid_argument("input path '" + root_ + "' is neither a file nor a directory");
+  resolve_replayed();
   return {};
 }
 
@@ -416,29 +417,31 @@ Status FsSource::seek(std::string_view in) {
   if (!in.empty()) return bad("trailing bytes");
   files_ = std::move(files);
   rows_.clear();
-  key_to_path_.clear();
   return {};
 }
 
-void FsSource::replayed(const Update& u) {
-  if (key_to_path_.empty())
-    for (const auto& [path, e] : files_) {
-      if (pk_.empty())
-        for (uint64_t i = 0; i < e.rows; ++i) key_to_path_.emplace(key_for(path, i, {}), path);
-      else
-        for (const Key& k : e.keys) key_to_path_.emplace(k, path);
-    }
-  auto p = key_to_path_.find(u.key);
-  if (p == key_to_path_.end()) return;  // a row of a file that no longer contributes
-  auto& rows = rows_[p->second];
-  if (u.diff > 0) {
+void FsSource::replayed(const Update& u) { replayed_.push_back(u); }
+
+void FsSource::resolve_replayed() {
+  std::unordered_map<Key, const std::string*, KeyHash> key_to_path;
+  for (const auto& [path, e] : files_) {
+    if (pk_.empty())
+      for (uint64_t i = 0; i < e.rows; ++i) key_to_path.emplace(key_for(path, i, {}), &path);
+    else
+      for (const Key& k : e.keys) key_to_path.emplace(k, &path);
+  }
+  for (Update& u : replayed_) {
+    auto p = key_to_path.find(u.key);
+    if (p == key_to_path.end()) continue;  // a row of a file that no longer contributes
+    auto& rows = rows_[*p->second];
     for (int64_t i = 0; i < u.diff; ++i) rows.push_back({u.key, u.row, 1});
-    return;
+    for (int64_t i = 0; i < -u.diff; ++i) {
+      auto r = std::find_if(rows.rbegin(), rows.rend(), [&](const Update& x) { return x.key == u.key && x.row == u.row; });
+      if (r != rows.rend()) rows.erase(std::next(r).base());
+    }
   }
-  for (int64_t i = 0; i < -u.diff; ++i) {
-    auto r = std::find_if(rows.rbegin(), rows.rend(), [&](const Update& x) { return x.key == u.key && x.row == u.row; });
-    if (r != rows.rend()) rows.erase(std::next(r).base());
-  }
+  replayed_.clear();
+  replayed_.shrink_to_fit();
 }
 
 }  // namespace tidemark::connectors

@@ -8,7 +8,8 @@
 // for the i-th row of the file.
 //
 // Persistence: offset() is the table of files read so far (docs/format/fs-source-offset.md);
-// seek() restores it, and replayed() gives back the rows of earlier runs so that a file
+// seek() restores it, and replayed() gives back the rows of earlier runs (both before open(),
+// in either order) so that a file
 // changed or deleted while the program was stopped can be retracted exactly.
 #pragma once
 
@@ -64,6 +65,9 @@ class FsSource final : public engine::Source {
   Status row_error(const std::string& message) const;
   Key key_for(const std::string& path, uint64_t index, const Row& row) const;
   void retract(const std::string& path, const FileEntry& entry, engine::Batch& out);
+  // Assigns the replayed rows to the files of the restored table (seek and replay may come in
+  // either order, so this waits for open()).
+  void resolve_replayed();
 
   std::string root_;
   io::fs::ReadOptions options_;
@@ -72,7 +76,7 @@ class FsSource final : public engine::Source {
   std::map<std::string, FileEntry> files_;
   // Rows each file contributed (streaming, or learnt from replay): needed to retract them.
   std::unordered_map<std::string, std::vector<engine::Update>> rows_;
-  std::unordered_map<Key, std::string, KeyHash> key_to_path_;  // built on the first replayed()
+  std::vector<engine::Update> replayed_;  // until open()
   std::deque<Work> work_;
   bool scanned_ = false;
 };
