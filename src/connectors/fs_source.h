@@ -9,8 +9,8 @@
 //
 // Persistence: offset() is the table of files read so far (docs/format/fs-source-offset.md);
 // seek() restores it, and replayed() gives back the rows of earlier runs (both before open(),
-// in either order) so that a file
-// changed or deleted while the program was stopped can be retracted exactly.
+// in either order) so that a file changed or deleted while the program was stopped can be
+// retracted exactly.
 #pragma once
 
 #include <cstdint>
