@@ -1,0 +1,46 @@
+// The file sink behind io::fs::write: one line per change, the table's columns then `time`
+// and `diff`, as CSV (with a header) or JSON lines.
+//
+// Output is buffered; flush() writes and fsyncs it. Exactly-once support: position() is the
+// output's length in bytes (decimal), truncate_to(p) cuts the file back to p and switches
+// open() to append mode (a resumed run continues the file instead of starting it over).
+#pragma once
+
+#include <string>
+
+#include "engine/node.h"
+#include "tidemark/io.h"
+
+namespace tidemark::connectors {
+
+class FsSink final : public engine::Sink {
+ public:
+  FsSink(std::string path, io::fs::WriteOptions options) : path_(std::move(path)), options_(std::move(options)) {}
+  ~FsSink() override;
+
+  std::string describe() const override;
+  Status open() override;
+  Status write(engine::Time t, const engine::Batch& changes, const Schema& schema) override;
+  Status time_end(engine::Time t) override;
+  Status flush() override;
+  engine::Time durable_frontier() const override { return durable_; }
+  Status close() override;
+  // Length of the output including buffered bytes (flush() makes them durable).
+  std::string position() const override;
+  Status truncate_to(std::string_view position) override;
+
+ private:
+  Status write_buffer();
+
+  std::string path_;
+  io::fs::WriteOptions options_;
+  int fd_ = -1;
+  bool append_ = false;     // set by truncate_to: resume the existing file
+  bool header_due_ = false;  // csv: the file is empty, the header goes first
+  uint64_t written_ = 0;    // bytes in the file
+  std::string buffer_;
+  engine::Time frontier_ = 0;  // one past the last completed time
+  engine::Time durable_ = 0;   // one past the last flushed time
+};
+
+}  // namespace tidemark::connectors

@@ -1,0 +1,458 @@
+#include "connectors/fs_source.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include "connectors/formats.h"
+#include "connectors/log.h"
+#include "engine/codec.h"
+#include "engine/collection_io.h"
+
+namespace tidemark::connectors {
+
+namespace stdfs = std::filesystem;
+using engine::Batch;
+using engine::Update;
+
+namespace {
+
+constexpr uint8_t kOffsetVersion = 1;
+// Files are read whole; a poll stops taking new files after this many bytes (memory bound).
+constexpr uint64_t kPollBudgetBytes = 64ull << 20;
+// A file whose mtime is this close to the moment it was read may change again within the
+// same mtime tick (coarse file-system clocks), so it is re-hashed on the next scan.
+constexpr int64_t kRacyNs = 1'000'000'000;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t mtime_ns(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+const char* format_name(io::Format f) {
+  switch (f) {
+    case io::Format::kCsv: return "csv";
+    case io::Format::kJsonLines: return "jsonlines";
+    case io::Format::kPlaintext: return "plaintext";
+    case io::Format::kBinary: return "binary";
+  }
+  return "?";
+}
+
+bool hidden(const stdfs::path& p) {
+  std::string name = p.filename().string();
+  return !name.empty() && name[0] == '.';
+}
+
+struct Listed {
+  std::string path;
+  uint64_t size;
+  int64_t mtime_ns;
+};
+
+// Regular files under root (or root itself), sorted by path, hidden entries skipped.
+Status list_files(const std::string& root, std::vector<Listed>* out) {
+  out->clear();
+  struct stat st;
+  if (::stat(root.c_str(), &st) != 0) {
+    if (errno == ENOENT) return {};
+    return Status::io_error("cannot stat input path '" + root + "': " + std::strerror(errno));
+  }
+  if (S_ISREG(st.st_mode)) {
+    out->push_back({stdfs::path(root).lexically_normal().generic_string(), static_cast<uint64_t>(st.st_size), mtime_ns(st)});
+    return {};
+  }
+  std::error_code ec;
+  stdfs::recursive_directory_iterator it(root, stdfs::directory_options::skip_permission_denied, ec), end;
+  if (ec) return Status::io_error("cannot list directory '" + root + "': " + ec.message());
+  for (; it != end; it.increment(ec)) {
+    if (ec) return Status::io_error("cannot list directory '" + root + "': " + ec.message());
+    if (hidden(it->path())) {
+      if (it->is_directory(ec)) it.disable_recursion_pending();
+      continue;
+    }
+    std::string p = it->path().lexically_normal().generic_string();
+    if (::stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;  // vanished, or not a file
+    out->push_back({p, static_cast<uint64_t>(st.st_size), mtime_ns(st)});
+  }
+  std::sort(out->begin(), out->end(), [](const Listed& a, const Listed& b) { return a.path < b.path; });
+  return {};
+}
+
+// Reads a whole file. *vanished is set (and OK returned) when it no longer exists.
+Status read_file(const std::string& path, std::string* content, struct stat* st, bool* vanished) {
+  *vanished = false;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      *vanished = true;
+      return {};
+    }
+    return Status::io_error("cannot open '" + path + "': " + std::strerror(errno));
+  }
+  Status s;
+  if (::fstat(fd, st) != 0) s = Status::io_error("cannot stat '" + path + "': " + std::strerror(errno));
+  content->clear();
+  char buf[1 << 16];
+  while (s.is_ok()) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) s = Status::io_error("cannot read '" + path + "': " + std::strerror(errno));
+    if (n <= 0) break;
+    content->append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return s;
+}
+
+bool supported_type(DType t) {
+  switch (t) {
+    case DType::kInt: case DType::kFloat: case DType::kBool: case DType::kString: case DType::kBytes:
+    case DType::kJson: case DType::kAny: return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+Schema fs_source_schema(const io::fs::ReadOptions& o) {
+  Schema schema;
+  if (o.format == io::Format::kPlaintext) schema = Schema{{"data", t_str()}};
+  else if (o.format == io::Format::kBinary) schema = Schema{{"data", t_bytes()}};
+  else {
+    if (o.schema.size() == 0)
+      throw GraphError(std::string("fs::read (") + format_name(o.format) + "): a schema is required");
+    for (const Column& c : o.schema.columns())
+      if (!supported_type(c.type.base))
+        throw GraphError(std::string("fs::read (") + format_name(o.format) + "): column '" + c.name + "' has type " +
+                         c.type.to_string() + ", which cannot be read (use int, float, bool, str, bytes, json)");
+    schema = o.schema;
+  }
+  for (const std::string& k : o.primary_key)
+    if (!schema.find(k))
+      throw GraphError("fs::read: primary key column '" + k + "' is not in the schema (" + schema.names() + ")");
+  if (o.mode == io::Mode::kStreaming && o.autocommit_duration_ms == 0)
+    throw GraphError("fs::read: autocommit_duration_ms must be positive in streaming mode");
+  return schema;
+}
+
+FsSource::FsSource(std::string path, io::fs::ReadOptions options)
+    : root_(std::move(path)), options_(std::move(options)), schema_(fs_source_schema(options_)) {
+  for (const std::string& k : options_.primary_key) pk_.push_back(*schema_.find(k));
+}
+
+std::string FsSource::describe() const {
+  return std::string("fs ") + format_name(options_.format) + " source '" + root_ + "'";
+}
+
+Status FsSource::open() {
+  struct stat st;
+  if (::stat(root_.c_str(), &st) != 0)
+    return errno == ENOENT ? Status::not_found("input path '" + root_ + "' does not exist")
+                           : Status::io_error("cannot access input path '" + root_ + "': " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+    return Status::invalid_argument("input path '" + root_ + "' is neither a file nor a directory");
+  resolve_replayed();
+  return {};
+}
+
+Status FsSource::scan() {
+  std::vector<Listed> listed;
+  TM_RETURN_IF_ERROR(list_files(root_, &listed));
+  work_.clear();
+  auto it = files_.begin();
+  for (const Listed& l : listed) {
+    for (; it != files_.end() && it->first < l.path; ++it) work_.push_back({it->first, true});
+    if (it != files_.end() && it->first == l.path) {
+      const FileEntry& e = it->second;
+      bool racy = e.mtime_ns + kRacyNs > e.read_ns;
+      if (e.size != l.size || e.mtime_ns != l.mtime_ns || racy) work_.push_back({l.path, false});
+      ++it;
+    } else {
+      work_.push_back({l.path, false});
+    }
+  }
+  for (; it != files_.end(); ++it) work_.push_back({it->first, true});
+  return {};
+}
+
+Status FsSource::poll(Batch& out, bool* finished) {
+  if (work_.empty() && (!scanned_ || streaming())) {
+    TM_RETURN_IF_ERROR(scan());
+    scanned_ = true;
+  }
+  uint64_t bytes = 0;
+  while (!work_.empty() && bytes < kPollBudgetBytes) {
+    TM_RETURN_IF_ERROR(process(work_.front(), out, &bytes));
+    work_.pop_front();
+  }
+  *finished = !streaming() && work_.empty();
+  return {};
+}
+
+void FsSource::retract(const std::string& path, const FileEntry& entry, Batch& out) {
+  auto it = rows_.find(path);
+  size_t known = it == rows_.end() ? 0 : it->second.size();
+  if (known != entry.rows)
+    log_warning(describe() + ": " + path + ": only " + std::to_string(known) + " of its " +
+                std::to_string(entry.rows) + " earlier rows are known and can be retracted");
+  if (it == rows_.end()) return;
+  for (Update& u : it->second) out.push_back({u.key, std::move(u.row), -1});
+  rows_.erase(it);
+}
+
+Status FsSource::process(const Work& w, Batch& out, uint64_t* bytes_read) {
+  auto old = files_.find(w.path);
+  std::string content;
+  struct stat st {};
+  bool vanished = w.deleted;
+  if (!w.deleted) {
+    Status s = read_file(w.path, &content, &st, &vanished);
+    if (!s.is_ok()) {
+      if (!options_.skip_bad_rows) return s;
+      log_warning(describe() + ": skipped file: " + s.message());
+      return {};
+    }
+  }
+  if (vanished) {
+    if (old != files_.end()) {
+      retract(w.path, old->second, out);
+      files_.erase(old);
+    }
+    return {};
+  }
+  *bytes_read += content.size();
+  FileEntry e;
+  e.size = static_cast<uint64_t>(st.st_size);
+  e.mtime_ns = mtime_ns(st);
+  e.hash = XXH3_64bits(content.data(), content.size());
+  e.read_ns = now_ns();
+  if (old != files_.end() && old->second.hash == e.hash && old->second.size == e.size) {
+    // Touched or re-checked, same content: nothing to emit.
+    old->second.mtime_ns = e.mtime_ns;
+    old->second.read_ns = e.read_ns;
+    return {};
+  }
+  std::vector<Update> rows;
+  TM_RETURN_IF_ERROR(parse(w.path, content, &rows));
+  if (old != files_.end()) retract(w.path, old->second, out);
+  e.rows = rows.size();
+  if (!pk_.empty())
+    for (const Update& u : rows) e.keys.push_back(u.key);
+  files_[w.path] = std::move(e);
+  if (streaming()) rows_[w.path] = rows;  // kept to retract them when the file changes
+  for (Update& u : rows) out.push_back(std::move(u));
+  return {};
+}
+
+Key FsSource::key_for(const std::string& path, uint64_t index, const Row& row) const {
+  if (pk_.empty()) return key_combine(key_from_string(path), Key{index, 0});
+  Row values;
+  for (size_t i : pk_) values.push_back(row[i]);
+  return key_from_values(values);
+}
+
+Status FsSource::row_error(const std::string& message) const {
+  if (!options_.skip_bad_rows) return Status::invalid_argument(message);
+  log_warning(describe() + ": skipped row: " + message);
+  return {};
+}
+
+Status FsSource::parse(const std::string& path, const std::string& content, std::vector<Update>* rows) const {
+  auto add = [&](Row row) {
+    Key k = key_for(path, rows->size(), row);
+    rows->push_back({k, std::move(row), 1});
+  };
+  switch (options_.format) {
+    case io::Format::kBinary: add(Row{Value::bytes(content)}); return {};
+    case io::Format::kPlaintext: {
+      size_t start = 0;
+      while (start < content.size()) {
+        size_t end = content.find('\n', start);
+        if (end == std::string::npos) end = content.size();
+        std::string_view line(content.data() + start, end - start);
+        if (line.ends_with('\r')) line.remove_suffix(1);
+        add(Row{Value(line)});
+        start = end + 1;
+      }
+      return {};
+    }
+    case io::Format::kCsv: {
+      CsvReader reader(content, options_.csv_delimiter);
+      std::vector<CsvField> fields;
+      std::string err;
+      if (!reader.next(&fields, &err)) return {};  // empty file: no header, no rows
+      if (!err.empty()) return row_error(path + ":" + std::to_string(reader.line()) + ": bad header: " + err);
+      std::vector<size_t> index;  // schema column -> field
+      for (const Column& c : schema_.columns()) {
+        auto f = std::find_if(fields.begin(), fields.end(), [&](const CsvField& x) { return x.text == c.name; });
+        if (f == fields.end()) {
+          std::string header;
+          for (const auto& x : fields) header += (header.empty() ? "" : ",") + x.text;
+          // Without the column no row of the file can be read: skipping means the whole file.
+          return row_error(path + ":" + std::to_string(reader.line()) + ": column '" + c.name +
+                           "' is missing from the header (" + header + ")");
+        }
+        index.push_back(static_cast<size_t>(f - fields.begin()));
+      }
+      const size_t width = fields.size();
+      while (reader.next(&fields, &err)) {
+        std::string where = path + ":" + std::to_string(reader.line()) + ": ";
+        if (!err.empty()) {
+          TM_RETURN_IF_ERROR(row_error(where + err));
+          continue;
+        }
+        if (fields.size() != width) {
+          TM_RETURN_IF_ERROR(row_error(where + "expected " + std::to_string(width) + " fields, got " +
+                                       std::to_string(fields.size())));
+          continue;
+        }
+        Row row;
+        Status bad;
+        for (size_t c = 0; c < index.size() && bad.is_ok(); ++c) {
+          Result<Value> v = parse_field(fields[index[c]], schema_[c].type);
+          if (v.is_ok()) row.push_back(std::move(v).value());
+          else bad = Status::invalid_argument(where + "column '" + schema_[c].name + "': " + v.status().message());
+        }
+        if (!bad.is_ok()) TM_RETURN_IF_ERROR(row_error(bad.message()));
+        else add(std::move(row));
+      }
+      return {};
+    }
+    case io::Format::kJsonLines: {
+      size_t start = 0, line_no = 0;
+      while (start < content.size()) {
+        ++line_no;
+        size_t end = content.find('\n', start);
+        if (end == std::string::npos) end = content.size();
+        std::string_view line(content.data() + start, end - start);
+        start = end + 1;
+        if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+        std::string where = path + ":" + std::to_string(line_no) + ": ";
+        nlohmann::json obj = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (obj.is_discarded()) {
+          TM_RETURN_IF_ERROR(row_error(where + "malformed JSON"));
+          continue;
+        }
+        if (!obj.is_object()) {
+          TM_RETURN_IF_ERROR(row_error(where + "expected a JSON object"));
+          continue;
+        }
+        Row row;
+        Status bad;
+        for (const Column& c : schema_.columns()) {
+          auto f = obj.find(c.name);
+          if (f == obj.end()) {
+            if (c.type.optional) row.push_back(Value());
+            else bad = Status::invalid_argument(where + "column '" + c.name + "': missing");
+          } else {
+            Result<Value> v = json_to_value(*f, c.type);
+            if (v.is_ok()) row.push_back(std::move(v).value());
+            else bad = Status::invalid_argument(where + "column '" + c.name + "': " + v.status().message());
+          }
+          if (!bad.is_ok()) break;
+        }
+        if (!bad.is_ok()) TM_RETURN_IF_ERROR(row_error(bad.message()));
+        else add(std::move(row));
+      }
+      return {};
+    }
+  }
+  return Status::internal("unknown format");
+}
+
+std::string FsSource::offset() const {
+  std::string out;
+  codec::put_u8(out, kOffsetVersion);
+  codec::put_varint(out, files_.size());
+  for (const auto& [path, e] : files_) {
+    codec::put_bytes(out, path);
+    codec::put_u64(out, e.size);
+    codec::put_i64(out, e.mtime_ns);
+    codec::put_u64(out, e.hash);
+    codec::put_varint(out, e.rows);
+    codec::put_i64(out, e.read_ns);
+    codec::put_varint(out, e.keys.size());
+    for (const Key& k : e.keys) codec::put_key(out, k);
+  }
+  return out;
+}
+
+Status FsSource::seek(std::string_view in) {
+  auto bad = [&](const std::string& why) { return Status::corruption(describe() + ": bad offset: " + why); };
+  uint8_t version;
+  uint64_t n;
+  if (!codec::get_u8(in, &version)) return bad("truncated");
+  if (version != kOffsetVersion)
+    return Status::not_supported(describe() + ": offset format version " + std::to_string(version) +
+                                 " (this build reads version " + std::to_string(kOffsetVersion) + ")");
+  if (!codec::get_varint(in, &n)) return bad("truncated");
+  std::map<std::string, FileEntry> files;
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string path;
+    FileEntry e;
+    uint64_t nkeys;
+    if (!codec::get_bytes(in, &path) || !codec::get_u64(in, &e.size) || !codec::get_i64(in, &e.mtime_ns) ||
+        !codec::get_u64(in, &e.hash) || !codec::get_varint(in, &e.rows) || !codec::get_i64(in, &e.read_ns) ||
+        !codec::get_varint(in, &nkeys) || nkeys > in.size())
+      return bad("truncated");
+    if ((pk_.empty() && nkeys != 0) || (!pk_.empty() && nkeys != e.rows))
+      return bad("written by a source with a different primary key");
+    e.keys.resize(nkeys);
+    for (Key& k : e.keys)
+      if (!codec::get_key(in, &k)) return bad("truncated");
+    files.emplace(std::move(path), std::move(e));
+  }
+  if (!in.empty()) return bad("trailing bytes");
+  files_ = std::move(files);
+  rows_.clear();
+  return {};
+}
+
+void FsSource::replayed(const Update& u) { replayed_.push_back(u); }
+
+void FsSource::resolve_replayed() {
+  std::unordered_map<Key, const std::string*, KeyHash> key_to_path;
+  for (const auto& [path, e] : files_) {
+    if (pk_.empty())
+      for (uint64_t i = 0; i < e.rows; ++i) key_to_path.emplace(key_for(path, i, {}), &path);
+    else
+      for (const Key& k : e.keys) key_to_path.emplace(k, &path);
+  }
+  for (Update& u : replayed_) {
+    auto p = key_to_path.find(u.key);
+    if (p == key_to_path.end()) continue;  // a row of a file that no longer contributes
+    auto& rows = rows_[*p->second];
+    for (int64_t i = 0; i < u.diff; ++i) rows.push_back({u.key, u.row, 1});
+    for (int64_t i = 0; i < -u.diff; ++i) {
+      auto r = std::find_if(rows.rbegin(), rows.rend(), [&](const Update& x) { return x.key == u.key && x.row == u.row; });
+      if (r != rows.rend()) rows.erase(std::next(r).base());
+    }
+  }
+  replayed_.clear();
+  replayed_.shrink_to_fit();
+}
+
+}  // namespace tidemark::connectors
+
+namespace tidemark::io::fs {
+
+Table read(Graph& g, const std::string& path, ReadOptions options) {
+  Schema schema = connectors::fs_source_schema(options);
+  std::string name = options.name;
+  return engine::add_source(g, std::make_unique<connectors::FsSource>(path, std::move(options)), std::move(schema),
+                            name);
+}
+
+}  // namespace tidemark::io::fs

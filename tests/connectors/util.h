@@ -1,0 +1,113 @@
+// Helpers for connector tests: temporary directories, files, and a thread-safe collector of
+// subscription callbacks that tests wait on (never sleep-and-hope).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tidemark/tidemark.h"
+
+namespace tidemark::testing {
+
+inline std::string row_string(const Row& r) {
+  std::string s = "(";
+  for (size_t i = 0; i < r.size(); ++i) s += (i ? ", " : "") + r[i].to_string();
+  return s + ")";
+}
+
+// A fresh directory, removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "tidemark-conn-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+
+ private:
+  std::string path_;
+};
+
+inline void write_file(const std::string& path, const std::string& content) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << content;
+}
+
+// Writes through a hidden temporary file and a rename, as producers of watched dirs should.
+inline void write_file_atomic(const std::string& path, const std::string& content) {
+  std::filesystem::path p(path);
+  std::string tmp = (p.parent_path() / ("." + p.filename().string() + ".tmp")).string();
+  write_file(tmp, content);
+  std::filesystem::rename(tmp, path);
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Collects subscription callbacks: the live rows (as strings) and every time's changes.
+struct Collector {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::multiset<std::string> live;
+  std::map<uint64_t, std::multiset<std::string>> by_time;  // "+(row)" / "-(row)"
+  bool ended = false;
+  bool strict = true;  // a retraction must match a live row
+
+  io::SubscribeCallbacks callbacks() {
+    return {[this](const Key&, const Row& row, uint64_t t, bool add) {
+              std::lock_guard lock(mu);
+              std::string s = row_string(row);
+              by_time[t].insert((add ? "+" : "-") + s);
+              if (add) live.insert(s);
+              else if (auto it = live.find(s); it != live.end()) live.erase(it);
+              else if (strict) ADD_FAILURE() << "retraction of a row that is not live: " << s;
+            },
+            [this](uint64_t) { cv.notify_all(); },
+            [this] {
+              std::lock_guard lock(mu);
+              ended = true;
+              cv.notify_all();
+            }};
+  }
+  // Waits (generously) until pred() holds under the lock.
+  bool wait(const std::function<bool()>& pred, std::chrono::seconds timeout = std::chrono::seconds(20)) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, timeout, pred);
+  }
+  // The changes of the latest time.
+  std::multiset<std::string> last_changes() {
+    std::lock_guard lock(mu);
+    return by_time.empty() ? std::multiset<std::string>{} : by_time.rbegin()->second;
+  }
+};
+
+inline RunOptions quiet_options(std::atomic<bool>* stop = nullptr) {
+  RunOptions o;
+  o.handle_signals = false;
+  o.progress_interval_s = 0;
+  o.stop = stop;
+  return o;
+}
+
+}  // namespace tidemark::testing
