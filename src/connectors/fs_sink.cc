@@ -60,8 +60,10 @@ Status FsSink::write(engine::Time t, const engine::Batch& changes, const Schema&
 }
 
 Status FsSink::time_end(engine::Time t) {
+  // Readers of a streaming output see each time as soon as it is computed; durability (fsync)
+  // comes with flush() at commits.
   frontier_ = t + 1;
-  return {};
+  return write_buffer();
 }
 
 Status FsSink::write_buffer() {

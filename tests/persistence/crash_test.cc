@@ -1,0 +1,138 @@
+// The crash test: wordcount in streaming mode with persistence, files added while it runs,
+// killed with SIGKILL at random moments and restarted each time. The output file must be the
+// change stream of one clean run: every word's changes form one chain (+1, -1 +2, -2 +3, ...)
+// with nothing duplicated or lost, ending at the exact counts of the input.
+//
+// TIDEMARK_CRASH_ROUNDS (default 12) sets the number of kills; TIDEMARK_CRASH_SEED the seed.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <thread>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = std::freopen(log.c_str(), "a", stderr);
+    (void)f;
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// Writes a file atomically (hidden temp + rename), as a well-behaved producer does.
+void add_file(const fs::path& dir, int n, std::mt19937_64& rng, std::map<std::string, int64_t>& expected) {
+  static const char* vocab[] = {"alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"};
+  std::ostringstream out;
+  int lines = 1 + static_cast<int>(rng() % 20);
+  for (int l = 0; l < lines; ++l) {
+    int words = 1 + static_cast<int>(rng() % 6);
+    for (int w = 0; w < words; ++w) {
+      const char* word = vocab[rng() % 8];
+      out << (w ? " " : "") << word;
+      ++expected[word];
+    }
+    out << "\n";
+  }
+  fs::path tmp = dir / (".tmp-" + std::to_string(n));
+  std::ofstream(tmp) << out.str();
+  fs::rename(tmp, dir / ("part-" + std::to_string(n) + ".txt"));
+}
+
+TEST(CrashTest, SigkillAtRandomMomentsGivesExactlyOnceOutput) {
+  int rounds = 12;
+  if (const char* r = std::getenv("TIDEMARK_CRASH_ROUNDS")) rounds = std::atoi(r);
+  uint64_t seed = 2026;
+  if (const char* s = std::getenv("TIDEMARK_CRASH_SEED")) seed = std::strtoull(s, nullptr, 10);
+  std::mt19937_64 rng(seed);
+
+  fs::path root = fs::temp_directory_path() / ("tidemark-crash-" + std::to_string(getpid()));
+  fs::remove_all(root);
+  fs::path input = root / "input", storage = root / "state", output = root / "counts.csv", log = root / "log.txt";
+  fs::create_directories(input);
+  std::string bin = std::string(TIDEMARK_BIN_DIR) + "/wordcount";
+  std::vector<std::string> common = {bin, "--input", input.string(), "--output", output.string(),
+                                     "--persistent-storage", storage.string()};
+
+  std::map<std::string, int64_t> expected;
+  int files = 0;
+  add_file(input, files++, rng, expected);
+  int killed_running = 0;
+  for (int round = 0; round < rounds; ++round) {
+    std::vector<std::string> args = common;
+    for (const char* a : {"--mode", "streaming", "--autocommit-ms", "20", "--snapshot-interval-ms", "150"}) args.push_back(a);
+    pid_t pid = spawn(args, log);
+    // Add files while it runs, then kill it at a random moment (the fault being injected).
+    int adds = static_cast<int>(rng() % 4);
+    for (int i = 0; i < adds; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 60));
+      add_file(input, files++, rng, expected);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 250));
+    kill(pid, SIGKILL);
+    int code = wait_exit(pid);
+    if (code == 128 + SIGKILL) ++killed_running;
+    else ASSERT_EQ(code, 0) << "wordcount failed; see " << log;
+  }
+  // A final static run picks up whatever the killed runs had not committed, then exits.
+  std::vector<std::string> args = common;
+  for (const char* a : {"--mode", "static"}) args.push_back(a);
+  ASSERT_EQ(wait_exit(spawn(args, log)), 0) << "final run failed; see " << log;
+  EXPECT_GE(killed_running, rounds / 2) << "most kills should hit a running process";
+
+  // Check the output: one header, then chains per word.
+  std::ifstream in(output);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_EQ(line, "word,count,time,diff");
+  std::map<std::string, int64_t> current;   // live count per word (absent: none)
+  std::map<std::string, int64_t> last_seen;  // last inserted count per word
+  int n = 1;
+  while (std::getline(in, line)) {
+    ++n;
+    std::stringstream ss(line);
+    std::string word, count, time, diff;
+    ASSERT_TRUE(std::getline(ss, word, ',') && std::getline(ss, count, ',') && std::getline(ss, time, ',') &&
+                std::getline(ss, diff, ','))
+        << "line " << n << ": " << line;
+    int64_t c = std::stoll(count);
+    if (diff == "-1") {
+      ASSERT_TRUE(current.count(word)) << "line " << n << ": retraction of " << word << " which is not live";
+      ASSERT_EQ(current[word], c) << "line " << n << ": retraction of a count that is not the live one";
+      current.erase(word);
+    } else {
+      ASSERT_EQ(diff, "1") << "line " << n;
+      ASSERT_FALSE(current.count(word)) << "line " << n << ": duplicate insertion for " << word;
+      ASSERT_GT(c, last_seen[word]) << "line " << n << ": count of " << word << " went back or repeated";
+      current[word] = c;
+      last_seen[word] = c;
+    }
+  }
+  EXPECT_EQ(current, expected);
+  std::printf("crash test: %d kills (%d of a running process), %d files, %d output lines\n", rounds, killed_running,
+              files, n);
+  if (!HasFailure()) fs::remove_all(root);
+}
+
+}  // namespace
