@@ -172,23 +172,23 @@ int main(int argc, char** argv) {
   std::printf("| storage after %lluM words | bytes stored per input byte | %llu / %llu | %.3f |\n",
               (unsigned long long)(words / 1'000'000), (unsigned long long)stored, (unsigned long long)in_bytes,
               static_cast<double>(stored) / static_cast<double>(in_bytes));
-  auto restart = [&](const fs::path& in, const fs::path& st, const char* label, uint64_t n) {
+  auto restart = [&](const fs::path& in, const fs::path& st, const fs::path& out, const char* label, uint64_t n) {
     auto t0 = Clock::now();
-    die_if(engine_wordcount(in, root / "out-r.csv",
+    die_if(engine_wordcount(in, out,
                             persistence::Config::simple_config(persistence::Backend::filesystem(st.string()), 1000)),
            "restart");
     double r = seconds_since(t0);
     std::printf("| restart after %s words (no new input) | persisting | %.2f s (replay %.1f M words/s) | %.2fx a fresh run |\n",
                 label, r, n / r / 1e6, r / eng * static_cast<double>(words) / static_cast<double>(n));
   };
-  if (!skip_large) restart(input, state, (std::to_string(words / 1'000'000) + "M").c_str(), words);
+  if (!skip_large) restart(input, state, root / "out-p.csv", (std::to_string(words / 1'000'000) + "M").c_str(), words);
   {
     fs::path small = root / "input-1m", small_state = root / "state-1m";
     generate(small, std::min<uint64_t>(words, 1'000'000), distinct);
     die_if(engine_wordcount(small, root / "out-s.csv",
                             persistence::Config::simple_config(persistence::Backend::filesystem(small_state.string()), 1000)),
            "wordcount 1M");
-    restart(small, small_state, "1M", std::min<uint64_t>(words, 1'000'000));
+    restart(small, small_state, root / "out-s.csv", "1M", std::min<uint64_t>(words, 1'000'000));
   }
 
   // 3. groupby and join on in-memory batches.
@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
       left_rows.push_back(std::move(b));
     }
     double js = run_batches(left_rows, &right_rows, l, l, [](std::vector<Table>& in) {
-      return in[0].join(in[1], {{"id", "id"}}).select({{"id", left("id")}, {"a", left("v")}, {"b", right("v")}});
+      return in[0].join(in[1], {{"id", "id"}}).select({{"key", left("id")}, {"a", left("v")}, {"b", right("v")}});
     });
     std::printf("| join 2M x 2M rows on a unique key | tidemark | %.2f s (%.2f M input rows/s) | |\n", js, 2 * rows / js / 1e6);
   }

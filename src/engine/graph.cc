@@ -44,29 +44,41 @@ void consolidate(Batch& batch) {
     if (batch.size() == 1 && batch[0].diff == 0) batch.clear();
     return;
   }
-  std::sort(batch.begin(), batch.end(), [](const Update& a, const Update& b) {
+  // Sort a small (key, index) permutation instead of the updates themselves: keys compare in
+  // two integer comparisons, rows only when keys are equal (rare), and each update moves once.
+  struct Slot {
+    Key key;
+    uint32_t index;
+  };
+  std::vector<Slot> order(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) order[i] = {batch[i].key, static_cast<uint32_t>(i)};
+  std::sort(order.begin(), order.end(), [&](const Slot& a, const Slot& b) {
     if (a.key != b.key) return a.key < b.key;
-    auto c = a.row <=> b.row;
-    return c < 0;
+    auto c = batch[a.index].row <=> batch[b.index].row;
+    return c != 0 ? c < 0 : a.index < b.index;
   });
-  size_t w = 0;
-  for (size_t i = 0; i < batch.size();) {
+  Batch out;
+  out.reserve(batch.size());
+  for (size_t i = 0; i < order.size();) {
+    Update& first = batch[order[i].index];
+    int64_t d = first.diff;
     size_t j = i + 1;
-    int64_t d = batch[i].diff;
-    while (j < batch.size() && batch[j].key == batch[i].key && batch[j].row == batch[i].row) d += batch[j++].diff;
+    while (j < order.size() && order[j].key == first.key && batch[order[j].index].row == first.row)
+      d += batch[order[j++].index].diff;
     if (d != 0) {
-      if (w != i) batch[w] = std::move(batch[i]);
-      batch[w].diff = d;
-      ++w;
+      first.diff = d;
+      out.push_back(std::move(first));
     }
     i = j;
   }
-  batch.resize(w);
   // Within a key, retractions first so stateful consumers see -old before +new.
-  std::stable_sort(batch.begin(), batch.end(), [](const Update& a, const Update& b) {
-    if (a.key != b.key) return a.key < b.key;
-    return (a.diff < 0) > (b.diff < 0);
-  });
+  for (size_t i = 0; i < out.size();) {
+    size_t j = i + 1;
+    while (j < out.size() && out[j].key == out[i].key) ++j;
+    if (j - i > 1) std::stable_partition(out.begin() + i, out.begin() + j, [](const Update& u) { return u.diff < 0; });
+    i = j;
+  }
+  batch.swap(out);
 }
 
 void Source::wait_for_data(uint64_t timeout_ms) {

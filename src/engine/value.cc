@@ -255,10 +255,13 @@ Key key_from_values_salted(uint64_t salt, const Row& values) {
 }
 
 Key key_combine(const Key& a, const Key& b) {
-  std::string buf;
-  codec::put_key(buf, a);
-  codec::put_key(buf, b);
-  return hash128(buf);
+  // Same bytes as codec::put_key(a) + put_key(b) (little-endian), without an allocation.
+  unsigned char buf[32];
+  const uint64_t words[4] = {a.lo, a.hi, b.lo, b.hi};
+  for (int w = 0; w < 4; ++w)
+    for (int i = 0; i < 8; ++i) buf[w * 8 + i] = static_cast<unsigned char>(words[w] >> (8 * i));
+  XXH128_hash_t h = XXH3_128bits(buf, sizeof buf);
+  return Key{h.low64, h.high64};
 }
 
 Key key_from_string(std::string_view s) {
