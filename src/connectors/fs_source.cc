@@ -26,7 +26,7 @@ namespace {
 
 constexpr uint8_t kOffsetVersion = 1;
 // Files are read whole; a poll stops taking new files after this many bytes (memory bound).
-constexpr uint64_t kPollBudgetBytes = 64ull << 20;
+constexpr uint64_t kPollBudgetBytes = 8ull << 20;
 // A file whose mtime is this close to the moment it was read may change again within the
 // same mtime tick (coarse file-system clocks), so it is re-hashed on the next scan.
 constexpr int64_t kRacyNs = 1'000'000'000;
