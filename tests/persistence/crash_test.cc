@@ -135,4 +135,34 @@ TEST(CrashTest, SigkillAtRandomMomentsGivesExactlyOnceOutput) {
   if (!HasFailure()) fs::remove_all(root);
 }
 
+// Two processes on one storage: the second fails at once, naming the storage and the holder;
+// once the holder is killed, a restart takes the storage over.
+TEST(Fencing, SecondProcessIsRefusedAndDeadHolderDoesNotBlock) {
+  fs::path root = fs::temp_directory_path() / ("tidemark-fence-" + std::to_string(getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "input");
+  std::ofstream(root / "input" / "a.txt") << "one two\n";
+  std::string bin = std::string(TIDEMARK_BIN_DIR) + "/wordcount";
+  auto args = [&](const char* out, const char* mode) {
+    return std::vector<std::string>{bin, "--input", (root / "input").string(), "--output", (root / out).string(),
+                                    "--persistent-storage", (root / "state").string(), "--mode", mode};
+  };
+  pid_t holder = spawn(args("a.csv", "streaming"), root / "holder.log");
+  // Wait (bounded) until the holder has taken the lock object.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!fs::exists(root / "state" / "lock") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(fs::exists(root / "state" / "lock"));
+  pid_t second = spawn(args("b.csv", "static"), root / "second.log");
+  EXPECT_EQ(wait_exit(second), 1);
+  std::ifstream log(root / "second.log");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("in use by pid " + std::to_string(holder)), std::string::npos) << text;
+  EXPECT_NE(text.find((root / "state").string()), std::string::npos) << text;
+  kill(holder, SIGKILL);
+  wait_exit(holder);
+  EXPECT_EQ(wait_exit(spawn(args("a.csv", "static"), root / "third.log")), 0);
+  if (!HasFailure()) fs::remove_all(root);
+}
+
 }  // namespace
