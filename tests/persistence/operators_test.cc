@@ -10,6 +10,7 @@
 #include <set>
 
 #include "engine/collection_io.h"
+#include "engine/harness.h"
 #include "tidemark/tidemark.h"
 
 namespace tidemark {
@@ -57,24 +58,6 @@ std::vector<Batch> batches(uint64_t seed, size_t steps, uint64_t salt) {
 
 using Build = std::function<Table(Table, Table)>;
 
-// Records the time of every step (each step of these inputs changes both sources).
-class StepTimes final : public engine::Sink {
- public:
-  explicit StepTimes(std::vector<engine::Time>* t) : times_(t) {}
-  std::string describe() const override { return "step times"; }
-  Status open() override { return {}; }
-  Status write(engine::Time, const Batch&, const Schema&) override { return {}; }
-  Status time_end(engine::Time t) override {
-    times_->push_back(t);
-    return {};
-  }
-  Status flush() override { return {}; }
-  engine::Time durable_frontier() const override { return 0; }
-
- private:
-  std::vector<engine::Time>* times_;
-};
-
 // Runs batches [0, end) of both sources and returns the emitted changes labelled with their
 // step index (the position of their time among this run's times, offset by `first_step`).
 std::vector<std::pair<size_t, std::string>> run_steps(const std::vector<Batch>& a, const std::vector<Batch>& b,
@@ -88,7 +71,7 @@ std::vector<std::pair<size_t, std::string>> run_steps(const std::vector<Batch>& 
   std::vector<engine::Time> times;
   Table out = build(ta, tb);
   engine::add_sink(out, std::make_unique<engine::CaptureSink>(captured), "out");
-  engine::add_sink(out, std::make_unique<StepTimes>(&times), "steps");
+  engine::add_sink(out, std::make_unique<testing::StepRecorder>(&times), "steps");
   RunOptions o;
   o.handle_signals = false;
   o.progress_interval_s = 0;
