@@ -10,6 +10,7 @@
 #include <array>
 #include <cmath>
 #include <optional>
+#include <memory>
 #include <unordered_map>
 
 #include "engine/codec.h"
@@ -25,6 +26,58 @@ using internal::CompiledExprPtr;
 using internal::EvalContext;
 
 using RowsByKey = std::unordered_map<Key, Row, KeyHash>;
+
+// The rows of one side of one join key. Most buckets hold a row or two, so rows live in a
+// vector (no per-bucket hash table); a key index is added once a bucket grows past a few rows,
+// keeping erase O(1) for skewed join keys.
+class KeyedRows {
+ public:
+  using Entry = std::pair<Key, Row>;
+  bool empty() const { return rows_.empty(); }
+  size_t size() const { return rows_.size(); }
+  std::vector<Entry>::const_iterator begin() const { return rows_.begin(); }
+  std::vector<Entry>::const_iterator end() const { return rows_.end(); }
+
+  // False if the key is already present.
+  bool insert(const Key& k, const Row& r) {
+    if (find(k) != kNone) return false;
+    rows_.emplace_back(k, r);
+    if (index_) index_->emplace(k, rows_.size() - 1);
+    else if (rows_.size() > kIndexAbove) build_index();
+    return true;
+  }
+  // False if the key is absent.
+  bool erase(const Key& k) {
+    size_t i = find(k);
+    if (i == kNone) return false;
+    if (index_) index_->erase(k);
+    if (i + 1 != rows_.size()) {
+      rows_[i] = std::move(rows_.back());
+      if (index_) (*index_)[rows_[i].first] = i;
+    }
+    rows_.pop_back();
+    return true;
+  }
+
+ private:
+  static constexpr size_t kIndexAbove = 8;
+  static constexpr size_t kNone = ~size_t{0};
+  size_t find(const Key& k) const {
+    if (index_) {
+      auto it = index_->find(k);
+      return it == index_->end() ? kNone : it->second;
+    }
+    for (size_t i = 0; i < rows_.size(); ++i)
+      if (rows_[i].first == k) return i;
+    return kNone;
+  }
+  void build_index() {
+    index_ = std::make_unique<std::unordered_map<Key, size_t, KeyHash>>();
+    for (size_t i = 0; i < rows_.size(); ++i) index_->emplace(rows_[i].first, i);
+  }
+  std::vector<Entry> rows_;
+  std::unique_ptr<std::unordered_map<Key, size_t, KeyHash>> index_;
+};
 constexpr uint8_t kStateVersion = 1;
 
 bool is_num(DType t) { return t == DType::kInt || t == DType::kFloat; }
@@ -118,7 +171,7 @@ class JoinNode final : public Node {
       if (!load_key_rows(in, &rows)) return state_corrupt(label());
       for (auto& [k, r] : rows) {
         if (r.size() != widths_[s] || !join_values(s, r, &jv)) return state_corrupt(label());
-        buckets_[jv].rows[s].emplace(k, std::move(r));
+        buckets_[jv].rows[s].insert(k, r);
       }
     }
     return load_key_rows(in, &memo_) && in.empty() ? Status() : state_corrupt(label());
@@ -126,7 +179,7 @@ class JoinNode final : public Node {
 
  private:
   struct Bucket {
-    std::array<RowsByKey, 2> rows;
+    std::array<KeyedRows, 2> rows;
   };
 
   // False when a join value is None (the row matches nothing).
@@ -139,10 +192,9 @@ class JoinNode final : public Node {
     return true;
   }
 
-  void apply(int side, RowsByKey& rows, const Batch& delta) const {
+  void apply(int side, KeyedRows& rows, const Batch& delta) const {
     for (const Update& u : delta) {
-      bool ok = u.diff > 0 ? u.diff == 1 && rows.emplace(u.key, u.row).second
-                           : u.diff == -1 && rows.erase(u.key) == 1;
+      bool ok = u.diff > 0 ? u.diff == 1 && rows.insert(u.key, u.row) : u.diff == -1 && rows.erase(u.key);
       if (!ok)
         throw RuntimeError(std::string("join: the ") + (side == 0 ? "left" : "right") + " input has key " +
                            u.key.to_string() + " with multiplicity other than 0 or 1");
