@@ -380,6 +380,59 @@ TEST(Persistence, EnvironmentConfiguresRecordAndReplay) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Persistence, MetadataAndSnapshotsOnDifferentBackends) {
+  auto meta = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
+  auto snap = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
+  Config cfg{Backend::custom(meta), Backend::custom(snap)};
+  auto input = wordcount_input();
+  ASSERT_TRUE(run_prefix(input, 2, cfg).status.is_ok());
+  EXPECT_EQ(meta->list("streams/")->size(), 0u);
+  EXPECT_GT(snap->list("streams/")->size(), 0u);
+  EXPECT_EQ(meta->list("manifests/")->size(), 1u);
+  EXPECT_EQ(snap->list("manifests/")->size(), 0u);
+  auto r = run_prefix(input, 4, cfg);
+  ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
+  EXPECT_EQ(diffs(r), (V{"+abc,2", "+foo,3", "+xxx,1", "-abc,1", "-foo,2"}));
+}
+
+// A source that cannot be opened (its input is gone).
+class GoneSource final : public engine::Source {
+ public:
+  std::string describe() const override { return "gone"; }
+  bool streaming() const override { return false; }
+  Status open() override { return Status::not_found("the input is gone"); }
+  Status poll(Batch&, bool* finished) override {
+    *finished = true;
+    return {};
+  }
+  std::string offset() const override { return {}; }
+  Status seek(std::string_view) override { return {}; }
+};
+
+TEST(Persistence, OfflineReplayNeverConnectsToTheSources) {
+  using E = persistence::SnapshotEvent;
+  Backend b = Backend::mock({{"words", {E::insert(Key{1, 1}, {Value("x")}), E::advance_time(10),
+                                        E::insert(Key{2, 1}, {Value("x")}), E::advance_time(20)}}});
+  auto run_gone = [&](SnapshotAccess access) {
+    Graph g;
+    Table in = engine::add_source(g, std::make_unique<GoneSource>(), kWords, "words");
+    auto captured = std::make_shared<std::vector<CapturedChange>>();
+    engine::add_sink(count_words(g, in), std::make_unique<engine::CaptureSink>(captured));
+    RunOptions o;
+    o.handle_signals = false;
+    o.log = [](const std::string&) {};
+    o.persistence_config = Config::simple_config(b, 0, access, PersistenceMode::kBatch);
+    Status st = run(g, o);
+    return std::make_pair(st, captured->size());
+  };
+  auto [offline, n] = run_gone(SnapshotAccess::kOfflineReplay);
+  ASSERT_TRUE(offline.is_ok()) << offline.to_string();
+  EXPECT_EQ(n, 1u);  // +(x, 2) in one batch
+  auto [online, m] = run_gone(SnapshotAccess::kReplay);
+  EXPECT_FALSE(online.is_ok());
+  EXPECT_NE(online.message().find("gone"), std::string::npos) << online.to_string();
+}
+
 TEST(Persistence, EnumNamesRoundTrip) {
   for (auto a : {SnapshotAccess::kFull, SnapshotAccess::kRecord, SnapshotAccess::kReplay, SnapshotAccess::kOffsetsOnly,
                  SnapshotAccess::kOfflineReplay})
