@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <map>
 #include <set>
 #include <thread>
@@ -283,16 +284,32 @@ Status Runtime::Impl::after_time(Scheduler& sched, Time t) {
 }
 
 Status Runtime::Impl::commit(Scheduler& sched, Time t) {
+  // 1. Every source's new events become one immutable chunk; the chunks of one commit are
+  //    uploaded in parallel (object stores have high per-request latency).
+  struct Pending {
+    PSource* source;
+    std::string key;
+    std::string data;
+    uint64_t records;
+  };
+  std::vector<Pending> pending;
   for (auto& ps : sources) {
     if (ps.writer->record_count() == 0) continue;
     uint64_t n = ps.writer->record_count();
-    std::string data = ps.writer->finish();
-    std::string key = chunk_key(ps.id, run, ++chunk_seq);
-    Status st = snap->put(key, data);
-    if (!st.is_ok()) return st.with_context("committing input of " + ps.node->label());
-    ps.state.chunks.push_back({key, n, data.size(), ps.pending_max_time});
+    pending.push_back({&ps, chunk_key(ps.id, run, ++chunk_seq), ps.writer->finish(), n});
+  }
+  std::vector<std::future<Status>> uploads;
+  for (size_t i = 1; i < pending.size(); ++i)
+    uploads.push_back(std::async(std::launch::async, [this, &p = pending[i]] { return snap->put(p.key, p.data); }));
+  Status first = pending.empty() ? Status() : snap->put(pending[0].key, pending[0].data);
+  std::vector<Status> results{first};
+  for (auto& f : uploads) results.push_back(f.get());
+  for (size_t i = 0; i < pending.size(); ++i) {
+    if (!results[i].is_ok()) return results[i].with_context("committing input of " + pending[i].source->node->label());
+    PSource& ps = *pending[i].source;
+    ps.state.chunks.push_back({pending[i].key, pending[i].records, pending[i].data.size(), ps.pending_max_time});
     ++stats.chunks_written;
-    stats.bytes_written += data.size();
+    stats.bytes_written += pending[i].data.size();
   }
   Manifest m;
   m.seq = seq + 1;
