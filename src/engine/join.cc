@@ -27,6 +27,18 @@ using internal::EvalContext;
 
 using RowsByKey = std::unordered_map<Key, Row, KeyHash>;
 
+// Join values with their hash computed once: maps keyed by it never rehash rows, and
+// comparisons of different values almost always stop at the hash.
+struct HashedRow {
+  size_t hash;
+  Row values;
+  explicit HashedRow(Row v) : hash(RowHash{}(v)), values(std::move(v)) {}
+  bool operator==(const HashedRow& o) const { return hash == o.hash && values == o.values; }
+};
+struct HashedRowHash {
+  size_t operator()(const HashedRow& r) const noexcept { return r.hash; }
+};
+
 // The rows of one side of one join key. Most buckets hold a row or two, so rows live in a
 // vector (no per-bucket hash table); a key index is added once a bucket grows past a few rows,
 // keeping erase O(1) for skewed join keys.
@@ -104,7 +116,7 @@ class JoinNode final : public Node {
         memoize_(memoize) {}
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
-    std::unordered_map<Row, std::array<Batch, 2>, RowHash> touched;
+    std::unordered_map<HashedRow, std::array<Batch, 2>, HashedRowHash> touched;
     Row jv;
     for (int s = 0; s < 2; ++s)
       for (const Update& u : *in[s]) {
@@ -112,7 +124,7 @@ class JoinNode final : public Node {
           if (keep_[s]) emit_unmatched(s, u.key, u.row, u.diff);
           continue;
         }
-        touched[jv][s].push_back(u);
+        touched[HashedRow(jv)][s].push_back(u);
       }
     for (auto& [values, delta] : touched) {
       Bucket& b = buckets_[values];
@@ -171,7 +183,7 @@ class JoinNode final : public Node {
       if (!load_key_rows(in, &rows)) return state_corrupt(label());
       for (auto& [k, r] : rows) {
         if (r.size() != widths_[s] || !join_values(s, r, &jv)) return state_corrupt(label());
-        buckets_[jv].rows[s].insert(k, r);
+        buckets_[HashedRow(jv)].rows[s].insert(k, r);
       }
     }
     return load_key_rows(in, &memo_) && in.empty() ? Status() : state_corrupt(label());
@@ -272,7 +284,7 @@ class JoinNode final : public Node {
   std::array<bool, 2> keep_;
   std::vector<CompiledExprPtr> exprs_;
   bool memoize_;
-  std::unordered_map<Row, Bucket, RowHash> buckets_;
+  std::unordered_map<HashedRow, Bucket, HashedRowHash> buckets_;
   RowsByKey memo_;
   std::vector<Change> pending_;
 };
