@@ -342,7 +342,8 @@ class AzureClient {
       std::string text = xml_unescape(m->text);
       message += ": " + text.substr(0, text.find('\n'));
     }
-    if (r.error_code == "AuthenticationFailed") {
+    // Azure answers a bad signature with AuthenticationFailed, Azurite with AuthorizationFailure.
+    if (r.error_code == "AuthenticationFailed" || r.error_code == "AuthorizationFailure") {
       message += " (check the account name '" + options_.account + "' and its key)";
     } else if (r.error_code == "ContainerNotFound") {
       message += " (container '" + options_.container + "' does not exist; create it first)";
