@@ -20,6 +20,7 @@
 
 #include "storage/azure_store.h"
 #include "storage/conformance_suite.h"
+#include "storage_azure/flaky_proxy.h"
 
 namespace tidemark::storage::testing {
 namespace {
@@ -83,6 +84,7 @@ std::vector<BackendFactory> azure_backends() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Azure, ObjectStoreConformance, ::testing::ValuesIn(azure_backends()), backend_name);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ObjectStoreConformance);  // the optional, skipped case
 
 std::string random_bytes(size_t size, uint64_t seed) {
   std::string data(size, '\0');
@@ -113,6 +115,19 @@ class AzureStoreTest : public ::testing::Test {
     Result<std::unique_ptr<ObjectStore>> store = open_azure_store(options);
     EXPECT_TRUE(store.is_ok()) << store.status().to_string();
     return store.is_ok() ? std::move(store).value() : nullptr;
+  }
+
+  // The options with the endpoint moved behind `proxy` (the emulator must be on loopback).
+  AzureOptions via(const FlakyProxy& proxy) const {
+    AzureOptions options = options_;
+    std::string path = options_.endpoint.substr(options_.endpoint.find('/', options_.endpoint.find("://") + 3));
+    options.endpoint = "http://127.0.0.1:" + std::to_string(proxy.port()) + path;
+    return options;
+  }
+  int emulator_port() const {
+    size_t authority = options_.endpoint.find("://") + 3;
+    size_t colon = options_.endpoint.find(':', authority);
+    return colon == std::string::npos ? 80 : std::stoi(options_.endpoint.substr(colon + 1));
   }
 
   AzureOptions options_;
@@ -257,6 +272,62 @@ TEST_F(AzureStoreTest, PrefixesIsolateStoresAndOddKeysRoundTrip) {
   ASSERT_OK(a->remove(odd));
   EXPECT_TRUE(a->list("").value().empty());
   remove_all(other_options);
+}
+
+TEST_F(AzureStoreTest, ServerBusyIsRetriedWithBoundedBackoff) {
+  std::atomic<int> busy_answers{3};
+  FlakyProxy proxy(emulator_port(), [&](const std::string&) {
+    return busy_answers.fetch_sub(1) > 0 ? FlakyProxy::Fault::kServerBusy : FlakyProxy::Fault::kNone;
+  });
+  std::unique_ptr<ObjectStore> store = open(via(proxy));  // open's probe absorbs the 3 busy answers
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK(store->put("busy", "v"));
+  EXPECT_EQ(store->get("busy").value(), "v");
+
+  busy_answers = 1000;
+  auto start = std::chrono::steady_clock::now();
+  Status st = store->put("busy", "w");
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(st.code(), StatusCode::kIoError) << st.to_string();
+  EXPECT_THAT(st.message(), ::testing::HasSubstr("HTTP 503 ServerBusy"));
+  EXPECT_THAT(st.message(), ::testing::HasSubstr("'busy'"));
+  EXPECT_THAT(st.message(), ::testing::HasSubstr("after 6 attempts"));
+  EXPECT_GT(elapsed, std::chrono::milliseconds(700));  // 50+100+200+400+800 ms, jittered down to half
+  EXPECT_LT(elapsed, std::chrono::seconds(3));
+}
+
+TEST_F(AzureStoreTest, PutIfAbsentWhoseAnswerWasLostStillSucceeds) {
+  std::atomic<bool> drop_next_put{true};
+  FlakyProxy proxy(emulator_port(), [&](const std::string& head) {
+    bool drop = head.starts_with("PUT ") && drop_next_put.exchange(false);
+    return drop ? FlakyProxy::Fault::kDropResponse : FlakyProxy::Fault::kNone;
+  });
+  std::unique_ptr<ObjectStore> store = open(via(proxy));
+  ASSERT_NE(store, nullptr);
+  // Applied by the server, answer lost, retried: the 409 is ours because the bytes are.
+  ASSERT_OK(store->put_if_absent("once", "mine"));
+  EXPECT_FALSE(drop_next_put);
+  EXPECT_EQ(store->get("once").value(), "mine");
+  // A lost answer does not make someone else's object ours.
+  drop_next_put = true;
+  Status st = store->put_if_absent("once", "theirs");
+  EXPECT_EQ(st.code(), StatusCode::kAlreadyExists) << st.to_string();
+  EXPECT_FALSE(drop_next_put);
+  EXPECT_EQ(store->get("once").value(), "mine");
+}
+
+TEST_F(AzureStoreTest, ClientErrorsAreNotRetried) {
+  std::atomic<int> puts{0};
+  FlakyProxy proxy(emulator_port(), [&](const std::string& head) {
+    if (head.starts_with("PUT ")) ++puts;
+    return FlakyProxy::Fault::kNone;
+  });
+  std::unique_ptr<ObjectStore> store = open(via(proxy));
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK(store->put_if_absent("k", "v"));
+  puts = 0;
+  EXPECT_EQ(store->put_if_absent("k", "other").code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(puts, 1);
 }
 
 }  // namespace
