@@ -72,7 +72,10 @@ class Backend {
   // In-memory storage preloaded with recorded events per source name (as in the reference).
   static Backend mock(std::map<std::string, std::vector<SnapshotEvent>> events);
   static Backend s3(std::string root_path, AwsS3Settings bucket_settings);
-  static Backend azure(std::string root_path, std::string account, std::string password, std::string container);
+  // Azure Blob Storage. `endpoint` defaults to https://<account>.blob.core.windows.net
+  // (give e.g. http://127.0.0.1:10000/devstoreaccount1 for the Azurite emulator).
+  static Backend azure(std::string root_path, std::string account, std::string password, std::string container,
+                       std::string endpoint = "");
   // Any ObjectStore implementation (tests wrap stores to inject faults).
   static Backend custom(std::shared_ptr<storage::ObjectStore> store);
 
@@ -86,7 +89,7 @@ class Backend {
   Kind kind_ = Kind::kMemory;
   std::string path_;
   AwsS3Settings s3_;
-  std::string azure_account_, azure_password_, azure_container_;
+  std::string azure_account_, azure_password_, azure_container_, azure_endpoint_;
   std::shared_ptr<storage::ObjectStore> shared_;  // memory and mock
 };
 

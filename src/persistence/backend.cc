@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "persistence/manifest.h"
+#include "storage/azure_store.h"
 #include "storage/object_store.h"
 #include "tidemark/persistence.h"
 
@@ -39,13 +40,15 @@ Backend Backend::s3(std::string root_path, AwsS3Settings bucket_settings) {
   return b;
 }
 
-Backend Backend::azure(std::string root_path, std::string account, std::string password, std::string container) {
+Backend Backend::azure(std::string root_path, std::string account, std::string password, std::string container,
+                       std::string endpoint) {
   Backend b;
   b.kind_ = Kind::kAzure;
   b.path_ = std::move(root_path);
   b.azure_account_ = std::move(account);
   b.azure_password_ = std::move(password);
   b.azure_container_ = std::move(container);
+  b.azure_endpoint_ = std::move(endpoint);
   return b;
 }
 
@@ -78,10 +81,19 @@ Result<std::shared_ptr<storage::ObjectStore>> Backend::open() const {
     case Kind::kMock:
     case Kind::kCustom:
       return shared_;
+    case Kind::kAzure: {
+      storage::AzureOptions o;
+      o.endpoint = azure_endpoint_;
+      o.account = azure_account_;
+      o.key = azure_password_;
+      o.container = azure_container_;
+      o.prefix = path_;
+      TM_ASSIGN_OR_RETURN(auto store, storage::open_azure_store(o));
+      return std::shared_ptr<storage::ObjectStore>(std::move(store));
+    }
     case Kind::kS3:
-    case Kind::kAzure:
       return Status::not_supported("persistent storage " + describe() +
-                                   ": the S3 and Azure backends are not available in this build yet");
+                                   ": the S3 backend is not available in this build yet");
   }
   return Status::internal("unknown backend kind");
 }
