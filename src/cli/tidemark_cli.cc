@@ -67,6 +67,8 @@ int verify(const std::string& location) {
 int main(int argc, char** argv) {
   CLI::App app{"Tidemark command-line tool."};
   app.require_subcommand(1);
+  app.footer("Examples:\n  " + std::string(argv[0]) + " persistence inspect ./state\n  " + std::string(argv[0]) +
+             " persistence verify ./state   (exit 0: no damage, 1: damage found, 2: usage error)");
   auto* persistence_cmd = app.add_subcommand("persistence", "Inspect and verify a persistent storage");
   persistence_cmd->require_subcommand(1);
 
