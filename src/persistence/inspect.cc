@@ -357,6 +357,7 @@ Result<VerifyReport> verify_storage(storage::ObjectStore& store) {
     if (is_manifest(o.key)) newest_key = o.key;
   std::set<std::string> live;
   std::map<std::string, uint64_t> chunk_records;
+  std::map<std::string, uint64_t> chunk_last_time;  // the time of a chunk's last advance record
   for (bool streams_pass : {false, true}) {
     for (const auto& o : all) {
       if (is_stream(o.key) != streams_pass) continue;
@@ -398,6 +399,8 @@ Result<VerifyReport> verify_storage(storage::ObjectStore& store) {
           continue;
         }
         chunk_records[o.key] = events.size();
+        for (const auto& e : events)
+          if (e.type == kRecordAdvance) chunk_last_time[o.key] = e.time;
       }
       // Other keys are not persistence's: read (so unreadable ones are reported) but not decoded.
     }
@@ -420,6 +423,14 @@ Result<VerifyReport> verify_storage(storage::ObjectStore& store) {
         if (recs != chunk_records.end() && recs->second != c.records)
           problem(c.key, where + " holds " + std::to_string(recs->second) + " records, the manifest says " +
                              std::to_string(c.records));
+        // A writer records the time of a chunk's last advance record as its max_time.
+        auto last = chunk_last_time.find(c.key);
+        if (last != chunk_last_time.end() && last->second != c.max_time)
+          problem(c.key, where + " ends at time " + std::to_string(last->second) + ", the manifest says " +
+                             std::to_string(c.max_time));
+        if (c.max_time > newest->committed_time)
+          problem(c.key, where + " has max_time " + std::to_string(c.max_time) + ", after the committed time " +
+                             std::to_string(newest->committed_time));
       }
   }
   return r;

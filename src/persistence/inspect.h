@@ -73,7 +73,7 @@ struct VerifyReport {
 
 // Reads and fully decodes every object: the lock, every manifest, every chunk (CRCs, torn tails
 // as damage, every input event record), and checks the newest manifest's chunk list against
-// the store (existence, size, record count). Fails only when the storage cannot be listed;
+// the store (existence, size, record count, last time). Fails only when the storage cannot be listed;
 // damage is reported in VerifyReport::problems.
 Result<VerifyReport> verify_storage(storage::ObjectStore& store);
 

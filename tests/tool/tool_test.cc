@@ -188,6 +188,22 @@ TEST_F(ToolTest, VerifyReportsMissingChunk) {
       << p.output;
 }
 
+TEST_F(ToolTest, VerifyReportsManifestDisagreeingWithChunk) {
+  std::string path = storage + "/manifests/00000000000000000002";
+  auto m = persistence::decode_manifest("m", read_text(path));
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  auto& chunk = m->sources.at(0).chunks.at(1);
+  uint64_t records = chunk.records;
+  ++chunk.records;
+  write_file(path, persistence::encode_manifest(*m));
+  Proc p = verify();
+  EXPECT_EQ(p.exit_code, 1) << p.output;
+  EXPECT_TRUE(contains(p.output, key_of(chunks[1]) + "' of source 'input' listed by manifest "
+                                 "'manifests/00000000000000000002' holds " + std::to_string(records) +
+                                 " records, the manifest says " + std::to_string(records + 1)))
+      << p.output;
+}
+
 TEST_F(ToolTest, NewerManifestFormatIsReportedClearly) {
   std::string path = storage + "/manifests/00000000000000000002";
   auto m = persistence::decode_manifest("m", read_text(path));
