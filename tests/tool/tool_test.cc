@@ -1,4 +1,4 @@
-// The `tidemark` tool (bin/tidemark_cli) on real state written by bin/wordcount.
+// The `tidemark` tool (bin/tidemark) on real state written by bin/wordcount.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -36,7 +36,7 @@ Proc run_bin(const std::string& bin, const std::string& args) {
   return p;
 }
 
-Proc tool(const std::string& args) { return run_bin("tidemark_cli", args); }
+Proc tool(const std::string& args) { return run_bin("tidemark", args); }
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;

@@ -1,8 +1,8 @@
 // The `tidemark` command-line tool: operations on Tidemark's persistent storage. Built as
-// bin/tidemark_cli because CMake's target `tidemark` is the library.
+// bin/tidemark (CMake target cli_tidemark: the target `tidemark` is the library).
 //
-//   tidemark_cli persistence inspect STORAGE [--json]   manifest, sources, sinks, lock, garbage
-//   tidemark_cli persistence verify STORAGE             read and check every object; changes nothing
+//   tidemark persistence inspect STORAGE [--json]   manifest, sources, sinks, lock, garbage
+//   tidemark persistence verify STORAGE             read and check every object; changes nothing
 //
 // STORAGE is the directory given to --persistent-storage / Backend::filesystem (or file://DIR).
 // Exit codes: 0 success (verify: no damage), 1 damage or an unreadable manifest, 2 usage error
