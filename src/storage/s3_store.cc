@@ -472,7 +472,7 @@ class S3Store final : public ObjectStore {
                       (code.empty() ? "" : " " + code);
     if (server_message && !server_message->empty()) msg += ": " + xml_unescape(server_message->substr(0, 300));
     if (code == "NoSuchKey" || (resp.status == 404 && code.empty() && !key.empty())) {
-      return Status::not_found(scrub("object " + msg));
+      return Status::not_found(scrub("object not found: " + msg));
     }
     if (code == "NoSuchBucket") {
       return Status::failed_precondition(scrub(msg + " (bucket '" + o_.bucket + "' does not exist)"));
