@@ -437,5 +437,22 @@ TEST(S3Retries, PutIfAbsentAfterLostAnswerComparesBytes) {
   }
 }
 
+TEST(S3Retries, DroppedConnectionThenTakenKeyIsOursOnlyIfBytesMatch) {
+  // An empty scripted response closes the connection without an answer (CURLE_GOT_NOTHING).
+  FakeS3 server({FakeS3::response(200, kEmptyListing), "", FakeS3::response(412, error_body("PreconditionFailed")),
+                 FakeS3::response(200, "ours")});
+  ASSERT_OK_AND_ASSIGN(auto store, open_s3_store(fake_options(server.port())));
+  EXPECT_OK(store->put_if_absent("k", "ours"));
+  EXPECT_EQ(server.requests(), 4);
+}
+
+TEST(S3Retries, ConditionalRequestConflictIsRetried) {
+  FakeS3 server({FakeS3::response(200, kEmptyListing), FakeS3::response(409, error_body("ConditionalRequestConflict")),
+                 FakeS3::response(200, "")});
+  ASSERT_OK_AND_ASSIGN(auto store, open_s3_store(fake_options(server.port())));
+  EXPECT_OK(store->put_if_absent("k", "v"));
+  EXPECT_EQ(server.requests(), 3);
+}
+
 }  // namespace
 }  // namespace tidemark::storage::testing
