@@ -34,30 +34,37 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   std::string storage, persistence_mode = "persisting", snapshot_access = "full", continue_after_replay = "true";
+  std::string s3_storage;
   uint64_t snapshot_interval_ms = 0;
   auto* storage_opt = app.add_option("--persistent-storage", storage,
                                      "Directory keeping the job's state; a rerun resumes from it");
+  auto* s3_opt = app.add_option("--s3-persistent-storage", s3_storage,
+                                "s3://bucket/prefix keeping the job's state (credentials, region and endpoint "
+                                "from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL)");
+  storage_opt->excludes(s3_opt);
   app.add_option("--snapshot-interval-ms", snapshot_interval_ms,
                  "Minimum time between commits (0: after every batch)")
-      ->capture_default_str()
-      ->needs(storage_opt);
+      ->capture_default_str();
   app.add_option("--persistence-mode", persistence_mode,
                  "persisting|selective_persisting|batch|speedrun_replay|realtime_replay|udf_caching|"
                  "operator_persisting")
-      ->capture_default_str()
-      ->needs(storage_opt);
+      ->capture_default_str();
   app.add_option("--snapshot-access", snapshot_access, "full|record|replay|offsets_only|offline_replay")
-      ->capture_default_str()
-      ->needs(storage_opt);
+      ->capture_default_str();
   app.add_option("--continue-after-replay", continue_after_replay,
                  "After replaying, keep reading new input (true) or stop (false)")
       ->check(CLI::IsMember({"true", "false"}))
-      ->capture_default_str()
-      ->needs(storage_opt);
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   RunOptions options;
-  if (!storage.empty()) {
+  if (storage.empty() && s3_storage.empty())
+    for (const char* flag : {"--snapshot-interval-ms", "--persistence-mode", "--snapshot-access", "--continue-after-replay"})
+      if (app.count(flag)) {
+        std::fprintf(stderr, "wordcount: error: %s needs --persistent-storage or --s3-persistent-storage\n", flag);
+        return 2;
+      }
+  if (!storage.empty() || !s3_storage.empty()) {
     auto m = persistence::parse_persistence_mode(persistence_mode);
     auto a = persistence::parse_snapshot_access(snapshot_access);
     for (const Status& st : {m.status(), a.status()})
@@ -66,7 +73,8 @@ int main(int argc, char** argv) {
         return 2;
       }
     options.persistence_config = persistence::Config::simple_config(
-        persistence::Backend::filesystem(storage), snapshot_interval_ms, *a, *m, continue_after_replay == "true");
+        storage.empty() ? persistence::Backend::s3(s3_storage, {}) : persistence::Backend::filesystem(storage),
+        snapshot_interval_ms, *a, *m, continue_after_replay == "true");
   }
 
   auto started = std::chrono::steady_clock::now();

@@ -5,6 +5,7 @@
 #include "persistence/manifest.h"
 #include "storage/azure_store.h"
 #include "storage/object_store.h"
+#include "storage/s3_store.h"
 #include "tidemark/persistence.h"
 
 namespace tidemark::persistence {
@@ -91,9 +92,11 @@ Result<std::shared_ptr<storage::ObjectStore>> Backend::open() const {
       TM_ASSIGN_OR_RETURN(auto store, storage::open_azure_store(o));
       return std::shared_ptr<storage::ObjectStore>(std::move(store));
     }
-    case Kind::kS3:
-      return Status::not_supported("persistent storage " + describe() +
-                                   ": the S3 backend is not available in this build yet");
+    case Kind::kS3: {
+      TM_ASSIGN_OR_RETURN(storage::S3Options o, storage::s3_options_from_settings(s3_, path_));
+      TM_ASSIGN_OR_RETURN(auto store, storage::open_s3_store(o));
+      return std::shared_ptr<storage::ObjectStore>(std::move(store));
+    }
   }
   return Status::internal("unknown backend kind");
 }
