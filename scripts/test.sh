@@ -4,13 +4,14 @@
 # test, and stops the servers again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 bash scripts/install-deps.sh
 bash scripts/build.sh
 
 servers=$(mktemp -d /tmp/tidemark-servers.XXXXXX)
 stop_servers() {
-  bash scripts/s3-server.sh stop "$servers/rgw" >/dev/null 2>&1 || true
-  bash scripts/azure-server.sh stop "$servers/azurite" >/dev/null 2>&1 || true
+  bash "$ROOT/scripts/s3-server.sh" stop "$servers/rgw" >/dev/null 2>&1 || true
+  bash "$ROOT/scripts/azure-server.sh" stop "$servers/azurite" >/dev/null 2>&1 || true
   rm -rf "$servers"
 }
 trap stop_servers EXIT

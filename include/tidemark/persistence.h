@@ -42,6 +42,10 @@ struct AwsS3Settings {
   std::string region;
   std::string endpoint;
   std::string session_token;
+
+  // From "s3://bucket/prefix": the bucket; the prefix is returned through `root_path` (may be
+  // null). InvalidArgument naming the URL when it is not of that form.
+  static Result<AwsS3Settings> from_url(const std::string& url, std::string* root_path = nullptr);
 };
 
 // A recorded input event, for Backend::mock.

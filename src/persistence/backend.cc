@@ -10,6 +10,14 @@
 
 namespace tidemark::persistence {
 
+Result<AwsS3Settings> AwsS3Settings::from_url(const std::string& url, std::string* root_path) {
+  TM_ASSIGN_OR_RETURN(auto parts, storage::parse_s3_url(url));
+  AwsS3Settings s;
+  s.bucket_name = parts.first;
+  if (root_path) *root_path = parts.second;
+  return s;
+}
+
 Backend Backend::filesystem(std::string path) {
   Backend b;
   b.kind_ = Kind::kFilesystem;

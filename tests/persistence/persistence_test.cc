@@ -433,6 +433,17 @@ TEST(Persistence, OfflineReplayNeverConnectsToTheSources) {
   EXPECT_NE(online.message().find("gone"), std::string::npos) << online.to_string();
 }
 
+TEST(Persistence, S3SettingsFromUrl) {
+  std::string root;
+  auto s = persistence::AwsS3Settings::from_url("s3://my-bucket/jobs/counts", &root);
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  EXPECT_EQ(s->bucket_name, "my-bucket");
+  EXPECT_EQ(root, "jobs/counts");
+  auto bad = persistence::AwsS3Settings::from_url("http://x/y");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("http://x/y"), std::string::npos) << bad.status().to_string();
+}
+
 TEST(Persistence, EnumNamesRoundTrip) {
   for (auto a : {SnapshotAccess::kFull, SnapshotAccess::kRecord, SnapshotAccess::kReplay, SnapshotAccess::kOffsetsOnly,
                  SnapshotAccess::kOfflineReplay})
