@@ -1,4 +1,5 @@
 #include "storage/azure_store.h"
+#include "storage/http_util.h"
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -104,51 +105,6 @@ std::string http_date() {
   return buf;
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-std::string xml_unescape(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    size_t semi = s[i] == '&' ? s.find(';', i) : std::string_view::npos;
-    if (semi == std::string_view::npos) {
-      out += s[i];
-      continue;
-    }
-    std::string_view entity = s.substr(i + 1, semi - i - 1);
-    if (entity == "amp") out += '&';
-    else if (entity == "lt") out += '<';
-    else if (entity == "gt") out += '>';
-    else if (entity == "quot") out += '"';
-    else if (entity == "apos") out += '\'';
-    else if (entity.starts_with('#')) {
-      bool hex = entity.size() > 1 && (entity[1] == 'x' || entity[1] == 'X');
-      uint32_t cp = 0;
-      std::string_view digits = entity.substr(hex ? 2 : 1);
-      std::from_chars(digits.data(), digits.data() + digits.size(), cp, hex ? 16 : 10);
-      append_utf8(out, cp);
-    } else {
-      out.append(s.substr(i, semi - i + 1));
-    }
-    i = semi;
-  }
-  return out;
-}
 
 // The first element <tag ...>text</tag> in `xml`: its attributes text and raw content.
 struct XmlElement {
@@ -237,14 +193,6 @@ bool retryable_transport_error(CURLcode code) {
   }
 }
 
-// Exponential backoff with jitter before retry number `retry` (1-based): 50 ms doubling, at
-// most 2 s, then a random point in [half, full] so that contending clients spread out.
-std::chrono::milliseconds backoff(int retry) {
-  thread_local std::mt19937 rng(std::random_device{}());
-  double full = std::min(2000.0, 50.0 * static_cast<double>(1u << std::min(retry - 1, 10)));
-  std::uniform_real_distribution<double> pick(full / 2, full);
-  return std::chrono::milliseconds(static_cast<long>(pick(rng)));
-}
 
 // Signs and sends requests for one account and container; immutable after make(), so it is
 // safe to share between threads.
@@ -329,7 +277,7 @@ class AzureClient {
                                 std::to_string(attempt) + " attempt(s); is the endpoint " + endpoint_ +
                                 " reachable?");
       }
-      std::this_thread::sleep_for(backoff(attempt));
+      std::this_thread::sleep_for(http::retry_backoff(attempt));
     }
   }
 
@@ -339,7 +287,7 @@ class AzureClient {
     std::string message = describe() + ": " + std::string(what) + ": HTTP " + std::to_string(r.status);
     if (!r.error_code.empty()) message += " " + r.error_code;
     if (std::optional<XmlElement> m = find_element(r.body, "Message")) {
-      std::string text = xml_unescape(m->text);
+      std::string text = http::xml_unescape(m->text);
       message += ": " + text.substr(0, text.find('\n'));
     }
     // Azure answers a bad signature with AuthenticationFailed, Azurite with AuthorizationFailure.
@@ -479,7 +427,7 @@ class AzureStore final : public ObjectStore {
       if (r.status != 200) return client_.http_error(r, what);
       TM_RETURN_IF_ERROR(parse_list_page(r.body, strip, out, what));
       std::optional<XmlElement> next = find_element(r.body, "NextMarker");
-      marker = next ? xml_unescape(next->text) : "";
+      marker = next ? http::xml_unescape(next->text) : "";
     } while (!marker.empty());
     std::sort(out.begin(), out.end(), [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });
     return out;
@@ -553,7 +501,7 @@ class AzureStore final : public ObjectStore {
       if (!name || !length) return malformed();
       // Names with characters XML cannot carry come percent-encoded.
       bool encoded = name->attributes.find("Encoded=\"true\"") != std::string_view::npos;
-      std::string full = encoded ? percent_decode(name->text) : xml_unescape(name->text);
+      std::string full = encoded ? percent_decode(name->text) : http::xml_unescape(name->text);
       uint64_t size = 0;
       if (std::from_chars(length->text.data(), length->text.data() + length->text.size(), size).ec != std::errc()) {
         return malformed();

@@ -1,4 +1,5 @@
 #include "storage/s3_store.h"
+#include "storage/http_util.h"
 
 #include <curl/curl.h>
 #include <openssl/sha.h>
@@ -22,8 +23,6 @@ namespace {
 constexpr size_t kMultipartThreshold = 16u << 20;
 constexpr size_t kPartSize = 8u << 20;
 constexpr size_t kMaxSinglePut = size_t{5} << 30;  // S3's limit for one PUT
-constexpr auto kBackoffBase = std::chrono::milliseconds(50);
-constexpr auto kBackoffMax = std::chrono::milliseconds(2000);
 
 std::string hex_sha256(std::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -53,49 +52,6 @@ std::string uri_encode(std::string_view s, bool keep_slash) {
   return out;
 }
 
-std::string xml_unescape(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '&') {
-      out += s[i];
-      continue;
-    }
-    size_t end = s.find(';', i);
-    if (end == std::string_view::npos) {
-      out += s.substr(i);
-      break;
-    }
-    std::string_view entity = s.substr(i + 1, end - i - 1);
-    if (entity == "amp") out += '&';
-    else if (entity == "lt") out += '<';
-    else if (entity == "gt") out += '>';
-    else if (entity == "quot") out += '"';
-    else if (entity == "apos") out += '\'';
-    else if (entity.size() > 1 && entity[0] == '#') {
-      bool hex = entity[1] == 'x' || entity[1] == 'X';
-      unsigned long cp = std::strtoul(std::string(entity.substr(hex ? 2 : 1)).c_str(), nullptr, hex ? 16 : 10);
-      if (cp < 0x80) {  // S3 escapes only control characters this way
-        out += static_cast<char>(cp);
-      } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-      } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-      } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-      }
-    } else {
-      out += s.substr(i, end - i + 1);
-    }
-    i = end;
-  }
-  return out;
-}
 
 // The text of the first <tag>...</tag> at or after `from` (S3's XML has no attributes on the
 // elements read here); `pos` receives the index after the closing tag.
@@ -139,12 +95,6 @@ CURL* thread_curl() {
   return curl.handle;
 }
 
-std::chrono::milliseconds backoff(int attempt) {
-  thread_local std::mt19937 rng(std::random_device{}());
-  auto cap = std::min<std::chrono::milliseconds>(kBackoffBase * (1 << std::min(attempt, 10)), kBackoffMax);
-  std::uniform_int_distribution<long> jitter(cap.count() / 2, cap.count());  // "equal jitter"
-  return std::chrono::milliseconds(jitter(rng));
-}
 
 struct Request {
   const char* method = "GET";  // GET, PUT, POST, DELETE
@@ -294,7 +244,7 @@ class S3Store final : public ObjectStore {
         auto size = xml_element(*contents, "Size");
         if (!key || !size) return Status::io_error("list '" + std::string(prefix) + "' in " + describe() +
                                                    ": malformed ListObjectsV2 answer (Contents without Key or Size)");
-        std::string full = xml_unescape(*key);
+        std::string full = http::xml_unescape(*key);
         if (full.size() < root_len) continue;
         out.push_back({full.substr(root_len), std::strtoull(std::string(*size).c_str(), nullptr, 10)});
       }
@@ -305,7 +255,7 @@ class S3Store final : public ObjectStore {
         return Status::io_error("list '" + std::string(prefix) + "' in " + describe() +
                                 ": truncated ListObjectsV2 answer without a continuation token");
       }
-      token = xml_unescape(*next);
+      token = http::xml_unescape(*next);
     }
     std::sort(out.begin(), out.end(), [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });
     return out;
@@ -332,7 +282,7 @@ class S3Store final : public ObjectStore {
     TM_ASSIGN_OR_RETURN(Response started, execute(start));
     auto upload_id = xml_element(started.body, "UploadId");
     if (started.status != 200 || !upload_id) return error_from("start multipart upload", key, started);
-    const std::string id = xml_unescape(*upload_id);
+    const std::string id = http::xml_unescape(*upload_id);
 
     Status st = upload_parts(key, object, id, data);
     if (!st.is_ok()) {
@@ -391,7 +341,7 @@ class S3Store final : public ObjectStore {
     int attempts = 0;
     for (int attempt = 0; attempt < std::max(1, o_.max_attempts); ++attempt) {
       ++attempts;
-      if (attempt > 0) std::this_thread::sleep_for(backoff(attempt - 1));
+      if (attempt > 0) std::this_thread::sleep_for(http::retry_backoff(attempt));
       curl_easy_reset(curl);  // keeps the connection cache
       struct curl_slist* headers = nullptr;
       headers = curl_slist_append(headers, ("x-amz-content-sha256: " + payload_hash).c_str());
@@ -470,7 +420,7 @@ class S3Store final : public ObjectStore {
                                    : "'" + std::string(key) + "' (" + target_name(full_key(key)) + ")";
     std::string msg = op + " " + what + " at " + o_.endpoint + ": HTTP " + std::to_string(resp.status) +
                       (code.empty() ? "" : " " + code);
-    if (server_message && !server_message->empty()) msg += ": " + xml_unescape(server_message->substr(0, 300));
+    if (server_message && !server_message->empty()) msg += ": " + http::xml_unescape(server_message->substr(0, 300));
     if (code == "NoSuchKey" || (resp.status == 404 && code.empty() && !key.empty())) {
       return Status::not_found(scrub("object not found: " + msg));
     }
