@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -73,25 +74,42 @@ class RecordingStore final : public storage::ObjectStore {
  public:
   explicit RecordingStore(std::unique_ptr<storage::ObjectStore> inner)
       : counting_(std::make_unique<storage::FaultInjectingStore>(std::move(inner))) {}
-  Result<std::string> get(std::string_view key) override { return counting_->get(key); }
+  Result<std::string> get(std::string_view key) override {
+    Timer t(this, kGet);
+    return counting_->get(key);
+  }
   Status put(std::string_view key, std::string_view data) override {
+    Timer t(this, kPut);
     Status s = counting_->put(key, data);
     if (s.is_ok()) note(key, data.size());
     return s;
   }
   Status put_if_absent(std::string_view key, std::string_view data) override {
+    Timer t(this, kPutIfAbsent);
     Status s = counting_->put_if_absent(key, data);
     if (s.is_ok()) note(key, data.size());
     return s;
   }
-  Result<std::vector<storage::ObjectInfo>> list(std::string_view prefix) override { return counting_->list(prefix); }
-  Status remove(std::string_view key) override { return counting_->remove(key); }
+  Result<std::vector<storage::ObjectInfo>> list(std::string_view prefix) override {
+    Timer t(this, kList);
+    return counting_->list(prefix);
+  }
+  Status remove(std::string_view key) override {
+    Timer t(this, kRemove);
+    return counting_->remove(key);
+  }
   std::string describe() const override { return counting_->describe(); }
   Result<std::unique_ptr<storage::LocalFence>> acquire_local_fence() override {
     return counting_->acquire_local_fence();
   }
 
+  enum Op { kGet, kPut, kPutIfAbsent, kList, kRemove, kOps };
   storage::StoreCounters counters() const { return counting_->counters(); }
+  // Milliseconds spent in each kind of call (summed over threads).
+  std::array<double, kOps> op_ms() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return op_ms_;
+  }
   // Bytes of successful writes per key (the last write of a key) and how many writes it got.
   std::map<std::string, std::pair<uint64_t, uint64_t>> written() const {
     std::lock_guard<std::mutex> l(mu_);
@@ -99,6 +117,17 @@ class RecordingStore final : public storage::ObjectStore {
   }
 
  private:
+  struct Timer {
+    RecordingStore* s;
+    Op op;
+    Clock::time_point t0 = Clock::now();
+    Timer(RecordingStore* st, Op o) : s(st), op(o) {}
+    ~Timer() {
+      double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      std::lock_guard<std::mutex> l(s->mu_);
+      s->op_ms_[op] += ms;
+    }
+  };
   void note(std::string_view key, size_t n) {
     std::lock_guard<std::mutex> l(mu_);
     auto& w = written_[std::string(key)];
@@ -108,6 +137,7 @@ class RecordingStore final : public storage::ObjectStore {
   std::unique_ptr<storage::FaultInjectingStore> counting_;
   mutable std::mutex mu_;
   std::map<std::string, std::pair<uint64_t, uint64_t>> written_;
+  std::array<double, kOps> op_ms_{};
 };
 
 // Records the wall-clock instant at which each logical time ends at the sink.
@@ -177,6 +207,7 @@ std::string unique_prefix(const char* what) {
 struct CommitStats {
   RunResult run;
   storage::StoreCounters c;
+  std::array<double, RecordingStore::kOps> op_ms{};
   uint64_t commits = 0;          // manifests written
   uint64_t chunk_bytes = 0;      // chunks the newest manifest lists
   uint64_t manifest_bytes = 0;   // every manifest written (each was the commit point of its time)
@@ -191,6 +222,7 @@ CommitStats measure_commits(std::unique_ptr<storage::ObjectStore> store, const s
   CommitStats s;
   s.run = run_wordcount(batches, persistence::Config::simple_config(persistence::Backend::custom(rec), 0), what);
   s.c = rec->counters();
+  s.op_ms = rec->op_ms();
   auto m = persistence::read_latest_manifest(*rec);
   die_if(m.status(), what + ": reading the newest manifest");
   if (!m->has_value()) die_if(Status::internal("no manifest written"), what);
@@ -313,10 +345,48 @@ int main(int argc, char** argv) {
               (unsigned long long)S.keys_rewritten, (unsigned long long)S.unreferenced_chunk_bytes);
   row("time per commit, mean (batch + commit)", mean(F.run.per_batch_ms), mean(S.run.per_batch_ms), "%.2f ms");
   row("time per commit, p95", p95(F.run.per_batch_ms), p95(S.run.per_batch_ms), "%.2f ms");
+  {
+    const char* names[] = {"get", "put", "put_if_absent", "list", "remove"};
+    for (int op = 0; op < RecordingStore::kOps; ++op) {
+      char label[96];
+      std::snprintf(label, sizeof label, "time in %s calls per commit", names[op]);
+      row(label, per(1, F.commits) * F.op_ms[op], per(1, S.commits) * S.op_ms[op], "%.2f ms");
+    }
+  }
   row("whole run / commits", F.run.seconds * 1e3 / std::max<uint64_t>(F.commits, 1),
       S.run.seconds * 1e3 / std::max<uint64_t>(S.commits, 1), "%.2f ms");
   std::printf("| same batches without persistence: mean / p95 per batch | %.2f ms / %.2f ms | - | - |\n",
               mean(none.per_batch_ms), p95(none.per_batch_ms));
+
+  // Raw request latency, to explain the commit time: one commit is several sequential requests.
+  {
+    auto raw = [](storage::ObjectStore& st, const char* what) {
+      std::string data(16 * 1024, 'x');
+      std::vector<double> ms;
+      for (int i = 0; i < 40; ++i) {
+        auto t = Clock::now();
+        die_if(st.put("raw/obj-" + std::to_string(i), data), what);
+        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
+      }
+      std::vector<double> gms;
+      for (int i = 0; i < 40; ++i) {
+        auto t = Clock::now();
+        die_if(st.get("raw/obj-" + std::to_string(i)).status(), what);
+        gms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
+      }
+      for (int i = 0; i < 40; ++i) die_if(st.remove("raw/obj-" + std::to_string(i)), what);
+      return std::make_pair(ms, gms);
+    };
+    auto f = storage::open_filesystem_store((root / "raw").string());
+    die_if(f.status(), "opening the filesystem store");
+    auto s = storage::open_s3_store(s3_opts(unique_prefix("raw")));
+    die_if(s.status(), "opening the S3 store");
+    auto fm = raw(**f, "filesystem put"), sm = raw(**s, "S3 put");
+    row("single 16 KiB put, mean", mean(fm.first), mean(sm.first), "%.2f ms");
+    row("single 16 KiB put, p95", p95(fm.first), p95(sm.first), "%.2f ms");
+    row("single 16 KiB get, mean", mean(fm.second), mean(sm.second), "%.2f ms");
+    row("single 16 KiB get, p95", p95(fm.second), p95(sm.second), "%.2f ms");
+  }
 
   // 2. Restart: record `words` words in persisting mode, then rerun with no new input.
   {
