@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <thread>
 
 #include "storage/s3_store.h"
@@ -221,6 +224,28 @@ TEST(S3Read, MisconfigurationFailsAtStart) {
   EXPECT_NE(m.find(settings().endpoint), std::string::npos) << m;
   Graph g;
   EXPECT_THROW(io::s3::read(g, "/local/path", csv(), settings()), GraphError);
+}
+
+TEST(S3Read, WordcountInputS3) {
+  REQUIRE_S3();
+  S3Prefix p;
+  p.put("in/a.txt", "b a\nA a\n");
+  p.put("in/sub/b.txt", "a c\n");
+  TempDir d;
+  std::string cmd = "AWS_ACCESS_KEY_ID=" + settings().access_key + " AWS_SECRET_ACCESS_KEY=" +
+                    settings().secret_access_key + " AWS_ENDPOINT_URL=" + settings().endpoint + " AWS_REGION=us-east-1 " +
+                    std::string(TIDEMARK_BIN_DIR) + "/wordcount --input-s3 " + p.url("in") + " --output " + d / "out.csv" +
+                    " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  ASSERT_TRUE(f);
+  std::string output;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) output.append(buf, n);
+  int st = pclose(f);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << output;
+  std::string out = read_text(d / "out.csv");
+  for (const char* line : {"a,3,", "b,1,", "c,1,", "A,1,"}) EXPECT_NE(out.find(std::string("\n") + line), std::string::npos) << out;
 }
 
 }  // namespace
