@@ -222,6 +222,11 @@ TEST(S3Read, MisconfigurationFailsAtStart) {
   m = fails("s3://tidemark-no-such-bucket/in", settings());
   EXPECT_NE(m.find("tidemark-no-such-bucket"), std::string::npos) << m;
   EXPECT_NE(m.find(settings().endpoint), std::string::npos) << m;
+  auto unreachable = settings();
+  unreachable.endpoint = "http://127.0.0.1:1";
+  m = fails(p.url("in"), unreachable);
+  EXPECT_NE(m.find("http://127.0.0.1:1"), std::string::npos) << m;
+  EXPECT_NE(m.find(bucket()), std::string::npos) << m;
   Graph g;
   EXPECT_THROW(io::s3::read(g, "/local/path", csv(), settings()), GraphError);
 }
