@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tidemark/persistence.h"
 #include "tidemark/table.h"
 
 namespace tidemark::io {
@@ -48,6 +49,23 @@ struct WriteOptions {
 void write(const Table& table, const std::string& path, WriteOptions options = {});
 
 }  // namespace fs
+
+namespace s3 {
+
+// Reads every object under an S3 prefix, `path` = "s3://bucket/prefix" (the prefix is a
+// folder: "s3://b/data" reads "data/x.csv", not "data2/y.csv"; keys with a '.'-prefixed
+// or empty segment are skipped), sorted by key, like fs::read reads a directory; same formats,
+// modes, keys and persistence. Streaming: new objects are read, a changed object retracts its
+// old rows and inserts its new ones, a deleted object retracts its rows. A listing gives only
+// sizes, so an object whose size changed is read at the next poll while an overwrite with the
+// same size is noticed within 8 polls (its content hash is compared). The endpoint, region,
+// credentials and path style come from `settings` (bucket_name, if set, must match the URL),
+// else from the AWS_* environment variables. The source's describe() is
+// "s3://bucket/prefix (csv)". Misconfiguration (endpoint unreachable, credentials rejected,
+// bucket missing) fails the run at start with a message naming endpoint and bucket.
+Table read(Graph& g, const std::string& path, fs::ReadOptions options, persistence::AwsS3Settings settings = {});
+
+}  // namespace s3
 
 // A source fed by the program itself. Thread-safe: next/remove/commit/close may be called from
 // any thread while the graph runs. Rows pushed are delivered at the next commit().

@@ -15,6 +15,9 @@
 #include "connectors/log.h"
 #include "engine/codec.h"
 #include "engine/collection_io.h"
+#include "storage/object_store.h"
+#include "storage/s3_store.h"
+#include "tidemark/persistence.h"
 
 namespace tidemark::connectors {
 
@@ -55,11 +58,7 @@ bool hidden(const stdfs::path& p) {
   return !name.empty() && name[0] == '.';
 }
 
-struct Listed {
-  std::string path;
-  uint64_t size;
-  int64_t mtime_ns;
-};
+using Listed = FileLister::Listed;
 
 // Regular files under root (or root itself), sorted by path, hidden entries skipped.
 Status list_files(const std::string& root, std::vector<Listed>* out) {
@@ -116,6 +115,84 @@ Status read_file(const std::string& path, std::string* content, struct stat* st,
   return s;
 }
 
+class FilesystemLister final : public FileLister {
+ public:
+  explicit FilesystemLister(std::string root) : root_(std::move(root)) {}
+  std::string describe(const char* format) const override {
+    return std::string("fs ") + format + " source '" + root_ + "'";
+  }
+  Status open() override {
+    struct stat st;
+    if (::stat(root_.c_str(), &st) != 0)
+      return errno == ENOENT ? Status::not_found("input path '" + root_ + "' does not exist")
+                             : Status::io_error("cannot access input path '" + root_ + "': " + std::strerror(errno));
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+      return Status::invalid_argument("input path '" + root_ + "' is neither a file nor a directory");
+    return {};
+  }
+  Status list(std::vector<Listed>* out) override { return list_files(root_, out); }
+  Status read(const std::string& path, std::string* content, uint64_t* size, int64_t* mtime, bool* vanished) override {
+    struct stat st {};
+    TM_RETURN_IF_ERROR(read_file(path, content, &st, vanished));
+    *size = static_cast<uint64_t>(st.st_size);
+    *mtime = mtime_ns(st);
+    return {};
+  }
+  bool recheck(int64_t mtime, int64_t read_ns, uint64_t) const override { return mtime + kRacyNs > read_ns; }
+
+ private:
+  std::string root_;
+};
+
+class ObjectStoreLister final : public FileLister {
+ public:
+  ObjectStoreLister(std::function<Result<std::unique_ptr<storage::ObjectStore>>()> open_store, std::string root_url,
+                    uint64_t recheck_every)
+      : open_store_(std::move(open_store)), root_(std::move(root_url)), recheck_every_(std::max<uint64_t>(1, recheck_every)) {
+    while (root_.ends_with('/')) root_.pop_back();
+  }
+  std::string describe(const char* format) const override { return root_ + " (" + format + ")"; }
+  Status open() override {
+    if (store_) return {};
+    TM_ASSIGN_OR_RETURN(store_, open_store_());
+    return {};
+  }
+  Status list(std::vector<Listed>* out) override {
+    out->clear();
+    TM_ASSIGN_OR_RETURN(std::vector<storage::ObjectInfo> objects, store_->list(""));
+    for (const storage::ObjectInfo& o : objects)
+      // Hidden ('.'-prefixed segments) and other keys the store cannot get are skipped.
+      if (storage::validate_object_key(o.key).is_ok()) out->push_back({root_ + "/" + o.key, o.size, 0});
+    std::sort(out->begin(), out->end(), [](const Listed& a, const Listed& b) { return a.path < b.path; });
+    return {};
+  }
+  Status read(const std::string& path, std::string* content, uint64_t* size, int64_t* mtime, bool* vanished) override {
+    *vanished = false;
+    *mtime = 0;
+    std::string_view key(path);
+    if (key.starts_with(root_ + "/")) key.remove_prefix(root_.size() + 1);
+    Result<std::string> got = store_->get(key);
+    if (!got.is_ok()) {
+      if (got.status().code() == StatusCode::kNotFound) {
+        *vanished = true;
+        return {};
+      }
+      return got.status();
+    }
+    *content = std::move(got).value();
+    *size = content->size();
+    return {};
+  }
+  // The first scan (of a resumed run too) re-reads everything: sizes alone miss changes.
+  bool recheck(int64_t, int64_t, uint64_t scan) const override { return scan == 1 || scan % recheck_every_ == 0; }
+
+ private:
+  std::function<Result<std::unique_ptr<storage::ObjectStore>>()> open_store_;
+  std::string root_;
+  uint64_t recheck_every_;
+  std::unique_ptr<storage::ObjectStore> store_;
+};
+
 bool supported_type(DType t) {
   switch (t) {
     case DType::kInt: case DType::kFloat: case DType::kBool: case DType::kString: case DType::kBytes:
@@ -125,6 +202,16 @@ bool supported_type(DType t) {
 }
 
 }  // namespace
+
+std::unique_ptr<FileLister> make_filesystem_lister(std::string path) {
+  return std::make_unique<FilesystemLister>(std::move(path));
+}
+
+std::unique_ptr<FileLister> make_object_store_lister(
+    std::function<Result<std::unique_ptr<storage::ObjectStore>>()> open_store, std::string root_url,
+    uint64_t recheck_every) {
+  return std::make_unique<ObjectStoreLister>(std::move(open_store), std::move(root_url), recheck_every);
+}
 
 Schema fs_source_schema(const io::fs::ReadOptions& o) {
   Schema schema;
@@ -148,35 +235,32 @@ Schema fs_source_schema(const io::fs::ReadOptions& o) {
 }
 
 FsSource::FsSource(std::string path, io::fs::ReadOptions options)
-    : root_(std::move(path)), options_(std::move(options)), schema_(fs_source_schema(options_)) {
+    : FsSource(make_filesystem_lister(std::move(path)), std::move(options)) {}
+
+FsSource::FsSource(std::unique_ptr<FileLister> lister, io::fs::ReadOptions options)
+    : lister_(std::move(lister)), options_(std::move(options)), schema_(fs_source_schema(options_)) {
   for (const std::string& k : options_.primary_key) pk_.push_back(*schema_.find(k));
 }
 
-std::string FsSource::describe() const {
-  return std::string("fs ") + format_name(options_.format) + " source '" + root_ + "'";
-}
+std::string FsSource::describe() const { return lister_->describe(format_name(options_.format)); }
 
 Status FsSource::open() {
-  struct stat st;
-  if (::stat(root_.c_str(), &st) != 0)
-    return errno == ENOENT ? Status::not_found("input path '" + root_ + "' does not exist")
-                           : Status::io_error("cannot access input path '" + root_ + "': " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
-    return Status::invalid_argument("input path '" + root_ + "' is neither a file nor a directory");
+  TM_RETURN_IF_ERROR(lister_->open());
   resolve_replayed();
   return {};
 }
 
 Status FsSource::scan() {
   std::vector<Listed> listed;
-  TM_RETURN_IF_ERROR(list_files(root_, &listed));
+  TM_RETURN_IF_ERROR(lister_->list(&listed));
+  ++scans_;
   work_.clear();
   auto it = files_.begin();
   for (const Listed& l : listed) {
     for (; it != files_.end() && it->first < l.path; ++it) work_.push_back({it->first, true});
     if (it != files_.end() && it->first == l.path) {
       const FileEntry& e = it->second;
-      bool racy = e.mtime_ns + kRacyNs > e.read_ns;
+      bool racy = lister_->recheck(e.mtime_ns, e.read_ns, scans_);
       if (e.size != l.size || e.mtime_ns != l.mtime_ns || racy) work_.push_back({l.path, false});
       ++it;
     } else {
@@ -215,10 +299,11 @@ void FsSource::retract(const std::string& path, const FileEntry& entry, Batch& o
 Status FsSource::process(const Work& w, Batch& out, uint64_t* bytes_read) {
   auto old = files_.find(w.path);
   std::string content;
-  struct stat st {};
+  uint64_t size = 0;
+  int64_t mtime = 0;
   bool vanished = w.deleted;
   if (!w.deleted) {
-    Status s = read_file(w.path, &content, &st, &vanished);
+    Status s = lister_->read(w.path, &content, &size, &mtime, &vanished);
     if (!s.is_ok()) {
       if (!options_.skip_bad_rows) return s;
       log_warning(describe() + ": skipped file: " + s.message());
@@ -234,8 +319,8 @@ Status FsSource::process(const Work& w, Batch& out, uint64_t* bytes_read) {
   }
   *bytes_read += content.size();
   FileEntry e;
-  e.size = static_cast<uint64_t>(st.st_size);
-  e.mtime_ns = mtime_ns(st);
+  e.size = size;
+  e.mtime_ns = mtime;
   e.hash = XXH3_64bits(content.data(), content.size());
   e.read_ns = now_ns();
   if (old != files_.end() && old->second.hash == e.hash && old->second.size == e.size) {
@@ -456,3 +541,22 @@ Table read(Graph& g, const std::string& path, ReadOptions options) {
 }
 
 }  // namespace tidemark::io::fs
+
+namespace tidemark::io::s3 {
+
+Table read(Graph& g, const std::string& path, fs::ReadOptions options, persistence::AwsS3Settings settings) {
+  Schema schema = connectors::fs_source_schema(options);
+  std::string name = options.name;
+  Result<std::pair<std::string, std::string>> url = storage::parse_s3_url(path);
+  if (!url.is_ok()) throw GraphError("s3::read: " + url.status().message());
+  std::string root = "s3://" + url.value().first + (url.value().second.empty() ? "" : "/" + url.value().second);
+  auto open_store = [settings = std::move(settings), root]() -> Result<std::unique_ptr<storage::ObjectStore>> {
+    TM_ASSIGN_OR_RETURN(storage::S3Options o, storage::s3_options_from_settings(settings, root));
+    return storage::open_s3_store(o);
+  };
+  auto lister = connectors::make_object_store_lister(std::move(open_store), root);
+  return engine::add_source(g, std::make_unique<connectors::FsSource>(std::move(lister), std::move(options)),
+                            std::move(schema), name);
+}
+
+}  // namespace tidemark::io::s3

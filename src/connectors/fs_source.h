@@ -1,5 +1,6 @@
-// The filesystem source behind io::fs::read: reads a file or a directory tree in one of the
-// formats of io::Format, and in streaming mode keeps watching it.
+// The file source behind io::fs::read and io::s3::read: reads a file, a directory tree or the
+// objects under an S3 prefix (a FileLister) in one of the formats of io::Format, and in
+// streaming mode keeps watching them.
 //
 // A file is the unit of change: it is read whole, within one poll, and when its size, mtime
 // or content hash changes every row it contributed is retracted and its new rows inserted
@@ -15,7 +16,9 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -23,7 +26,44 @@
 #include "engine/node.h"
 #include "tidemark/io.h"
 
+namespace tidemark::storage {
+class ObjectStore;
+}
+
 namespace tidemark::connectors {
+
+// Where an FsSource's files come from: the local filesystem (a file or a directory tree) or
+// the objects of an ObjectStore (an S3 prefix). Paths are what the source records and keys
+// rows by: filesystem paths, or "<root url>/<object key>".
+class FileLister {
+ public:
+  struct Listed {
+    std::string path;
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;  // 0 where unknown (object stores)
+  };
+  virtual ~FileLister() = default;
+  // For messages and the source's describe(), e.g. "fs csv source '/in'", "s3://b/p (csv)".
+  virtual std::string describe(const char* format) const = 0;
+  // Checks that the input exists and can be reached (the source's open()).
+  virtual Status open() = 0;
+  // Every file, sorted by path, hidden entries ('.'-prefixed segments) skipped.
+  virtual Status list(std::vector<Listed>* out) = 0;
+  // Reads a whole file; *vanished is set (and OK returned) when it no longer exists.
+  virtual Status read(const std::string& path, std::string* content, uint64_t* size, int64_t* mtime_ns,
+                      bool* vanished) = 0;
+  // Whether a listed file whose size (and mtime) are unchanged must still be read to compare
+  // content hashes. `scan` counts the source's scans.
+  virtual bool recheck(int64_t mtime_ns, int64_t read_ns, uint64_t scan) const = 0;
+};
+
+std::unique_ptr<FileLister> make_filesystem_lister(std::string path);
+// Objects of a store opened at open() by `open_store`; `root_url` ("s3://bucket/prefix")
+// prefixes their keys to form paths. A listing shows sizes only, so objects of unchanged
+// size are re-read (and their hash compared) every `recheck_every` scans.
+std::unique_ptr<FileLister> make_object_store_lister(
+    std::function<Result<std::unique_ptr<storage::ObjectStore>>()> open_store, std::string root_url,
+    uint64_t recheck_every = 8);
 
 // The output schema of a source with these options; throws GraphError on inconsistent
 // options (primary key column not in the schema, empty or unsupported schema).
@@ -32,6 +72,7 @@ Schema fs_source_schema(const io::fs::ReadOptions& options);
 class FsSource final : public engine::Source {
  public:
   FsSource(std::string path, io::fs::ReadOptions options);
+  FsSource(std::unique_ptr<FileLister> lister, io::fs::ReadOptions options);
 
   std::string describe() const override;
   bool streaming() const override { return options_.mode == io::Mode::kStreaming; }
@@ -69,7 +110,7 @@ class FsSource final : public engine::Source {
   // either order, so this waits for open()).
   void resolve_replayed();
 
-  std::string root_;
+  std::unique_ptr<FileLister> lister_;
   io::fs::ReadOptions options_;
   Schema schema_;
   std::vector<size_t> pk_;
@@ -79,6 +120,7 @@ class FsSource final : public engine::Source {
   std::vector<engine::Update> replayed_;  // until open()
   std::deque<Work> work_;
   bool scanned_ = false;
+  uint64_t scans_ = 0;
 };
 
 }  // namespace tidemark::connectors

@@ -78,6 +78,9 @@ TEST(Wordcount, ErrorsExitNonZero) {
   Proc missing = run_cmd("--output y");
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.output.find("--input is required"), std::string::npos) << missing.output;
+  Proc both = run_cmd("--input x --input-s3 s3://b/p --output y");
+  EXPECT_NE(both.exit_code, 0);
+  EXPECT_NE(both.output.find("excludes"), std::string::npos) << both.output;
   Proc no_input = run_cmd("--input " + d / "absent" + " --output " + d / "o.csv");
   EXPECT_EQ(no_input.exit_code, 1);
   EXPECT_NE(no_input.output.find("input path '" + d / "absent" + "' does not exist"), std::string::npos)
