@@ -83,7 +83,7 @@ osd op num threads per shard = 2
 osd crush update on start = false
 osd class update on start = false
 [client]
-rgw frontends = beast endpoint=127.0.0.1:$port
+rgw frontends = beast endpoint=127.0.0.1:$port tcp_nodelay=1
 rgw data = $d/rgw
 rgw dns name = localhost
 rgw enable usage log = false
