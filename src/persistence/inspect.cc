@@ -1,4 +1,6 @@
 #include "persistence/inspect.h"
+#include "storage/s3_store.h"
+#include "tidemark/persistence.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -171,6 +173,11 @@ Result<std::unique_ptr<storage::ObjectStore>> open_storage_read_only(const std::
   std::string path = location;
   if (path.starts_with("file://")) {
     path = path.substr(7);
+  } else if (path.starts_with("s3://")) {
+    // Credentials, region and endpoint from the AWS_* environment; inspect and verify only
+    // call get and list.
+    TM_ASSIGN_OR_RETURN(storage::S3Options o, storage::s3_options_from_settings({}, path));
+    return storage::open_s3_store(o);
   } else if (size_t scheme = path.find("://"); scheme != std::string::npos) {
     return Status::not_supported("storage '" + location + "': " + path.substr(0, scheme) +
                                  ":// storage is not supported in this build yet; give a filesystem path");
