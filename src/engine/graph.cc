@@ -30,6 +30,12 @@ void GraphImpl::register_name(const std::string& name, const std::string& what) 
     throw GraphError("unique name '" + name + "' used more than once (" + what + ")");
 }
 
+void GraphImpl::register_state(std::string id, std::string kind, std::shared_ptr<engine::PersistentState> state) {
+  for (const auto& e : extra_states_)
+    if (e.id == id) throw GraphError(kind + " '" + id + "' defined more than once");
+  extra_states_.push_back({std::move(id), std::move(kind), std::move(state)});
+}
+
 }  // namespace tidemark::internal
 
 namespace tidemark::engine {
@@ -37,6 +43,19 @@ namespace tidemark::engine {
 std::string Node::label() const {
   if (!name_.empty()) return kind_ + " '" + name_ + "'";
   return kind_ + "#" + std::to_string(index_);
+}
+
+void Node::take_state_changes(StateChanges& out) {
+  if (!stateful() || !processed_) return;
+  processed_ = false;
+  StateChange c;
+  save_state(c.value);
+  out.push_back(std::move(c));
+}
+
+Status Node::restore_state_entry(std::string_view key, std::string_view value) {
+  if (!key.empty()) return Status::corruption("state of " + label() + ": unexpected entry");
+  return load_state(value);
 }
 
 void consolidate(Batch& batch) {

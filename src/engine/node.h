@@ -50,7 +50,47 @@ class RuntimeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-class Node {
+// Incremental persistent state (operator persisting, UDF caches; docs/persistence.md).
+// A state is a map of entries: opaque key bytes -> value bytes. Changes are puts and erases,
+// applied in order (a later change of the same key wins). The persistence layer stores the
+// changes of each commit as one consolidated chunk and merges chunks in the background; on
+// restart it hands every live entry back. Entry keys and values are the owner's own encoding
+// and must stay readable by later versions of the owner (or carry their own version byte).
+struct StateChange {
+  std::string key;
+  std::string value;
+  bool erase = false;
+};
+using StateChanges = std::vector<StateChange>;
+
+class PersistentState {
+ public:
+  virtual ~PersistentState() = default;
+  // Called once before the first process() when the state is persisted incrementally; until
+  // then owners need not track changes (no cost without persistence).
+  virtual void track_state_changes() = 0;
+  // Appends the changes since the previous call (or since tracking began). Called after a
+  // completed time, from the run loop's thread.
+  virtual void take_state_changes(StateChanges& out) = 0;
+  // On restart, before any process(): every live entry once, in any order, then finish.
+  // Errors (Corruption naming the owner) stop the run before anything is emitted.
+  virtual Status restore_state_entry(std::string_view key, std::string_view value) = 0;
+  virtual Status finish_state_restore() = 0;
+};
+
+// Operator persisting needs the content a file source read in an earlier run to retract that
+// file's rows when it changes, without replaying rows. A source stashes each content it read
+// under its hash; the persistence layer uploads stashed contents before the commit that
+// covers them and fetches them on demand in later runs. Content-addressed: equal content is
+// stored once.
+class ContentArchive {
+ public:
+  virtual ~ContentArchive() = default;
+  virtual void stash(uint64_t hash, std::string content) = 0;
+  virtual Result<std::string> fetch(uint64_t hash) = 0;
+};
+
+class Node : public PersistentState {
  public:
   Node(std::string kind, std::vector<size_t> inputs, Schema schema)
       : kind_(std::move(kind)), inputs_(std::move(inputs)), schema_(std::move(schema)) {}
@@ -66,6 +106,23 @@ class Node {
   virtual bool stateful() const { return false; }
   virtual void save_state(std::string& out) const {}
   virtual Status load_state(std::string_view in) { return {}; }
+  // The output depends on the order in which rows arrived (deduplicate, earliest/latest), not
+  // only on the input collection: replaying input with merged times would change it.
+  virtual bool order_dependent() const { return false; }
+  // What identifies this operator's configuration in persisted state (kind, parameters,
+  // schema). A stored state whose signature differs is rejected as a changed graph.
+  virtual std::string signature() const { return kind_ + " -> " + schema_.to_string(); }
+
+  // PersistentState. Default for stateful nodes: one entry "" holding save_state(), rewritten
+  // after every time the node processed: correct, not incremental. Nodes whose state can be
+  // large override these with per-key entries.
+  void track_state_changes() override { tracking_ = true; }
+  void take_state_changes(StateChanges& out) override;
+  Status restore_state_entry(std::string_view key, std::string_view value) override;
+  Status finish_state_restore() override { return {}; }
+  bool tracking_state() const { return tracking_; }
+  // Set by the scheduler after process() while tracking.
+  void mark_processed() { processed_ = true; }
 
   const std::string& kind() const { return kind_; }
   const std::vector<size_t>& inputs() const { return inputs_; }
@@ -84,6 +141,8 @@ class Node {
   Schema schema_;
   size_t index_ = 0;
   std::string name_;
+  bool tracking_ = false;
+  bool processed_ = false;
 };
 
 // Where input comes from. Owned by a SourceNode; called only from the run loop's thread
@@ -107,6 +166,9 @@ class Source {
   // Persistence replays the rows this source produced in earlier runs; a source that must
   // retract old rows later (modified files) rebuilds its index from them.
   virtual void replayed(const Update& update) {}
+  // Operator persisting: rows are not replayed; a source that must retract earlier rows keeps
+  // the content it reads in `archive` and fetches it back when needed. Called before seek().
+  virtual void set_content_archive(ContentArchive* archive) {}
   // Blocks up to timeout_ms or until new data may be available (push sources). Default: sleep.
   virtual void wait_for_data(uint64_t timeout_ms);
 };
@@ -177,9 +239,20 @@ class GraphImpl {
   void register_name(const std::string& name, const std::string& what);
   bool ran = false;
 
+  // Persistent states that are not nodes (UDF caches). `id` is unique in the graph and stable
+  // across runs of the same program; `kind` is reported by tools ("udf_cache").
+  struct ExtraState {
+    std::string id;
+    std::string kind;
+    std::shared_ptr<engine::PersistentState> state;
+  };
+  void register_state(std::string id, std::string kind, std::shared_ptr<engine::PersistentState> state);
+  const std::vector<ExtraState>& extra_states() const { return extra_states_; }
+
  private:
   std::vector<std::unique_ptr<engine::Node>> nodes_;
   std::set<std::string> names_;
+  std::vector<ExtraState> extra_states_;
 };
 
 }  // namespace tidemark::internal

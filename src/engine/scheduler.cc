@@ -94,6 +94,7 @@ Status Scheduler::step(Time t, bool suppress_sinks) {
         return Status::invalid_argument(node.label() + ": " + e.what());
       }
       consolidate(outputs[i]);
+      if (node.tracking_state()) node.mark_processed();
       if (is_sink) rows_out_ += ins[0]->size();
     }
     // Free inputs nobody else needs.
