@@ -169,6 +169,9 @@ class Source {
   // Operator persisting: rows are not replayed; a source that must retract earlier rows keeps
   // the content it reads in `archive` and fetches it back when needed. Called before seek().
   virtual void set_content_archive(ContentArchive* archive) {}
+  // Hashes of archived contents the source may still fetch (after seek and during the run);
+  // the persistence layer deletes archived contents no committed offset refers to.
+  virtual void live_contents(std::vector<uint64_t>& out) const {}
   // Blocks up to timeout_ms or until new data may be available (push sources). Default: sleep.
   virtual void wait_for_data(uint64_t timeout_ms);
 };
