@@ -17,6 +17,11 @@ const SourceState* Manifest::find_source(const std::string& id) const {
     if (s.id == id) return &s;
   return nullptr;
 }
+const OperatorState* Manifest::find_operator(const std::string& id) const {
+  for (const auto& o : operators)
+    if (o.id == id) return &o;
+  return nullptr;
+}
 const SinkState* Manifest::find_sink(const std::string& id) const {
   for (const auto& s : sinks)
     if (s.id == id) return &s;
@@ -70,6 +75,17 @@ bool from_hex(const std::string& s, std::string* out) {
   }
   return true;
 }
+json chunk_json(const ChunkRef& c) {
+  json j{{"key", c.key}, {"records", c.records}, {"bytes", c.bytes}, {"max_time", c.max_time}};
+  if (c.level) j["level"] = c.level;
+  return j;
+}
+ChunkRef chunk_from_json(const json& jc) {
+  ChunkRef c{jc.at("key").get<std::string>(), jc.at("records").get<uint64_t>(), jc.at("bytes").get<uint64_t>(),
+             jc.at("max_time").get<uint64_t>()};
+  c.level = jc.value("level", 0u);
+  return c;
+}
 }  // namespace
 
 std::string encode_manifest(const Manifest& m) {
@@ -83,9 +99,14 @@ std::string encode_manifest(const Manifest& m) {
   for (const auto& s : m.sources) {
     json js{{"id", s.id}, {"schema", s.schema}, {"chunks", json::array()}};
     if (s.has_offset) js["offset"] = to_hex(s.offset);
-    for (const auto& c : s.chunks)
-      js["chunks"].push_back({{"key", c.key}, {"records", c.records}, {"bytes", c.bytes}, {"max_time", c.max_time}});
+    for (const auto& c : s.chunks) js["chunks"].push_back(chunk_json(c));
     j["sources"].push_back(std::move(js));
+  }
+  j["operators"] = json::array();
+  for (const auto& o : m.operators) {
+    json jo{{"id", o.id}, {"kind", o.kind}, {"label", o.label}, {"signature", o.signature}, {"chunks", json::array()}};
+    for (const auto& c : o.chunks) jo["chunks"].push_back(chunk_json(c));
+    j["operators"].push_back(std::move(jo));
   }
   j["sinks"] = json::array();
   for (const auto& s : m.sinks) j["sinks"].push_back({{"id", s.id}, {"position", s.position}});
@@ -125,11 +146,19 @@ Result<Manifest> decode_manifest(const std::string& key, std::string_view data) 
           return Status::corruption("manifest '" + key + "': bad offset of source '" + s.id + "'");
         s.has_offset = true;
       }
-      for (const auto& jc : js.at("chunks"))
-        s.chunks.push_back({jc.at("key").get<std::string>(), jc.at("records").get<uint64_t>(),
-                            jc.at("bytes").get<uint64_t>(), jc.at("max_time").get<uint64_t>()});
+      for (const auto& jc : js.at("chunks")) s.chunks.push_back(chunk_from_json(jc));
       m.sources.push_back(std::move(s));
     }
+    if (j.contains("operators"))
+      for (const auto& jo : j.at("operators")) {
+        OperatorState o;
+        o.id = jo.at("id").get<std::string>();
+        o.kind = jo.at("kind").get<std::string>();
+        o.label = jo.value("label", "");
+        o.signature = jo.at("signature").get<std::string>();
+        for (const auto& jc : jo.at("chunks")) o.chunks.push_back(chunk_from_json(jc));
+        m.operators.push_back(std::move(o));
+      }
     for (const auto& js : j.at("sinks"))
       m.sinks.push_back({js.at("id").get<std::string>(), js.at("position").get<std::string>()});
   } catch (const json::exception& e) {

@@ -14,9 +14,12 @@
 
 namespace tidemark::persistence {
 
-inline constexpr uint32_t kManifestFormatVersion = 1;
+// 2 added operator states, chunk levels and content objects (version 1 manifests still read).
+inline constexpr uint32_t kManifestFormatVersion = 2;
 inline constexpr const char* kManifestPrefix = "manifests/";
 inline constexpr const char* kStreamsPrefix = "streams/";
+inline constexpr const char* kOperatorsPrefix = "operators/";  // state_store.h
+inline constexpr const char* kContentsPrefix = "contents/";    // state_store.h
 
 // Record tags inside chunks written by persistence.
 inline constexpr uint8_t kRecordManifest = 0x10;  // JSON manifest body
@@ -30,6 +33,7 @@ struct ChunkRef {
   uint64_t records = 0;
   uint64_t bytes = 0;
   uint64_t max_time = 0;
+  uint32_t level = 0;  // 0: written by a commit; L+1: merged from chunks of level L
 };
 
 struct SourceState {
@@ -37,6 +41,16 @@ struct SourceState {
   std::string schema;    // Schema::to_string() at record time
   std::string offset;    // the source's offset() at the committed time (raw bytes)
   bool has_offset = false;
+  std::vector<ChunkRef> chunks;
+};
+
+// Persistent state of an operator (operator persisting) or a UDF cache: LSM-like chunks,
+// oldest first (state_store.h).
+struct OperatorState {
+  std::string id;         // stable id: user name, or derived from graph position and inputs
+  std::string kind;       // "groupby", "join", "udf_cache", ...
+  std::string label;      // how the writer named it in messages (informational)
+  std::string signature;  // kind, parameters and schema: must match on restart
   std::vector<ChunkRef> chunks;
 };
 
@@ -53,7 +67,9 @@ struct Manifest {
   std::string mode;             // persistence mode of the writer (informational)
   std::vector<SourceState> sources;
   std::vector<SinkState> sinks;
+  std::vector<OperatorState> operators;
 
+  const OperatorState* find_operator(const std::string& id) const;
   const SourceState* find_source(const std::string& id) const;
   const SinkState* find_sink(const std::string& id) const;
 };

@@ -36,6 +36,10 @@ class Runtime {
     uint64_t replayed_events = 0;
     uint64_t replayed_times = 0;
     uint64_t objects_collected = 0;  // garbage deleted at start
+    uint64_t restored_entries = 0;   // operator-state entries loaded at start
+    uint64_t state_chunks_written = 0;
+    uint64_t merges = 0;             // compactions swapped into a manifest
+    uint64_t contents_written = 0;   // archived file contents (operator persisting)
   };
   const Stats& stats() const;
 

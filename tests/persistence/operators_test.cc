@@ -87,10 +87,10 @@ std::vector<std::pair<size_t, std::string>> run_steps(const std::vector<Batch>& 
   return res;
 }
 
-void expect_restarts_match(const Build& build, uint64_t seed) {
+void expect_restarts_match(const Build& build, uint64_t seed, persistence::PersistenceMode mode) {
   auto a = batches(seed, 12, 1), b = batches(seed + 1000, 12, 2);
   auto reference = run_steps(a, b, 12, build, std::nullopt, 0);
-  Config cfg = Config::simple_config(Backend::memory());
+  Config cfg = Config::simple_config(Backend::memory(), 0, persistence::SnapshotAccess::kFull, mode);
   size_t begin = 0;
   for (size_t end : {3, 7, 12}) {
     std::multiset<std::pair<size_t, std::string>> want, got;
@@ -98,16 +98,20 @@ void expect_restarts_match(const Build& build, uint64_t seed) {
       if (c.first >= begin && c.first < end) want.insert(c);
     // The resumed run replays [0, begin) without emitting, then steps begin..end-1 live.
     for (const auto& c : run_steps(a, b, end, build, cfg, begin)) got.insert(c);
-    EXPECT_EQ(got, want) << "segment [" << begin << ", " << end << "), seed " << seed;
+    EXPECT_EQ(got, want) << "segment [" << begin << ", " << end << "), seed " << seed << ", mode "
+                         << persistence::to_string(mode);
     begin = end;
   }
 }
 
+// Both resume modes: persisting (replays recorded input) and operator persisting (loads each
+// operator's stored state, replays nothing).
 void check_all_seeds(const Build& build) {
-  for (uint64_t seed = 1; seed <= 4; ++seed) {
-    expect_restarts_match(build, seed);
-    if (::testing::Test::HasFailure()) return;
-  }
+  for (auto mode : {persistence::PersistenceMode::kPersisting, persistence::PersistenceMode::kOperatorPersisting})
+    for (uint64_t seed = 1; seed <= 4; ++seed) {
+      expect_restarts_match(build, seed, mode);
+      if (::testing::Test::HasFailure()) return;
+    }
 }
 
 TEST(OperatorsAcrossRestarts, GroupbyCountSumMaxCountDistinct) {
@@ -156,13 +160,16 @@ TEST(OperatorsAcrossRestarts, DeduplicateKeepsItsState) {
 
 // Files modified or deleted while the program was stopped: the next run emits exactly the
 // retraction of the old contents and the insertion of the new.
-TEST(FilesAcrossRestarts, ModifiedAndDeletedFiles) {
+class FilesAcrossRestarts : public ::testing::TestWithParam<persistence::PersistenceMode> {};
+
+TEST_P(FilesAcrossRestarts, ModifiedAndDeletedFiles) {
   namespace fs = std::filesystem;
   fs::path root = fs::temp_directory_path() / ("tidemark-files-" + std::to_string(getpid()));
   fs::remove_all(root);
   fs::create_directories(root / "in");
   auto write = [&](const char* name, const char* text) { std::ofstream(root / "in" / name) << text; };
-  Config cfg = Config::simple_config(Backend::filesystem((root / "state").string()));
+  Config cfg = Config::simple_config(Backend::filesystem((root / "state").string()), 0,
+                                     persistence::SnapshotAccess::kFull, GetParam());
   auto run_once = [&] {
     Graph g;
     io::fs::ReadOptions ro;
@@ -196,6 +203,11 @@ TEST(FilesAcrossRestarts, ModifiedAndDeletedFiles) {
   EXPECT_EQ(run_once(), (V{"-A2", "-a1", "-a3"}));
   fs::remove_all(root);
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, FilesAcrossRestarts,
+                         ::testing::Values(persistence::PersistenceMode::kPersisting,
+                                           persistence::PersistenceMode::kOperatorPersisting),
+                         [](const auto& info) { return persistence::to_string(info.param); });
 
 }  // namespace
 }  // namespace tidemark

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 
@@ -44,6 +46,7 @@ Table count_words(Graph&, Table in) {
 }
 
 struct RunResult {
+  std::vector<std::string> logs;
   Status status;
   std::vector<CapturedChange> changes;
   std::vector<engine::Time> times;  // distinct times with output, in order
@@ -61,9 +64,9 @@ RunResult run_prefix(const std::vector<Batch>& input, size_t n, const Config& cf
   RunOptions o;
   o.handle_signals = false;
   o.progress_interval_s = 0;
-  o.log = [](const std::string&) {};
-  o.persistence_config = cfg;
   RunResult r;
+  o.log = [&r](const std::string& m) { r.logs.push_back(m); };
+  o.persistence_config = cfg;
   r.status = run(g, o);
   r.changes = *captured;
   for (const auto& c : r.changes)
@@ -453,6 +456,303 @@ TEST(Persistence, EnumNamesRoundTrip) {
                  PersistenceMode::kOperatorPersisting})
     EXPECT_EQ(*persistence::parse_persistence_mode(persistence::to_string(m)), m);
   EXPECT_FALSE(persistence::parse_snapshot_access("nope").is_ok());
+}
+
+// ---- Operator persisting -------------------------------------------------------------------
+
+Config op_config(Backend b, uint64_t interval_ms = 0) {
+  return Config::simple_config(std::move(b), interval_ms, SnapshotAccess::kFull, PersistenceMode::kOperatorPersisting);
+}
+
+std::string joined(const std::vector<std::string>& logs) {
+  std::string s;
+  for (const auto& l : logs) s += l + "\n";
+  return s;
+}
+
+TEST(OperatorPersisting, WordCountThreeRunsLoadStateInsteadOfReplaying) {
+  auto input = wordcount_input();
+  Config cfg = op_config(Backend::memory());
+  auto r1 = run_prefix(input, 2, cfg);
+  ASSERT_TRUE(r1.status.is_ok()) << r1.status.to_string();
+  EXPECT_EQ(diffs(r1), (V{"+abc,1", "+def,1", "+foo,1", "+foo,2", "+xyz,1", "-foo,1"}));
+  auto r2 = run_prefix(input, 4, cfg);
+  ASSERT_TRUE(r2.status.is_ok()) << r2.status.to_string();
+  EXPECT_EQ(diffs(r2), (V{"+abc,2", "+foo,3", "+xxx,1", "-abc,1", "-foo,2"}));
+  // No input row was replayed: the 4 groups of the count were loaded.
+  EXPECT_NE(joined(r2.logs).find("0 events replayed, 4 state entries loaded"), std::string::npos) << joined(r2.logs);
+  auto r3 = run_prefix(input, 6, cfg);
+  ASSERT_TRUE(r3.status.is_ok()) << r3.status.to_string();
+  EXPECT_EQ(diffs(r3), (V{"+abc,3", "+def,2", "+xyz,2", "-abc,2", "-def,1", "-xyz,1"}));
+  auto r4 = run_prefix(input, 6, cfg);
+  ASSERT_TRUE(r4.status.is_ok()) << r4.status.to_string();
+  EXPECT_TRUE(r4.changes.empty());
+}
+
+TEST(OperatorPersisting, StoresStateNotInputRows) {
+  auto input = wordcount_input();
+  auto store = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
+  ASSERT_TRUE(run_prefix(input, 6, op_config(Backend::custom(store))).status.is_ok());
+  auto m = persistence::read_latest_manifest(*store);
+  ASSERT_TRUE(m.is_ok() && m->has_value());
+  const auto& man = **m;
+  EXPECT_EQ(man.mode, "operator_persisting");
+  ASSERT_EQ(man.sources.size(), 1u);
+  for (const auto& c : man.sources[0].chunks) {  // offsets only: one advance record per time
+    std::vector<persistence::InputEvent> events;
+    ASSERT_TRUE(persistence::read_input_chunk(c.key, *store->get(c.key), &events).is_ok());
+    for (const auto& e : events) EXPECT_EQ(e.type, persistence::kRecordAdvance);
+  }
+  ASSERT_EQ(man.operators.size(), 1u);
+  EXPECT_EQ(man.operators[0].kind, "groupby");
+  EXPECT_FALSE(man.operators[0].chunks.empty());
+}
+
+std::atomic<int> g_udf_calls{0};
+
+// The reference's test_non_deterministic_udf: the UDF returns a call counter.
+RunResult run_udf(const std::vector<Batch>& input, size_t n, const Config& cfg, bool deterministic) {
+  Schema kv{{"k", t_int()}, {"v", t_int()}};
+  return run_prefix(
+      input, n, cfg,
+      [deterministic](Graph&, Table t) {
+        auto counter = [](const std::vector<Value>&) { return Value(static_cast<int64_t>(++g_udf_calls)); };
+        return t.select({{"k", col("k")}, {"c", apply(counter, {col("v")}, t_int(), deterministic)}});
+      },
+      "kv", kv);
+}
+
+std::vector<Batch> udf_input() {
+  Key k1{1, 9}, k2{2, 9};
+  return {Batch{{k1, {Value(int64_t{1}), Value(int64_t{2})}, 1}},
+          Batch{{k1, {Value(int64_t{1}), Value(int64_t{2})}, -1}, {k1, {Value(int64_t{1}), Value(int64_t{3})}, 1}},
+          Batch{{k2, {Value(int64_t{2}), Value(int64_t{4})}, 1}},
+          Batch{{k2, {Value(int64_t{2}), Value(int64_t{4})}, -1}}};
+}
+
+TEST(OperatorPersisting, NonDeterministicUdfValueIsReplayedInTheRetraction) {
+  g_udf_calls = 0;
+  auto input = udf_input();
+  Config cfg = op_config(Backend::memory());
+  auto r1 = run_udf(input, 1, cfg, false);
+  ASSERT_TRUE(r1.status.is_ok()) << r1.status.to_string();
+  EXPECT_EQ(diffs(r1), (V{"+1,1"}));
+  auto r2 = run_udf(input, 2, cfg, false);
+  ASSERT_TRUE(r2.status.is_ok()) << r2.status.to_string();
+  EXPECT_EQ(diffs(r2), (V{"+1,2", "-1,1"}));  // the stored 1, not a fresh call
+  auto r3 = run_udf(input, 3, cfg, false);
+  EXPECT_EQ(diffs(r3), (V{"+2,3"}));
+  auto r4 = run_udf(input, 4, cfg, false);
+  EXPECT_EQ(diffs(r4), (V{"-2,3"}));
+  EXPECT_EQ(g_udf_calls.load(), 3);
+}
+
+TEST(OperatorPersisting, DeterministicUdfIsRecomputed) {
+  g_udf_calls = 0;
+  auto input = udf_input();
+  Config cfg = op_config(Backend::memory());
+  EXPECT_EQ(diffs(run_udf(input, 1, cfg, true)), (V{"+1,1"}));
+  EXPECT_EQ(diffs(run_udf(input, 2, cfg, true)), (V{"+1,3", "-1,2"}));  // retraction recomputed
+  EXPECT_EQ(diffs(run_udf(input, 3, cfg, true)), (V{"+2,4"}));
+  EXPECT_EQ(diffs(run_udf(input, 4, cfg, true)), (V{"-2,5"}));
+}
+
+TEST(OperatorPersisting, ChangedGraphIsRejectedNamingTheOperator) {
+  auto input = wordcount_input();
+  Backend b = Backend::memory();
+  ASSERT_TRUE(run_prefix(input, 2, op_config(b)).status.is_ok());
+  // Another reducer: same operator position, different signature.
+  auto more = run_prefix(input, 3, op_config(b), [](Graph&, Table in) {
+    return in.groupby({"word"}).reduce({{"word", col("word")}, {"count", reducers::count()}, {"m", reducers::max(col("word"))}});
+  });
+  ASSERT_FALSE(more.status.is_ok());
+  EXPECT_EQ(more.status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(more.status.message().find("groupby"), std::string::npos) << more.status.to_string();
+  EXPECT_NE(more.status.message().find("changed"), std::string::npos) << more.status.to_string();
+  EXPECT_TRUE(more.changes.empty());
+  // A filter inserted upstream: the groupby's inputs differ, so it is another operator.
+  auto filtered = run_prefix(input, 3, op_config(b), [](Graph& g, Table in) {
+    return count_words(g, in.filter(col("word") != lit("zzz")));
+  });
+  ASSERT_FALSE(filtered.status.is_ok());
+  EXPECT_NE(filtered.status.message().find("graph changed"), std::string::npos) << filtered.status.to_string();
+  // The original program still resumes.
+  auto same = run_prefix(input, 4, op_config(b));
+  ASSERT_TRUE(same.status.is_ok()) << same.status.to_string();
+  EXPECT_EQ(diffs(same), (V{"+abc,2", "+foo,3", "+xxx,1", "-abc,1", "-foo,2"}));
+}
+
+TEST(OperatorPersisting, IdsDoNotDependOnConstructionOrder) {
+  // Two independent branches built in either order resume each other's state.
+  auto input = wordcount_input();
+  Backend b = Backend::memory();
+  auto two = [](bool swapped) {
+    return [swapped](Graph&, Table in) {
+      auto counts = [&] { return in.groupby({"word"}).reduce({{"word", col("word")}, {"count", reducers::count()}}); };
+      auto lens = [&] { return in.select({{"word", col("word")}, {"n", str::len(col("word"))}}).groupby({"n"}).reduce({{"word", reducers::min(col("word"))}, {"count", reducers::count()}}); };
+      Table a = swapped ? lens() : counts();
+      Table c = swapped ? counts() : lens();
+      (void)c;
+      return a;
+    };
+  };
+  ASSERT_TRUE(run_prefix(input, 2, op_config(b), two(false)).status.is_ok());
+  auto r = run_prefix(input, 4, op_config(b), two(true));
+  ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
+  // The lens branch resumed from its own state: every word has 3 letters, 5 words counted in
+  // run 1, then 7 and 8 (with another branch's state it would not start from (abc, 5)).
+  EXPECT_EQ(diffs(r), (V{"+abc,7", "+abc,8", "-abc,5", "-abc,7"}));
+}
+
+TEST(OperatorPersisting, SwitchingModesOnOneStorageIsRefused) {
+  auto input = wordcount_input();
+  Backend b = Backend::memory();
+  ASSERT_TRUE(run_prefix(input, 2, Config::simple_config(b)).status.is_ok());
+  auto r = run_prefix(input, 4, op_config(b));
+  ASSERT_FALSE(r.status.is_ok());
+  EXPECT_NE(r.status.message().find("'persisting'"), std::string::npos) << r.status.to_string();
+  Backend b2 = Backend::memory();
+  ASSERT_TRUE(run_prefix(input, 2, op_config(b2)).status.is_ok());
+  auto r2 = run_prefix(input, 4, Config::simple_config(b2));
+  ASSERT_FALSE(r2.status.is_ok());
+  EXPECT_NE(r2.status.message().find("'operator_persisting'"), std::string::npos) << r2.status.to_string();
+}
+
+// Keys under `prefix` in `store`, and the chunk keys of the newest manifest.
+std::pair<std::set<std::string>, std::set<std::string>> stored_and_referenced(storage::ObjectStore& store,
+                                                                              const std::string& prefix) {
+  std::set<std::string> stored, referenced;
+  auto listed = store.list(prefix);
+  for (const auto& o : *listed) stored.insert(o.key);
+  auto m = persistence::read_latest_manifest(store);
+  for (const auto& s : (**m).sources)
+    for (const auto& c : s.chunks) referenced.insert(c.key);
+  for (const auto& o : (**m).operators)
+    for (const auto& c : o.chunks) referenced.insert(c.key);
+  std::set<std::string> in_prefix;
+  for (const auto& k : referenced)
+    if (k.starts_with(prefix)) in_prefix.insert(k);
+  return {stored, in_prefix};
+}
+
+// Many commits: state chunks are merged (synchronously here, to check the exact shape),
+// superseded chunks deleted, and the result after a restart is still exact.
+TEST(OperatorPersisting, StateChunksAreCompacted) {
+  setenv("TIDEMARK_SYNC_COMPACTION", "1", 1);
+  uint64_t k = 1;
+  std::vector<Batch> input;
+  for (int i = 0; i < 60; ++i) input.push_back(words({i % 2 ? "a" : "b", "c"}, k));
+  auto store = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
+  Config cfg = op_config(Backend::custom(store));
+  ASSERT_TRUE(run_prefix(input, 30, cfg).status.is_ok());
+  auto r = run_prefix(input, 60, cfg);
+  unsetenv("TIDEMARK_SYNC_COMPACTION");
+  ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
+  EXPECT_EQ(diffs(r).size(), 30u * 4);  // each batch: -old +new for two words
+  auto latest = persistence::read_latest_manifest(*store);
+  ASSERT_TRUE(latest.is_ok() && latest->has_value());
+  auto m = **latest;
+  ASSERT_EQ(m.operators.size(), 1u);
+  // 60 commits with fan-in 4: at most 3 chunks per level, levels 0..2.
+  EXPECT_LE(m.operators[0].chunks.size(), 9u);
+  EXPECT_GE(m.operators[0].chunks.front().level, 2u);
+  auto [stored, referenced] = stored_and_referenced(*store, "operators/");
+  EXPECT_EQ(stored, referenced);  // merged-away chunks were deleted
+  // The merged state resumes exactly: one more batch.
+  input.push_back(words({"a"}, k));
+  auto r3 = run_prefix(input, 61, cfg);
+  ASSERT_TRUE(r3.status.is_ok()) << r3.status.to_string();
+  EXPECT_EQ(diffs(r3), (V{"+a,31", "-a,30"}));
+}
+
+// A store whose first read of a chunk (only compaction reads chunks during a run) stalls until
+// a number of commits (manifest writes) happened after the stall began.
+class StallingStore final : public storage::ObjectStore {
+ public:
+  explicit StallingStore(int commits) : inner_(storage::make_memory_store()), commits_(commits) {}
+  Result<std::string> get(std::string_view key) override {
+    if (!key.starts_with("manifests/") && !key.starts_with("lock") && stalled.load() == 0) {
+      std::unique_lock<std::mutex> l(mu_);
+      ++stalled;
+      int until = manifests_ + commits_;
+      // Bounded: a commit path that waited for this read would otherwise hang the test.
+      if (!cv_.wait_for(l, std::chrono::seconds(30), [&] { return manifests_ >= until; })) timed_out = true;
+    }
+    return inner_->get(key);
+  }
+  Status put(std::string_view k, std::string_view d) override { return inner_->put(k, d); }
+  Status put_if_absent(std::string_view k, std::string_view d) override {
+    Status st = inner_->put_if_absent(k, d);
+    if (k.starts_with("manifests/")) {
+      std::lock_guard<std::mutex> l(mu_);
+      ++manifests_;
+      cv_.notify_all();
+    }
+    return st;
+  }
+  Result<std::vector<storage::ObjectInfo>> list(std::string_view p) override { return inner_->list(p); }
+  Status remove(std::string_view k) override { return inner_->remove(k); }
+  std::string describe() const override { return "stalling memory store"; }
+  std::atomic<int> stalled{0};
+  std::atomic<bool> timed_out{false};
+
+ private:
+  std::unique_ptr<storage::ObjectStore> inner_;
+  int commits_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int manifests_ = 0;
+};
+
+// Compaction never blocks the commit path: while a merge's reads are stalled, commits go on
+// (the stall only ends after 6 further commits, which a blocked commit path could never make).
+TEST(OperatorPersisting, CompactionNeverBlocksCommits) {
+  uint64_t k = 1;
+  std::vector<Batch> input;
+  for (int i = 0; i < 40; ++i) input.push_back(words({i % 2 ? "a" : "b"}, k));
+  auto store = std::make_shared<StallingStore>(6);
+  auto r = run_prefix(input, 40, op_config(Backend::custom(store)));
+  ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
+  EXPECT_GT(store->stalled.load(), 0);  // merges did run
+  EXPECT_FALSE(store->timed_out.load());
+  EXPECT_EQ(diffs(r).size(), 2u + 38 * 2);
+}
+
+// Input snapshots in persisting mode: rows inserted then retracted disappear when chunks are
+// merged, so storage follows the live input; a restart still rebuilds the exact state.
+TEST(Persisting, InputSnapshotsAreCompacted) {
+  setenv("TIDEMARK_SYNC_COMPACTION", "1", 1);
+  std::vector<Batch> input;
+  // Word i is inserted at step i and retracted at step i + 1: at most one row is live.
+  for (uint64_t i = 0; i < 40; ++i) {
+    Batch b{{Key{i + 1, 5}, {Value("w" + std::to_string(i % 3))}, 1}};
+    if (i > 0) b.push_back({Key{i, 5}, {Value("w" + std::to_string((i - 1) % 3))}, -1});
+    input.push_back(std::move(b));
+  }
+  auto store = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
+  Config cfg = Config::simple_config(Backend::custom(store));
+  auto r = run_prefix(input, 40, cfg);
+  unsetenv("TIDEMARK_SYNC_COMPACTION");
+  ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
+  auto latest = persistence::read_latest_manifest(*store);
+  ASSERT_TRUE(latest.is_ok() && latest->has_value());
+  auto m = **latest;
+  uint64_t rows = 0;
+  for (const auto& c : m.sources[0].chunks) {
+    std::vector<persistence::InputEvent> events;
+    ASSERT_TRUE(persistence::read_input_chunk(c.key, *store->get(c.key), &events).is_ok());
+    for (const auto& e : events) rows += e.type == persistence::kRecordInsert || e.type == persistence::kRecordDelete;
+  }
+  // Without compaction 79 row events are stored; merged chunks keep only what is live in them.
+  EXPECT_LT(rows, 20u);
+  EXPECT_LE(m.sources[0].chunks.size(), 9u);
+  auto [stored, referenced] = stored_and_referenced(*store, "streams/");
+  EXPECT_EQ(stored, referenced);
+  input.push_back(Batch{{Key{41, 5}, {Value("w1")}, 1}});
+  auto r2 = run_prefix(input, 41, cfg);
+  ASSERT_TRUE(r2.status.is_ok()) << r2.status.to_string();
+  // Live before: w0 (key 40, i = 39 -> 39 % 3 = 0) count 1; now w1 joins.
+  EXPECT_EQ(diffs(r2), (V{"+w1,1"}));
 }
 
 }  // namespace
