@@ -96,7 +96,12 @@ class ReadOnlyFilesystemStore final : public storage::ObjectStore {
 };
 
 bool is_manifest(const std::string& key) { return key.starts_with(kManifestPrefix); }
-bool is_stream(const std::string& key) { return key.starts_with(kStreamsPrefix); }
+// Chunks a manifest lists: input snapshots and operator states.
+bool is_stream(const std::string& key) {
+  return key.starts_with(kStreamsPrefix) || key.starts_with(kOperatorsPrefix);
+}
+bool is_operator(const std::string& key) { return key.starts_with(kOperatorsPrefix); }
+bool is_content(const std::string& key) { return key.starts_with(kContentsPrefix); }
 bool is_lock(const std::string& key) { return key == storage::format::kLockObjectKey; }
 
 // Right-aligns columns whose header is in `right`; two spaces between columns.
@@ -209,6 +214,9 @@ Result<StorageSummary> inspect_storage(storage::ObjectStore& store) {
       manifests.push_back(o);
     } else if (is_stream(o.key)) {
       streams.push_back(o);
+    } else if (is_content(o.key)) {
+      ++s.contents;
+      s.content_bytes += o.size;
     } else {
       s.other_objects.push_back(o);
     }
@@ -242,6 +250,16 @@ Result<StorageSummary> inspect_storage(storage::ObjectStore& store) {
             }
       }
       s.sources.push_back(std::move(sum));
+    }
+    for (const auto& op : m.operators) {
+      OperatorSummary sum{op.id, op.kind, op.label, op.signature, op.chunks.size()};
+      for (const auto& c : op.chunks) {
+        live.insert(c.key);
+        sum.records += c.records;
+        sum.bytes += c.bytes;
+        sum.max_level = std::max(sum.max_level, c.level);
+      }
+      s.operators.push_back(std::move(sum));
     }
     s.manifest = std::move(m);
   }
@@ -286,6 +304,22 @@ std::string format_summary_text(const StorageSummary& s, int64_t now_ms) {
     rows.push_back({"total", std::to_string(s.sources.size()) + " sources", std::to_string(t.chunks),
                     std::to_string(t.records), format_size(t.bytes), "", ""});
     out += "\n" + table(rows, {2, 3, 4}, "");
+    if (!s.operators.empty()) {
+      std::vector<std::vector<std::string>> ops{{"OPERATOR", "KIND", "CHUNKS", "LEVELS", "ENTRIES", "BYTES"}};
+      uint64_t chunks = 0, records = 0, bytes = 0;
+      for (const auto& o : s.operators) {
+        ops.push_back({o.label.empty() ? o.id : o.label, o.kind, std::to_string(o.chunks),
+                       std::to_string(o.max_level + 1), std::to_string(o.records), format_size(o.bytes)});
+        chunks += o.chunks;
+        records += o.records;
+        bytes += o.bytes;
+      }
+      ops.push_back({"total", std::to_string(s.operators.size()) + " states", std::to_string(chunks), "",
+                     std::to_string(records), format_size(bytes)});
+      out += "\n" + table(ops, {2, 3, 4, 5}, "");
+    }
+    if (s.contents)
+      out += "\narchived file contents: " + std::to_string(s.contents) + " (" + format_size(s.content_bytes) + ")\n";
     std::vector<std::vector<std::string>> sinks{{"SINK", "POSITION"}};
     for (const auto& k : s.manifest->sinks) sinks.push_back({k.id, k.position.empty() ? "-" : k.position});
     out += "\n" + table(sinks, {}, "");
@@ -326,6 +360,17 @@ std::string format_summary_json(const StorageSummary& s, int64_t now_ms) {
                               {"offset_bytes", src.offset_bytes}});
     for (const auto& k : m.sinks) j["sinks"].push_back({{"id", k.id}, {"position", k.position}});
   }
+  j["operators"] = json::array();
+  for (const auto& o : s.operators)
+    j["operators"].push_back({{"id", o.id},
+                              {"kind", o.kind},
+                              {"label", o.label},
+                              {"signature", o.signature},
+                              {"chunks", o.chunks},
+                              {"levels", o.max_level + 1},
+                              {"records", o.records},
+                              {"bytes", o.bytes}});
+  j["contents"] = {{"objects", s.contents}, {"bytes", s.content_bytes}};
   j["lock"] = nullptr;
   if (s.lock) {
     const auto& l = *s.lock;
@@ -395,8 +440,22 @@ Result<VerifyReport> verify_storage(storage::ObjectStore& store) {
         if (o.key == newest_key) {
           for (const auto& src : m->sources)
             for (const auto& c : src.chunks) live.insert(c.key);
+          for (const auto& op : m->operators)
+            for (const auto& c : op.chunks) live.insert(c.key);
           newest = std::move(*m);
         }
+      } else if (is_operator(o.key)) {
+        StateMap scratch;
+        auto n = count_records(o.key, *data);
+        Status st = n ? apply_state_chunk(o.key, *data, &scratch) : n.status();
+        if (!st.is_ok()) {
+          problem(o.key, st.message() + (newest && !live.count(o.key) ? " (unreferenced: the next start deletes it)" : ""));
+          continue;
+        }
+        chunk_records[o.key] = *n;
+      } else if (is_content(o.key)) {
+        auto c = decode_content(o.key, *data);
+        if (!c) problem(o.key, c.status().message());
       } else if (is_stream(o.key)) {
         std::vector<InputEvent> events;
         Status st = read_input_chunk(o.key, *data, &events);
@@ -414,6 +473,23 @@ Result<VerifyReport> verify_storage(storage::ObjectStore& store) {
   }
 
   if (newest) {
+    for (const auto& op : newest->operators)
+      for (const auto& c : op.chunks) {
+        std::string where = "state chunk '" + c.key + "' of " + op.label + " listed by manifest '" + newest_key + "'";
+        if (!c.key.starts_with(state_prefix(op.id))) problem(c.key, where + " is not under the operator's prefix");
+        auto size = sizes.find(c.key);
+        if (size == sizes.end()) {
+          problem(c.key, where + " is missing");
+          continue;
+        }
+        if (size->second != c.bytes)
+          problem(c.key, where + " has " + std::to_string(size->second) + " bytes, the manifest says " +
+                             std::to_string(c.bytes));
+        auto recs = chunk_records.find(c.key);
+        if (recs != chunk_records.end() && recs->second != c.records)
+          problem(c.key, where + " holds " + std::to_string(recs->second) + " records, the manifest says " +
+                             std::to_string(c.records));
+      }
     for (const auto& src : newest->sources)
       for (const auto& c : src.chunks) {
         std::string where = "chunk '" + c.key + "' of source '" + src.id + "' listed by manifest '" + newest_key + "'";

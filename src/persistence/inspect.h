@@ -35,6 +35,14 @@ struct SourceSummary {
   uint64_t offset_bytes = 0;
 };
 
+struct OperatorSummary {
+  std::string id, kind, label, signature;
+  uint64_t chunks = 0;
+  uint64_t records = 0;  // entry records (puts and erases) over all chunks
+  uint64_t bytes = 0;
+  uint32_t max_level = 0;
+};
+
 struct StorageSummary {
   std::string storage;  // ObjectStore::describe()
   std::optional<storage::LockHolderInfo> lock;
@@ -43,8 +51,11 @@ struct StorageSummary {
   std::string manifest_key;
   uint16_t manifest_chunk_version = 0;  // chunk format version of the newest manifest object
   std::vector<SourceSummary> sources;
+  std::vector<OperatorSummary> operators;  // operator states and UDF caches
+  uint64_t contents = 0;                    // archived file contents (operator persisting)
+  uint64_t content_bytes = 0;
   std::vector<storage::ObjectInfo> older_manifests;  // deleted at the next start
-  std::vector<storage::ObjectInfo> garbage;          // streams/ objects no manifest lists
+  std::vector<storage::ObjectInfo> garbage;          // streams/ and operators/ objects no manifest lists
   std::vector<storage::ObjectInfo> other_objects;    // keys persistence does not own
   uint64_t objects = 0;
   uint64_t bytes = 0;
