@@ -179,6 +179,19 @@ TEST(UdfCacheGraph, OneExprInTwoOperatorsSharesOneCache) {
   EXPECT_EQ(cache->size_limit_bytes(), 1u << 20);
 }
 
+TEST(UdfCacheGraph, OneExprInTwoGraphsHasACacheInEach) {
+  int calls = 0;
+  Expr f = counted_repeat(&calls, {"per_graph"});
+  Graph g1, g2;
+  Table t1 = engine::add_source(g1, std::make_unique<engine::BatchesSource>(std::vector<Batch>{}), ws());
+  Table t2 = engine::add_source(g2, std::make_unique<engine::BatchesSource>(std::vector<Batch>{}), ws());
+  map(t1, {{"r", f}});
+  map(t2, {{"r", f}});
+  auto c1 = cache_of(g1, "per_graph"), c2 = cache_of(g2, "per_graph");
+  ASSERT_TRUE(c1 && c2);
+  EXPECT_NE(c1, c2);  // each graph restores and persists its own
+}
+
 TEST(UdfCacheGraph, TwoCachesWithOneNameAreAGraphError) {
   Graph g;
   Table t = engine::add_source(g, std::make_unique<engine::BatchesSource>(std::vector<Batch>{}), ws());
