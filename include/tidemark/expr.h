@@ -99,6 +99,36 @@ Expr slice(Expr s, Expr start, Expr end);
 using UserFunction = std::function<Value(const std::vector<Value>&)>;
 Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, bool deterministic = true);
 
+// A cache of a user function's results, keyed by the argument values (the reference's
+// pw.udfs.DiskCache). With persistence the cache is durable: its entries are stored with the
+// other persisted state and reused by later runs of the program, so an expensive function
+// (a model call, a web request) is not computed again for arguments seen before.
+//
+// Contract:
+//  * The function is deterministic: equal arguments give an equal result, in every run. A
+//    cached result is returned without calling the function, for insertions and retractions
+//    alike; a function that is changed must get a new cache name (old results would be kept).
+//  * `name` identifies the cache across runs and must be non-empty and unique in the graph:
+//    it is the cache's persistent id ("udf_cache:<name>"). One apply(..., UdfCache) call makes
+//    one cache; the returned Expr (and its copies) may be used by several operators, which
+//    then share that cache. Two different caches with the same name in one graph are a
+//    GraphError, raised when the second one's operator is built.
+//  * Arguments are identified by the xxh3-128 hash of their binary encoding (docs/format/
+//    values.md): values of different types are different arguments (1 and 1.0).
+//  * `size_limit_bytes` bounds the cache's size, counted as the encoded size of each entry
+//    (16 key bytes + the encoded result); beyond it the least recently used entries are
+//    evicted (recency within a run; a restored cache starts in an unspecified order). A
+//    result larger than the limit is not cached. A limit of 0 caches nothing.
+//  * Exceptions from the function are not cached (the run fails as for an uncached apply).
+//  * Results are cached as they are returned; the cache does not check them against
+//    `result_type`.
+struct UdfCache {
+  std::string name;
+  uint64_t size_limit_bytes = 1ull << 30;
+};
+// Throws GraphError when cache.name is empty.
+Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, UdfCache cache);
+
 // Reducers: only inside groupby(...).reduce(...) / windowby(...).reduce(...) / reduce(...).
 namespace reducers {
 Expr count();

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -285,15 +286,46 @@ Status FsSource::poll(Batch& out, bool* finished) {
   return {};
 }
 
-void FsSource::retract(const std::string& path, const FileEntry& entry, Batch& out) {
+Status FsSource::retract(const std::string& path, const FileEntry& entry, Batch& out) {
   auto it = rows_.find(path);
+  if (it == rows_.end() && archive_ && entry.rows > 0) return retract_archived(path, entry, out);
   size_t known = it == rows_.end() ? 0 : it->second.size();
   if (known != entry.rows)
     log_warning(describe() + ": " + path + ": only " + std::to_string(known) + " of its " +
                 std::to_string(entry.rows) + " earlier rows are known and can be retracted");
-  if (it == rows_.end()) return;
+  if (it == rows_.end()) return {};
   for (Update& u : it->second) out.push_back({u.key, std::move(u.row), -1});
   rows_.erase(it);
+  return {};
+}
+
+Status FsSource::retract_archived(const std::string& path, const FileEntry& entry, Batch& out) {
+  char hash[17];
+  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(entry.hash));
+  std::string what = describe() + ": cannot retract the earlier rows of '" + path + "' (archived content " + hash + ")";
+  Result<std::string> content = archive_->fetch(entry.hash);
+  if (!content.is_ok()) return Status(content.status().code(), what + ": " + content.status().message());
+  if (XXH3_64bits(content.value().data(), content.value().size()) != entry.hash)
+    return Status::corruption(what + ": the archive returned content with a different hash");
+  std::vector<Update> rows;
+  Status s = parse(path, content.value(), &rows, /*log_skipped=*/false);
+  if (!s.is_ok()) return Status(s.code(), what + ": parsing it again failed: " + s.message());
+  bool same = rows.size() == entry.rows;
+  for (size_t i = 0; same && i < entry.keys.size(); ++i) same = rows[i].key == entry.keys[i];
+  if (!same)
+    return Status::failed_precondition(what + ": parsing it again gives " + std::to_string(rows.size()) +
+                                       " rows (or other keys) than the " + std::to_string(entry.rows) +
+                                       " it contributed; were the read options changed?");
+  for (Update& u : rows) out.push_back({u.key, std::move(u.row), -1});
+  return {};
+}
+
+void FsSource::live_contents(std::vector<uint64_t>& out) const {
+  size_t first = out.size();
+  for (const auto& [path, e] : files_)
+    if (e.rows > 0) out.push_back(e.hash);
+  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
+  out.erase(std::unique(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()), out.end());
 }
 
 Status FsSource::process(const Work& w, Batch& out, uint64_t* bytes_read) {
@@ -312,7 +344,7 @@ Status FsSource::process(const Work& w, Batch& out, uint64_t* bytes_read) {
   }
   if (vanished) {
     if (old != files_.end()) {
-      retract(w.path, old->second, out);
+      TM_RETURN_IF_ERROR(retract(w.path, old->second, out));
       files_.erase(old);
     }
     return {};
@@ -331,12 +363,18 @@ Status FsSource::process(const Work& w, Batch& out, uint64_t* bytes_read) {
   }
   std::vector<Update> rows;
   TM_RETURN_IF_ERROR(parse(w.path, content, &rows));
-  if (old != files_.end()) retract(w.path, old->second, out);
+  if (old != files_.end()) TM_RETURN_IF_ERROR(retract(w.path, old->second, out));
   e.rows = rows.size();
   if (!pk_.empty())
     for (const Update& u : rows) e.keys.push_back(u.key);
+  // Kept to retract the rows when the file changes: the content in the archive (fetched and
+  // parsed again then), or else the rows themselves in memory (streaming).
+  if (archive_) {
+    if (!rows.empty()) archive_->stash(e.hash, std::move(content));
+  } else if (streaming()) {
+    rows_[w.path] = rows;
+  }
   files_[w.path] = std::move(e);
-  if (streaming()) rows_[w.path] = rows;  // kept to retract them when the file changes
   for (Update& u : rows) out.push_back(std::move(u));
   return {};
 }
@@ -348,13 +386,15 @@ Key FsSource::key_for(const std::string& path, uint64_t index, const Row& row) c
   return key_from_values(values);
 }
 
-Status FsSource::row_error(const std::string& message) const {
+Status FsSource::row_error(const std::string& message, bool log_skipped) const {
   if (!options_.skip_bad_rows) return Status::invalid_argument(message);
-  log_warning(describe() + ": skipped row: " + message);
+  if (log_skipped) log_warning(describe() + ": skipped row: " + message);
   return {};
 }
 
-Status FsSource::parse(const std::string& path, const std::string& content, std::vector<Update>* rows) const {
+Status FsSource::parse(const std::string& path, const std::string& content, std::vector<Update>* rows,
+                       bool log_skipped) const {
+  auto row_error = [&](const std::string& message) { return this->row_error(message, log_skipped); };
   auto add = [&](Row row) {
     Key k = key_for(path, rows->size(), row);
     rows->push_back({k, std::move(row), 1});

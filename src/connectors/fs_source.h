@@ -11,7 +11,10 @@
 // Persistence: offset() is the table of files read so far (docs/format/fs-source-offset.md);
 // seek() restores it, and replayed() gives back the rows of earlier runs (both before open(),
 // in either order) so that a file changed or deleted while the program was stopped can be
-// retracted exactly.
+// retracted exactly. Without replay (operator persisting), set_content_archive() gives an
+// archive where the source stashes every content it emitted rows from (under the XXH3-64 of
+// the file table); to retract a file's rows it fetches that content back and parses it again
+// (parsing is deterministic), so it then keeps no rows in memory at all.
 #pragma once
 
 #include <cstdint>
@@ -82,6 +85,10 @@ class FsSource final : public engine::Source {
   std::string offset() const override;
   Status seek(std::string_view offset) override;
   void replayed(const engine::Update& update) override;
+  void set_content_archive(engine::ContentArchive* archive) override { archive_ = archive; }
+  // The hashes of the files in the table that contributed rows (the contents a retraction may
+  // fetch), each once.
+  void live_contents(std::vector<uint64_t>& out) const override;
 
   // What the source knows about one file it has read.
   struct FileEntry {
@@ -102,10 +109,15 @@ class FsSource final : public engine::Source {
   Status process(const Work& w, engine::Batch& out, uint64_t* bytes_read);
   // Parses a file's content into rows (with keys). Row errors are returned or, with
   // skip_bad_rows, logged and skipped.
-  Status parse(const std::string& path, const std::string& content, std::vector<engine::Update>* rows) const;
-  Status row_error(const std::string& message) const;
+  // `log_skipped` = false: parsing content again (its skipped rows were logged the first time).
+  Status parse(const std::string& path, const std::string& content, std::vector<engine::Update>* rows,
+               bool log_skipped = true) const;
+  Status row_error(const std::string& message, bool log_skipped = true) const;
   Key key_for(const std::string& path, uint64_t index, const Row& row) const;
-  void retract(const std::string& path, const FileEntry& entry, engine::Batch& out);
+  // Appends retractions of the rows the file contributed: from rows_, else from the archived
+  // content (a fetch or re-parse failure is an error naming the path and hash).
+  Status retract(const std::string& path, const FileEntry& entry, engine::Batch& out);
+  Status retract_archived(const std::string& path, const FileEntry& entry, engine::Batch& out);
   // Assigns the replayed rows to the files of the restored table (seek and replay may come in
   // either order, so this waits for open()).
   void resolve_replayed();
@@ -115,8 +127,10 @@ class FsSource final : public engine::Source {
   Schema schema_;
   std::vector<size_t> pk_;
   std::map<std::string, FileEntry> files_;
-  // Rows each file contributed (streaming, or learnt from replay): needed to retract them.
+  // Rows each file contributed (streaming without an archive, or learnt from replay): needed
+  // to retract them.
   std::unordered_map<std::string, std::vector<engine::Update>> rows_;
+  engine::ContentArchive* archive_ = nullptr;
   std::vector<engine::Update> replayed_;  // until open()
   std::deque<Work> work_;
   bool scanned_ = false;

@@ -6,6 +6,7 @@
 
 #include "engine/expr_internal.h"
 #include "engine/node.h"
+#include "engine/udf_cache.h"
 #include "tidemark/table.h"
 
 namespace tidemark {
@@ -115,6 +116,19 @@ Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, bool deter
   return make(std::move(n));
 }
 
+Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, UdfCache cache) {
+  if (cache.name.empty()) throw GraphError("apply(): a UdfCache needs a non-empty name");
+  ExprNode n;
+  n.kind = ExprKind::kApply;
+  n.name = "apply";
+  n.fn = std::move(fn);
+  n.args = std::move(args);
+  n.result_type = result_type;
+  n.deterministic = true;
+  n.cache = std::make_shared<const UdfCache>(std::move(cache));
+  return make(std::move(n));
+}
+
 namespace reducers {
 Expr count() { return reducer("count", {}); }
 Expr sum(Expr e) { return reducer("sum", {std::move(e)}); }
@@ -184,13 +198,21 @@ class KeyExpr final : public CompiledExpr {
 
 class ApplyExpr final : public CompiledExpr {
  public:
-  ApplyExpr(UserFunction fn, std::vector<CompiledExprPtr> args, Type t) : fn_(std::move(fn)), args_(std::move(args)) {
+  ApplyExpr(UserFunction fn, std::vector<CompiledExprPtr> args, Type t,
+            std::shared_ptr<engine::UdfCacheState> cache = nullptr)
+      : fn_(std::move(fn)), args_(std::move(args)), cache_(std::move(cache)) {
     type = t;
   }
   Value eval(const EvalContext& c) const override {
     std::vector<Value> vals;
     vals.reserve(args_.size());
     for (const auto& a : args_) vals.push_back(a->eval(c));
+    if (cache_) return cache_->get_or_compute(vals, [this](const std::vector<Value>& v) { return call(v); });
+    return call(vals);
+  }
+
+ private:
+  Value call(const std::vector<Value>& vals) const {
     try {
       return fn_(vals);
     } catch (const RuntimeError&) {
@@ -200,10 +222,27 @@ class ApplyExpr final : public CompiledExpr {
     }
   }
 
- private:
   UserFunction fn_;
   std::vector<CompiledExprPtr> args_;
+  std::shared_ptr<engine::UdfCacheState> cache_;
 };
+
+// The graph's cache for this apply node: registered on first use, shared afterwards.
+std::shared_ptr<engine::UdfCacheState> cache_in_graph(const CompileScope& s, const std::shared_ptr<const UdfCache>& config) {
+  if (!s.graph)
+    graph_error(s, "apply() with UdfCache '" + config->name + "' is not supported in this operator");
+  std::string id = "udf_cache:" + config->name;
+  for (const auto& e : s.graph->extra_states()) {
+    if (e.id != id) continue;
+    auto cache = std::dynamic_pointer_cast<engine::UdfCacheState>(e.state);
+    if (cache && cache->config_identity() == config.get()) return cache;
+    graph_error(s, "two different UDF caches are named '" + config->name +
+                       "' (each apply(..., UdfCache) call makes its own cache; use one Expr to share a cache)");
+  }
+  auto cache = std::make_shared<engine::UdfCacheState>(config);
+  s.graph->register_state(id, "udf_cache", cache);
+  return cache;
+}
 
 enum class Op {
   kAdd, kSub, kMul, kDiv, kMod, kFloorDiv, kNeg, kEq, kNe, kLt, kLe, kGt, kGe, kAnd, kOr, kNot,
@@ -704,6 +743,7 @@ CompiledExprPtr compile(const Expr& e, CompileScope& s) {
       for (const auto& a : n.args) args.push_back(compile(a, s));
       if (!n.deterministic) s.saw_nondeterministic = true;
       if (!n.fn) graph_error(s, "apply() without a function");
+      if (n.cache) return std::make_unique<ApplyExpr>(n.fn, std::move(args), n.result_type, cache_in_graph(s, n.cache));
       return std::make_unique<ApplyExpr>(n.fn, std::move(args), n.result_type);
     }
     case ExprKind::kReducer: {

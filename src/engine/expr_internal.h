@@ -10,6 +10,8 @@
 
 namespace tidemark::internal {
 
+class GraphImpl;
+
 enum class ExprKind { kLiteral, kColumn, kId, kLeftId, kRightId, kOp, kApply, kReducer };
 enum class Side { kThis, kLeft, kRight };
 
@@ -23,6 +25,9 @@ struct ExprNode {
   UserFunction fn;               // kApply
   Type result_type;              // kApply
   bool deterministic = true;     // kApply
+  // kApply with apply(..., UdfCache): the cache's configuration. Its address identifies the
+  // cache: every operator compiling this node (or a copy of the Expr) shares one cache.
+  std::shared_ptr<const UdfCache> cache;
 };
 
 // Evaluation context: the row's cells and keys. For joins, `cols` is left cells then right
@@ -65,6 +70,10 @@ struct CompileScope {
   const Schema* reducer_arg_schema = nullptr;
   // Set by compile when a non-deterministic apply is present.
   bool saw_nondeterministic = false;
+  // The graph the operator is added to. Needed by cached applies (apply(..., UdfCache)): their
+  // cache is registered in the graph as persistent state "udf_cache:<name>". Compiling a cached
+  // apply without it is a GraphError.
+  GraphImpl* graph = nullptr;
 };
 
 // Type-checks and compiles; throws GraphError naming scope.op and the column on mistakes.

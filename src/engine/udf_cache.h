@@ -1,0 +1,103 @@
+// The cache behind apply(..., UdfCache) (include/tidemark/expr.h): a user function's results
+// keyed by argument values, bounded in bytes with least-recently-used eviction, persisted as a
+// PersistentState (node.h) registered in the graph as "udf_cache:<name>".
+//
+// Entries (docs/format/udf-cache.md):
+//   key   = 16 bytes: key_from_values(args) (xxh3-128 of codec::put_row(args)), as codec::put_key
+//   value = u8 version (= 1) + codec::put_value(result)
+// An entry's size is key.size() + value.size().
+//
+// Single-threaded: used from the run loop's thread only (evaluation and the persistence hooks).
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/node.h"
+#include "tidemark/expr.h"
+
+namespace tidemark::engine {
+
+struct UdfCacheStats {
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evictions = 0;   // entries evicted to stay within the limit
+  uint64_t uncacheable = 0; // results larger than the limit (not cached)
+  uint64_t bytes = 0;       // current size of the entries
+  uint64_t entries = 0;     // current number of entries
+};
+
+class UdfCacheState final : public PersistentState {
+ public:
+  static constexpr uint8_t kValueVersion = 1;
+
+  explicit UdfCacheState(std::shared_ptr<const UdfCache> config) : config_(std::move(config)) {}
+  explicit UdfCacheState(UdfCache config) : UdfCacheState(std::make_shared<const UdfCache>(std::move(config))) {}
+
+  const std::string& name() const { return config_->name; }
+  uint64_t size_limit_bytes() const { return config_->size_limit_bytes; }
+  // The configuration object this cache was made for (one per apply(..., UdfCache) call).
+  const UdfCache* config_identity() const { return config_.get(); }
+
+  // The cached result for these arguments (a hit, made most recently used), or nullopt.
+  std::optional<Value> lookup(const std::vector<Value>& args);
+  // Stores a result computed for these arguments (replacing an entry with the same key),
+  // evicting least recently used entries to stay within the limit.
+  void insert(const std::vector<Value>& args, const Value& result);
+  // lookup, or on a miss compute(args) then insert. Exceptions from compute propagate and
+  // nothing is stored.
+  template <class F>
+  Value get_or_compute(const std::vector<Value>& args, F&& compute) {
+    std::string key = entry_key(args);
+    if (const Value* v = find(key)) return *v;
+    Value r = compute(args);
+    store(std::move(key), r);
+    return r;
+  }
+
+  const UdfCacheStats& stats() const { return stats_; }
+  // "udf cache 'name': 3 hits, 2 misses, 0 evictions, 5 entries, 120 bytes" (for logs).
+  std::string describe_stats() const;
+
+  static std::string entry_key(const std::vector<Value>& args);
+
+  // PersistentState.
+  void track_state_changes() override { tracking_ = true; }
+  void take_state_changes(StateChanges& out) override;
+  Status restore_state_entry(std::string_view key, std::string_view value) override;
+  // Evicts down to the limit (a smaller limit than the run that stored the entries).
+  Status finish_state_restore() override;
+
+ private:
+  struct Entry {
+    std::string key;
+    Value value;
+    uint64_t size = 0;
+  };
+  using List = std::list<Entry>;  // most recently used first
+
+  // A hit: the value, moved to the front; counts hits and misses.
+  const Value* find(const std::string& key);
+  void store(std::string key, const Value& value);
+  // Inserts or replaces (as most recently used) without logging or evicting.
+  void put(std::string key, Value value, uint64_t size);
+  void evict_to_limit();
+  void log_put(const Entry& e);
+  void log_erase(const std::string& key);
+
+  std::shared_ptr<const UdfCache> config_;
+  List lru_;
+  std::unordered_map<std::string_view, List::iterator> index_;  // views into the entries' keys
+  UdfCacheStats stats_;
+  bool tracking_ = false;
+  bool log_always_ = false;  // finish_state_restore: its evictions must reach storage
+  StateChanges changes_;
+};
+
+}  // namespace tidemark::engine
