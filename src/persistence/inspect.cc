@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "persistence/state_store.h"
 #include "storage/chunk_format.h"
 #include "storage/format_constants.h"
 
