@@ -148,6 +148,8 @@ struct Runtime::Impl {
   Status collect_contents();
   void apply_merges(Scheduler& sched);
   void schedule_merges();
+  Merger::Job merge_job(const std::string& owner, const std::vector<ChunkRef>& chunks, size_t first, size_t last,
+                        bool input);
 };
 
 Runtime::Runtime(Config config) : impl_(std::make_unique<Impl>()) { impl_->cfg = std::move(config); }
@@ -550,41 +552,46 @@ void Runtime::Impl::apply_merges(Scheduler& sched) {
   }
 }
 
+Merger::Job Runtime::Impl::merge_job(const std::string& owner, const std::vector<ChunkRef>& chunks, size_t first,
+                                     size_t last, bool input) {
+  std::vector<ChunkRef> run_chunks(chunks.begin() + static_cast<std::ptrdiff_t>(first),
+                                   chunks.begin() + static_cast<std::ptrdiff_t>(last));
+  bool from_oldest = first == 0;
+  uint32_t level = 0;
+  for (const auto& c : run_chunks) level = std::max(level, c.level + 1);
+  std::string key = input ? chunk_key(owner, run, ++chunk_seq) : state_chunk_key(owner, run, ++chunk_seq);
+  Merger::Job job;
+  job.owner = owner;
+  for (const auto& c : run_chunks) job.replaced.push_back(c.key);
+  std::shared_ptr<storage::ObjectStore> store = snap;
+  job.run = [store, run_chunks, from_oldest, level, key, input]() -> Result<ChunkRef> {
+    std::vector<std::pair<std::string, std::string>> datas;
+    for (const auto& c : run_chunks) {
+      TM_ASSIGN_OR_RETURN(std::string d, store->get(c.key));
+      datas.emplace_back(store->describe() + "/" + c.key, std::move(d));
+    }
+    ChunkRef ref;
+    ref.key = key;
+    ref.level = level;
+    std::string merged;
+    if (input) {
+      TM_ASSIGN_OR_RETURN(merged, merge_input_chunks(datas, &ref.records, &ref.max_time));
+    } else {
+      TM_ASSIGN_OR_RETURN(merged, merge_state_chunks(datas, from_oldest, &ref.records));
+      ref.max_time = run_chunks.back().max_time;
+    }
+    ref.bytes = merged.size();
+    TM_RETURN_IF_ERROR(store->put(key, merged));
+    return ref;
+  };
+  return job;
+}
+
 void Runtime::Impl::schedule_merges() {
   auto plan = [&](const std::string& owner, const std::vector<ChunkRef>& chunks, bool input) {
     if (merger->busy(owner)) return;
     auto range = pick_merge(chunks, kMergeFanIn);
-    if (!range) return;
-    std::vector<ChunkRef> run_chunks(chunks.begin() + static_cast<std::ptrdiff_t>(range->first),
-                                     chunks.begin() + static_cast<std::ptrdiff_t>(range->second));
-    bool from_oldest = range->first == 0;
-    uint32_t level = run_chunks.back().level + 1;
-    std::string key = input ? chunk_key(owner, run, ++chunk_seq) : state_chunk_key(owner, run, ++chunk_seq);
-    Merger::Job job;
-    job.owner = owner;
-    for (const auto& c : run_chunks) job.replaced.push_back(c.key);
-    std::shared_ptr<storage::ObjectStore> store = snap;
-    job.run = [store, run_chunks, from_oldest, level, key, input]() -> Result<ChunkRef> {
-      std::vector<std::pair<std::string, std::string>> datas;
-      for (const auto& c : run_chunks) {
-        TM_ASSIGN_OR_RETURN(std::string d, store->get(c.key));
-        datas.emplace_back(store->describe() + "/" + c.key, std::move(d));
-      }
-      ChunkRef ref;
-      ref.key = key;
-      ref.level = level;
-      std::string merged;
-      if (input) {
-        TM_ASSIGN_OR_RETURN(merged, merge_input_chunks(datas, &ref.records, &ref.max_time));
-      } else {
-        TM_ASSIGN_OR_RETURN(merged, merge_state_chunks(datas, from_oldest, &ref.records));
-        ref.max_time = run_chunks.back().max_time;
-      }
-      ref.bytes = merged.size();
-      TM_RETURN_IF_ERROR(store->put(key, merged));
-      return ref;
-    };
-    merger->submit(std::move(job));
+    if (range) merger->submit(merge_job(owner, chunks, range->first, range->second, input));
   };
   for (const auto& o : owners) plan(o.st.id, o.st.chunks, false);
   if (compact_inputs)

@@ -115,6 +115,14 @@ Result<std::string> decode_content(const std::string& key, std::string_view data
 }
 
 std::optional<std::pair<size_t, size_t>> pick_merge(const std::vector<ChunkRef>& chunks, size_t fan_in) {
+  // Bounded read amplification: once the newer chunks together are as large as the oldest
+  // (the consolidated bulk of the state), everything is merged into one chunk, so loading the
+  // state reads at most about twice its size.
+  if (chunks.size() >= 2) {
+    uint64_t newer = 0;
+    for (size_t i = 1; i < chunks.size(); ++i) newer += chunks[i].bytes;
+    if (newer >= chunks[0].bytes) return std::make_pair(size_t{0}, chunks.size());
+  }
   if (chunks.size() < fan_in || fan_in < 2) return std::nullopt;
   // Runs of equal level, newest first; the first run long enough is merged (its `fan_in`
   // oldest chunks, so levels stay non-increasing from old to new).

@@ -52,9 +52,11 @@ Result<std::string> decode_content(const std::string& key, std::string_view data
 std::string state_chunk_key(const std::string& owner_id, uint64_t run, uint64_t seq);
 std::string state_prefix(const std::string& owner_id);
 
-// Merge policy (size-tiered): the newest run of at least `fan_in` consecutive chunks of equal
-// level; returns the [first, first + fan_in) indices of its oldest chunks, or nullopt. Keeps
-// at most fan_in - 1 chunks per level, so O(fan_in * log(commits)) chunks per owner.
+// Merge policy; returns [first, last) indices into `chunks` (oldest first), or nullopt:
+//  * all chunks, once the newer chunks together are at least as large as the oldest one (a
+//    load then reads at most about twice the consolidated state);
+//  * else (size-tiered) the fan_in oldest chunks of the newest run of at least `fan_in`
+//    consecutive chunks of equal level: at most fan_in - 1 chunks per level.
 std::optional<std::pair<size_t, size_t>> pick_merge(const std::vector<ChunkRef>& chunks, size_t fan_in);
 
 // Merges consecutive state chunks (oldest first) into one chunk; drops erases when
