@@ -548,6 +548,7 @@ Status FsSource::seek(std::string_view in) {
 void FsSource::replayed(const Update& u) { replayed_.push_back(u); }
 
 void FsSource::resolve_replayed() {
+  if (replayed_.empty()) return;  // nothing replayed (operator persisting): no key index needed
   std::unordered_map<Key, const std::string*, KeyHash> key_to_path;
   for (const auto& [path, e] : files_) {
     if (pk_.empty())

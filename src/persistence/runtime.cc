@@ -710,6 +710,11 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
 Status Runtime::Impl::at_end(Scheduler& sched, bool stopped) {
   Status st;
   final_commit = true;  // no new merge whose result no manifest would reference
+  // A source may have advanced without emitting (a file re-read with unchanged content now
+  // known not to be "racy"): commit its offset, or every later start re-reads the file.
+  if (writes && have_last_commit)
+    for (auto& ps : sources)
+      if (ps.state.has_offset && ps.node->source().offset() != ps.state.offset) dirty = true;
   // A last commit also publishes merges that finished since the previous one.
   if (writes && (dirty || (merger && merger->has_done()))) st = commit(sched, std::max(sched.last_time(), last_commit_time));
   merger.reset();  // waits for a running merge; its output, not yet referenced, is collected later
