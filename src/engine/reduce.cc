@@ -281,7 +281,8 @@ class GroupByNode final : public Node {
         !codec::get_u8(value, &version) || version != kEntryVersion)
       return state_corrupt(label());
     Group g = new_group();
-    if (!load_group(value, &g) || !value.empty() || g.count <= 0 || groups_.contains(vals))
+    if (!load_group(value, &g) || !value.empty() || g.count <= 0 || (g.emitted && g.last.size() != schema().size()) ||
+        groups_.contains(vals))
       return state_corrupt(label());
     groups_.emplace(std::move(vals), std::move(g));
     return {};

@@ -209,7 +209,7 @@ Outcome run_restores(const std::vector<Schema>& schemas, const std::vector<std::
 
 void expect_restores(const std::vector<Schema>& schemas, const BuildFn& build,
                      const std::function<std::vector<std::vector<Batch>>(std::mt19937_64&)>& make_batches,
-                     int seeds = 3) {
+                     int seeds = 5) {
   for (int seed = 1; seed <= seeds; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     std::mt19937_64 rng(seed * 7919);
@@ -271,7 +271,7 @@ TEST(StateEntries, GroupByEveryReducer) {
     auto outs = every_reducer();
     outs.insert(outs.begin(), {"g", col("g")});
     return in[0].groupby({"g"}).reduce(std::move(outs));
-  }, one_input(group_row), 4);
+  }, one_input(group_row), 8);
 }
 
 TEST(StateEntries, GroupByTwoColumnsAndWholeTableReduce) {
