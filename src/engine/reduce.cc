@@ -247,11 +247,12 @@ class GroupByNode final : public Node {
   }
   std::string signature() const override {
     std::string s = kind() + "(by: ";
-    for (size_t i = 0; i < group_cols_.size(); ++i)
-      s += (i ? ", " : "") + group_names_[i] + " #" + std::to_string(group_cols_[i]);
+    for (size_t i = 0; i < group_names_.size(); ++i) s += (i ? ", " : "") + group_names_[i];
     s += "; reducers: ";
-    for (size_t i = 0; i < reducers_.size(); ++i)
-      s += (i ? ", " : "") + reducers_[i].name + ": " + reducers_[i].result_type.to_string();
+    for (size_t i = 0; i < reducers_.size(); ++i) {
+      const auto& r = reducers_[i];
+      s += (i ? ", " : "") + r.name + "(" + (r.arg ? r.arg->type.to_string() : "") + "): " + r.result_type.to_string();
+    }
     return s + ") -> " + schema().to_string();
   }
 
