@@ -7,6 +7,7 @@
 // cannot be recomputed from the current input; the kept rows are the node's persistent state,
 // and `options.name` identifies it across runs.
 #include <map>
+#include <set>
 
 #include "engine/codec.h"
 #include "engine/expr_internal.h"
@@ -29,6 +30,35 @@ class DeduplicateNode final : public Node {
         instance_(std::move(instance)),
         acceptor_(std::move(acceptor)) {}
 
+  bool order_dependent() const override { return true; }
+
+  // Persistent entries: one per instance, key = the instance value (codec::put_value), value =
+  // version byte + the accepted value + the kept row.
+  void take_state_changes(StateChanges& out) override {
+    for (const Value& inst : dirty_) {
+      auto it = kept_.find(inst);
+      if (it == kept_.end()) continue;  // instances are never removed
+      StateChange c;
+      codec::put_value(c.key, inst);
+      codec::put_u8(c.value, kEntryVersion);
+      codec::put_value(c.value, it->second.value);
+      codec::put_row(c.value, it->second.row);
+      out.push_back(std::move(c));
+    }
+    dirty_.clear();
+  }
+  Status restore_state_entry(std::string_view key, std::string_view value) override {
+    Value inst;
+    Kept k;
+    uint8_t version;
+    if (!codec::get_value(key, &inst) || !key.empty() || !codec::get_u8(value, &version) || version != kEntryVersion ||
+        !codec::get_value(value, &k.value) || !codec::get_row(value, &k.row) || !value.empty() ||
+        k.row.size() != schema().size() || !kept_.emplace(std::move(inst), std::move(k)).second)
+      return state_corrupt(label());
+    return {};
+  }
+  Status finish_state_restore() override { return {}; }
+
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     // Rows emitted before this time, for the instances that accepted a row now.
     std::map<Value, std::optional<Row>> before;
@@ -40,6 +70,7 @@ class DeduplicateNode final : public Node {
       auto it = kept_.find(inst);
       if (it != kept_.end() && !accepts(v, it->second.value)) continue;
       if (!before.count(inst)) before[inst] = it != kept_.end() ? std::optional<Row>(it->second.row) : std::nullopt;
+      if (tracking_state()) dirty_.insert(inst);
       kept_[inst] = Kept{std::move(v), u.row};
     }
     for (auto& [inst, old] : before) {
@@ -93,6 +124,8 @@ class DeduplicateNode final : public Node {
   CompiledExprPtr instance_;  // nullptr: a single instance
   Acceptor acceptor_;
   std::map<Value, Kept> kept_;
+  static constexpr uint8_t kEntryVersion = 1;
+  std::set<Value> dirty_;  // instances whose kept row changed since the last take
 };
 
 }  // namespace

@@ -12,9 +12,11 @@
 #include <optional>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "engine/codec.h"
 #include "engine/expr_internal.h"
+#include "engine/input_state.h"
 #include "engine/node.h"
 #include "engine/state_codec.h"
 
@@ -115,6 +117,38 @@ class JoinNode final : public Node {
         exprs_(std::move(exprs)),
         memoize_(memoize) {}
 
+  // Persistent entries: both inputs' rows that can match (InputState ports 0 and 1: left,
+  // right) and, with a non-deterministic select, the memo under port byte 2 (output key ->
+  // version byte + the row emitted). Restoring replays the rows without evaluating the select.
+  void take_state_changes(StateChanges& out) override {
+    inputs_.take(out);
+    for (const Key& k : memo_dirty_) {
+      StateChange c;
+      c.key = InputState::entry_key(kMemoPort, k);
+      auto it = memo_.find(k);
+      if (it == memo_.end()) {
+        c.erase = true;
+      } else {
+        codec::put_u8(c.value, kEntryVersion);
+        codec::put_row(c.value, it->second);
+      }
+      out.push_back(std::move(c));
+    }
+    memo_dirty_.clear();
+  }
+  Status restore_state_entry(std::string_view key, std::string_view value) override {
+    if (inputs_.owns(key)) return inputs_.restore(key, value, label(), {widths_[0], widths_[1]});
+    uint8_t port, version;
+    Key k;
+    Row r;
+    if (!memoize_ || !InputState::parse_key(key, &port, &k) || port != kMemoPort || !codec::get_u8(value, &version) ||
+        version != kEntryVersion || !codec::get_row(value, &r) || !value.empty() || r.size() != exprs_.size())
+      return state_corrupt(label());
+    memo_[k] = std::move(r);
+    return {};
+  }
+  Status finish_state_restore() override { return inputs_.replay(*this); }
+
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     std::unordered_map<HashedRow, std::array<Batch, 2>, HashedRowHash> touched;
     Row jv;
@@ -124,6 +158,7 @@ class JoinNode final : public Node {
           if (keep_[s]) emit_unmatched(s, u.key, u.row, u.diff);
           continue;
         }
+        inputs_.record(tracking_state(), s, u);
         touched[HashedRow(jv)][s].push_back(u);
       }
     for (auto& [values, delta] : touched) {
@@ -234,6 +269,10 @@ class JoinNode final : public Node {
   // non-deterministic apply() every retraction is resolved from the memo before any insertion
   // of the same output key overwrites it.
   void flush(Batch& out) {
+    if (inputs_.replaying()) {  // restoring: the outputs were delivered before the restart
+      pending_.clear();
+      return;
+    }
     std::sort(pending_.begin(), pending_.end(), [](const Change& a, const Change& b) {
       if (a.okey != b.okey) return a.okey < b.okey;
       return (a.cols <=> b.cols) < 0;
@@ -259,6 +298,7 @@ class JoinNode final : public Node {
           if (it != memo_.end()) {
             out.push_back({c.okey, std::move(it->second), c.diff});
             memo_.erase(it);
+            if (tracking_state()) memo_dirty_.insert(c.okey);
             continue;
           }
         }
@@ -266,7 +306,10 @@ class JoinNode final : public Node {
         Row r;
         r.reserve(exprs_.size());
         for (const auto& e : exprs_) r.push_back(e->eval(ctx));
-        if (memoize_ && c.diff > 0) memo_[c.okey] = r;
+        if (memoize_ && c.diff > 0) {
+          memo_[c.okey] = r;
+          if (tracking_state()) memo_dirty_.insert(c.okey);
+        }
         out.push_back({c.okey, std::move(r), c.diff});
       }
     pending_.clear();
@@ -287,6 +330,10 @@ class JoinNode final : public Node {
   std::unordered_map<HashedRow, Bucket, HashedRowHash> buckets_;
   RowsByKey memo_;
   std::vector<Change> pending_;
+  static constexpr uint8_t kMemoPort = 2;
+  static constexpr uint8_t kEntryVersion = 1;
+  InputState inputs_{{InputState::Port::kRows, InputState::Port::kRows}};
+  std::unordered_set<Key, KeyHash> memo_dirty_;
 };
 
 // Join columns must hold comparable values (numbers compare across int and float).

@@ -2,7 +2,9 @@
 // concat. A select or filter with a non-deterministic apply() remembers each key's output so
 // retractions carry exactly what was emitted.
 #include <unordered_map>
+#include <unordered_set>
 
+#include "engine/codec.h"
 #include "engine/expr_internal.h"
 #include "engine/node.h"
 #include "engine/state_codec.h"
@@ -14,10 +16,41 @@ namespace {
 using internal::CompiledExprPtr;
 using internal::EvalContext;
 
+constexpr uint8_t kEntryVersion = 1;
+
 class SelectNode final : public Node {
  public:
   SelectNode(size_t input, Schema schema, std::vector<CompiledExprPtr> exprs, bool memoize)
       : Node("select", {input}, std::move(schema)), exprs_(std::move(exprs)), memoize_(memoize) {}
+
+  // Persistent entries (memoized only): key = row key (16 bytes), value = version byte + the
+  // row emitted for it.
+  void take_state_changes(StateChanges& out) override {
+    for (const Key& k : dirty_) {
+      StateChange c;
+      codec::put_key(c.key, k);
+      auto it = memo_.find(k);
+      if (it == memo_.end()) {
+        c.erase = true;
+      } else {
+        codec::put_u8(c.value, kEntryVersion);
+        codec::put_row(c.value, it->second);
+      }
+      out.push_back(std::move(c));
+    }
+    dirty_.clear();
+  }
+  Status restore_state_entry(std::string_view key, std::string_view value) override {
+    Key k;
+    Row r;
+    uint8_t version;
+    if (!memoize_ || key.size() != 16 || !codec::get_key(key, &k) || !codec::get_u8(value, &version) ||
+        version != kEntryVersion || !codec::get_row(value, &r) || !value.empty() || r.size() != exprs_.size())
+      return state_corrupt(label());
+    memo_[k] = std::move(r);
+    return {};
+  }
+  Status finish_state_restore() override { return {}; }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     out.reserve(out.size() + in[0]->size());
@@ -27,6 +60,7 @@ class SelectNode final : public Node {
         if (it != memo_.end()) {
           out.push_back({u.key, it->second, u.diff});
           memo_.erase(it);
+          if (tracking_state()) dirty_.insert(u.key);
           continue;
         }
       }
@@ -34,7 +68,10 @@ class SelectNode final : public Node {
       Row r;
       r.reserve(exprs_.size());
       for (const auto& e : exprs_) r.push_back(e->eval(ctx));
-      if (memoize_ && u.diff > 0) memo_[u.key] = r;
+      if (memoize_ && u.diff > 0) {
+        memo_[u.key] = r;
+        if (tracking_state()) dirty_.insert(u.key);
+      }
       out.push_back({u.key, std::move(r), u.diff});
     }
   }
@@ -48,6 +85,7 @@ class SelectNode final : public Node {
   std::vector<CompiledExprPtr> exprs_;
   bool memoize_;
   std::unordered_map<Key, Row, KeyHash> memo_;
+  std::unordered_set<Key, KeyHash> dirty_;
 };
 
 class FilterNode final : public Node {
@@ -55,17 +93,49 @@ class FilterNode final : public Node {
   FilterNode(size_t input, Schema schema, CompiledExprPtr pred, bool memoize)
       : Node("filter", {input}, std::move(schema)), pred_(std::move(pred)), memoize_(memoize) {}
 
+  // Persistent entries (memoized only): key = row key (16 bytes), value = version byte + 1 if
+  // the row passed, 0 if not.
+  void take_state_changes(StateChanges& out) override {
+    for (const Key& k : dirty_) {
+      StateChange c;
+      codec::put_key(c.key, k);
+      auto it = passed_.find(k);
+      if (it == passed_.end()) {
+        c.erase = true;
+      } else {
+        codec::put_u8(c.value, kEntryVersion);
+        codec::put_u8(c.value, it->second ? 1 : 0);
+      }
+      out.push_back(std::move(c));
+    }
+    dirty_.clear();
+  }
+  Status restore_state_entry(std::string_view key, std::string_view value) override {
+    Key k;
+    uint8_t version, p;
+    if (!memoize_ || key.size() != 16 || !codec::get_key(key, &k) || !codec::get_u8(value, &version) ||
+        version != kEntryVersion || !codec::get_u8(value, &p) || p > 1 || !value.empty())
+      return state_corrupt(label());
+    passed_[k] = p != 0;
+    return {};
+  }
+  Status finish_state_restore() override { return {}; }
+
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     for (const Update& u : *in[0]) {
       bool pass;
       if (memoize_ && u.diff < 0 && passed_.count(u.key)) {
         pass = passed_[u.key];
         passed_.erase(u.key);
+        if (tracking_state()) dirty_.insert(u.key);
       } else {
         EvalContext ctx{u.row.data(), &u.key};
         Value v = pred_->eval(ctx);
         pass = !v.is_none() && v.type() == DType::kBool && v.as_bool();
-        if (memoize_ && u.diff > 0) passed_[u.key] = pass;
+        if (memoize_ && u.diff > 0) {
+          passed_[u.key] = pass;
+          if (tracking_state()) dirty_.insert(u.key);
+        }
       }
       if (pass) out.push_back(u);
     }
@@ -95,6 +165,7 @@ class FilterNode final : public Node {
   CompiledExprPtr pred_;
   bool memoize_;
   std::unordered_map<Key, bool, KeyHash> passed_;
+  std::unordered_set<Key, KeyHash> dirty_;
 };
 
 class FlattenNode final : public Node {
@@ -126,12 +197,42 @@ class ConcatNode final : public Node {
  public:
   ConcatNode(std::vector<size_t> inputs, Schema schema) : Node("concat", std::move(inputs), std::move(schema)) {}
 
+  // Persistent entries: key = row key (16 bytes), value = version byte + the key's live count
+  // (i64) summed over all inputs.
+  void take_state_changes(StateChanges& out) override {
+    for (const Key& k : dirty_) {
+      StateChange c;
+      codec::put_key(c.key, k);
+      auto it = live_.find(k);
+      if (it == live_.end()) {
+        c.erase = true;
+      } else {
+        codec::put_u8(c.value, kEntryVersion);
+        codec::put_i64(c.value, it->second);
+      }
+      out.push_back(std::move(c));
+    }
+    dirty_.clear();
+  }
+  Status restore_state_entry(std::string_view key, std::string_view value) override {
+    Key k;
+    uint8_t version;
+    int64_t n;
+    if (key.size() != 16 || !codec::get_key(key, &k) || !codec::get_u8(value, &version) || version != kEntryVersion ||
+        !codec::get_i64(value, &n) || !value.empty() || n == 0)
+      return state_corrupt(label());
+    live_[k] = n;
+    return {};
+  }
+  Status finish_state_restore() override { return {}; }
+
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     for (size_t i = 0; i < in.size(); ++i)
       for (const Update& u : *in[i]) out.push_back(u);
     // Key disjointness: a key may be live in at most one input.
     for (size_t i = 0; i < in.size(); ++i)
       for (const Update& u : *in[i]) {
+        if (tracking_state()) dirty_.insert(u.key);
         int64_t& c = live_[u.key];
         c += u.diff;
         if (c == 0) live_.erase(u.key);
@@ -167,6 +268,7 @@ class ConcatNode final : public Node {
 
  private:
   std::unordered_map<Key, int64_t, KeyHash> live_;
+  std::unordered_set<Key, KeyHash> dirty_;
 };
 
 void check_name(const std::string& op, const std::string& name) {

@@ -6,6 +6,7 @@
 // values; earliest/latest/tuple the values by (arrival time, key) or key.
 #include <map>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "engine/codec.h"
 #include "engine/expr_internal.h"
@@ -231,12 +232,63 @@ std::unique_ptr<ReducerState> make_state(const std::string& name) {
 
 class GroupByNode final : public Node {
  public:
-  GroupByNode(size_t input, Schema schema, std::vector<size_t> group_cols, std::vector<ReducerSpec> reducers,
-              std::vector<CompiledExprPtr> outputs)
+  GroupByNode(size_t input, Schema schema, std::vector<size_t> group_cols, std::vector<std::string> group_names,
+              std::vector<ReducerSpec> reducers, std::vector<CompiledExprPtr> outputs)
       : Node("groupby", {input}, std::move(schema)),
         group_cols_(std::move(group_cols)),
+        group_names_(std::move(group_names)),
         reducers_(std::move(reducers)),
         outputs_(std::move(outputs)) {}
+
+  bool order_dependent() const override {
+    for (const auto& r : reducers_)
+      if (r.name == "earliest" || r.name == "latest") return true;
+    return false;
+  }
+  std::string signature() const override {
+    std::string s = kind() + "(by: ";
+    for (size_t i = 0; i < group_names_.size(); ++i) s += (i ? ", " : "") + group_names_[i];
+    s += "; reducers: ";
+    for (size_t i = 0; i < reducers_.size(); ++i) {
+      const auto& r = reducers_[i];
+      s += (i ? ", " : "") + r.name + "(" + (r.arg ? r.arg->type.to_string() : "") + "): " + r.result_type.to_string();
+    }
+    return s + ") -> " + schema().to_string();
+  }
+
+  // Persistent entries: one per group, key = the grouping values (codec::put_row), value =
+  // version byte + live row count (i64) + emitted flag (u8) + the output row last emitted +
+  // each reducer's state in reducer order (the reducers' own save/load encodings).
+  void take_state_changes(StateChanges& out) override {
+    for (const Row& vals : dirty_) {
+      StateChange c;
+      codec::put_row(c.key, vals);
+      auto it = groups_.find(vals);
+      if (it == groups_.end()) {
+        c.erase = true;
+      } else {
+        const Group& g = it->second;
+        codec::put_u8(c.value, kEntryVersion);
+        save_group(c.value, g);
+      }
+      out.push_back(std::move(c));
+    }
+    dirty_.clear();
+  }
+  Status restore_state_entry(std::string_view key, std::string_view value) override {
+    Row vals;
+    uint8_t version;
+    if (!codec::get_row(key, &vals) || !key.empty() || vals.size() != group_cols_.size() ||
+        !codec::get_u8(value, &version) || version != kEntryVersion)
+      return state_corrupt(label());
+    Group g = new_group();
+    if (!load_group(value, &g) || !value.empty() || g.count <= 0 || (g.emitted && g.last.size() != schema().size()) ||
+        groups_.contains(vals))
+      return state_corrupt(label());
+    groups_.emplace(std::move(vals), std::move(g));
+    return {};
+  }
+  Status finish_state_restore() override { return {}; }
 
   void process(Time t, std::span<const Batch* const> in, Batch& out) override {
     std::vector<Group*> touched;
@@ -251,6 +303,7 @@ class GroupByNode final : public Node {
         g.touched = true;
         g.values = &it->first;
         touched.push_back(&g);
+        if (tracking_state()) dirty_.insert(it->first);
       }
       g.count += u.diff;
       EvalContext ctx{u.row.data(), &u.key};
@@ -280,10 +333,7 @@ class GroupByNode final : public Node {
     codec::put_varint(out, groups_.size());
     for (const auto& [vals, g] : groups_) {
       codec::put_row(out, vals);
-      codec::put_i64(out, g.count);
-      codec::put_u8(out, g.emitted ? 1 : 0);
-      codec::put_row(out, g.last);
-      for (const auto& s : g.states) s->save(out);
+      save_group(out, g);
     }
   }
   Status load_state(std::string_view in) override {
@@ -293,13 +343,7 @@ class GroupByNode final : public Node {
     for (uint64_t i = 0; i < n; ++i) {
       Row vals;
       Group g = new_group();
-      uint8_t emitted;
-      if (!codec::get_row(in, &vals) || !codec::get_i64(in, &g.count) || !codec::get_u8(in, &emitted) ||
-          !codec::get_row(in, &g.last))
-        return state_corrupt(label());
-      g.emitted = emitted != 0;
-      for (auto& s : g.states)
-        if (!s->load(in)) return state_corrupt(label());
+      if (!codec::get_row(in, &vals) || !load_group(in, &g)) return state_corrupt(label());
       groups_.emplace(std::move(vals), std::move(g));
     }
     return {};
@@ -319,6 +363,23 @@ class GroupByNode final : public Node {
     for (const auto& r : reducers_) g.states.push_back(make_state(r.name));
     return g;
   }
+  // The group's state: count, emitted, last output, reducer states (shared by save_state and
+  // the per-group entries).
+  static void save_group(std::string& out, const Group& g) {
+    codec::put_i64(out, g.count);
+    codec::put_u8(out, g.emitted ? 1 : 0);
+    codec::put_row(out, g.last);
+    for (const auto& s : g.states) s->save(out);
+  }
+  static bool load_group(std::string_view& in, Group* g) {
+    uint8_t emitted;
+    if (!codec::get_i64(in, &g->count) || !codec::get_u8(in, &emitted) || emitted > 1 || !codec::get_row(in, &g->last))
+      return false;
+    g->emitted = emitted != 0;
+    for (auto& s : g->states)
+      if (!s->load(in)) return false;
+    return true;
+  }
   Row output_row(const Group& g) const {
     Row ext = *g.values;
     for (const auto& s : g.states) ext.push_back(s->result(g.count));
@@ -330,9 +391,12 @@ class GroupByNode final : public Node {
   }
 
   std::vector<size_t> group_cols_;
+  std::vector<std::string> group_names_;
   std::vector<ReducerSpec> reducers_;
   std::vector<CompiledExprPtr> outputs_;
   std::unordered_map<Row, Group, RowHash> groups_;
+  static constexpr uint8_t kEntryVersion = 1;
+  std::unordered_set<Row, RowHash> dirty_;  // groups touched since the last take
 };
 
 }  // namespace
@@ -375,7 +439,7 @@ Table GroupedTable::reduce(std::vector<NamedExpr> outputs) const {
   }
   Graph& g = t.graph();
   return Table(&g, g.impl().add(std::make_unique<engine::GroupByNode>(t.node(), Schema(std::move(cols)),
-                                                                     std::move(group_cols), std::move(reducers),
+                                                                     std::move(group_cols), by_, std::move(reducers),
                                                                      std::move(exprs))));
 }
 

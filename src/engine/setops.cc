@@ -10,6 +10,7 @@
 
 #include "engine/codec.h"
 #include "engine/expr_internal.h"
+#include "engine/input_state.h"
 #include "engine/node.h"
 #include "engine/state_codec.h"
 
@@ -43,10 +44,25 @@ class SetOpNode final : public Node {
   // `other_pos`: for update_rows, other's column for each output column; for update_cells,
   // the output column of each of other's columns; unused otherwise.
   SetOpNode(std::string kind, size_t self, size_t other, Schema schema, SetOp op, std::vector<size_t> other_pos)
-      : Node(std::move(kind), {self, other}, std::move(schema)), op_(op), other_pos_(std::move(other_pos)) {}
+      : Node(std::move(kind), {self, other}, std::move(schema)),
+        op_(op),
+        other_pos_(std::move(other_pos)),
+        inputs_({InputState::Port::kRows, other_cells_used() ? InputState::Port::kRows : InputState::Port::kKeys}) {}
+
+  // Persistent entries: the two inputs' rows (InputState ports 0 = this table, 1 = other; only
+  // the keys of other for difference / intersect / restrict); restoring replays them.
+  void take_state_changes(StateChanges& out) override { inputs_.take(out); }
+  Status restore_state_entry(std::string_view key, std::string_view value) override {
+    std::optional<size_t> other_width;
+    if (op_ == SetOp::kUpdateRows) other_width = schema().size();
+    if (op_ == SetOp::kUpdateCells) other_width = other_pos_.size();
+    return inputs_.restore(key, value, label(), {schema().size(), other_width});
+  }
+  Status finish_state_restore() override { return inputs_.replay(*this); }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     Before before;
+    for (int s = 0; s < 2; ++s) inputs_.record(tracking_state(), s, *in[s]);
     for (int s = 0; s < 2; ++s)
       for (const Update& u : *in[s]) {
         if (!before.contains(u.key)) before.emplace(u.key, output(u.key));
@@ -102,6 +118,7 @@ class SetOpNode final : public Node {
   SetOp op_;
   std::vector<size_t> other_pos_;
   RowsByKey rows_[2];
+  InputState inputs_;
 };
 
 // Input 0 is the target table (this), input 1 the source; output keys are source keys.
@@ -109,6 +126,41 @@ class IxNode final : public Node {
  public:
   IxNode(size_t target, size_t source, Schema schema, internal::CompiledExprPtr pointer, bool optional)
       : Node("ix", {target, source}, std::move(schema)), pointer_(std::move(pointer)), optional_(optional) {}
+
+  // Persistent entries: the target rows (InputState port 0) and, under port byte 1, each
+  // source key's pointer (version byte + the pointer value, None included) as evaluated when
+  // the source row arrived, so a restored node retracts along the same pointers without
+  // re-evaluating the expression. Restoring loads the pointers, then replays the targets.
+  void take_state_changes(StateChanges& out) override {
+    inputs_.take(out);
+    for (const Key& k : pointers_dirty_) {
+      StateChange c;
+      c.key = InputState::entry_key(kPointerPort, k);
+      auto it = pointers_.find(k);
+      if (it == pointers_.end()) {
+        c.erase = true;
+      } else {
+        codec::put_u8(c.value, kEntryVersion);
+        codec::put_value(c.value, it->second);
+      }
+      out.push_back(std::move(c));
+    }
+    pointers_dirty_.clear();
+  }
+  Status restore_state_entry(std::string_view key, std::string_view value) override {
+    if (inputs_.owns(key)) return inputs_.restore(key, value, label(), {schema().size()});
+    uint8_t port, version;
+    Key k;
+    Value p;
+    if (!InputState::parse_key(key, &port, &k) || port != kPointerPort || !codec::get_u8(value, &version) ||
+        version != kEntryVersion || !codec::get_value(value, &p) || !value.empty() ||
+        (!p.is_none() && p.type() != DType::kPointer) || pointers_.contains(k))
+      return state_corrupt(label());
+    link(k, p);
+    pointers_.emplace(k, std::move(p));
+    return {};
+  }
+  Status finish_state_restore() override { return inputs_.replay(*this); }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     Before before;
@@ -123,6 +175,7 @@ class IxNode final : public Node {
         for (const Key& s : it->second) touch(s);
     }
     for (const Update& u : *in[1]) {
+      if (tracking_state()) pointers_dirty_.insert(u.key);
       if (u.diff < 0) {
         auto it = pointers_.find(u.key);
         if (it == pointers_.end()) continue;
@@ -138,6 +191,7 @@ class IxNode final : public Node {
       link(u.key, p);
       pointers_[u.key] = std::move(p);
     }
+    inputs_.record(tracking_state(), 0, *in[0]);
     for (const Update& u : *in[0]) apply_update(targets_, u, u.row);
     emit_changes(before, [this](const Key& k) { return output(k); }, out);
   }
@@ -198,6 +252,10 @@ class IxNode final : public Node {
   RowsByKey targets_;
   std::unordered_map<Key, Value, KeyHash> pointers_;                     // source key -> pointer
   std::unordered_map<Key, std::unordered_set<Key, KeyHash>, KeyHash> referrers_;  // target -> sources
+  static constexpr uint8_t kPointerPort = 1;
+  static constexpr uint8_t kEntryVersion = 1;
+  InputState inputs_{{InputState::Port::kRows, InputState::Port::kOwn}};
+  std::unordered_set<Key, KeyHash> pointers_dirty_;
 };
 
 void check_same_graph(const std::string& op, const Table& a, const Table& b) {

@@ -27,8 +27,47 @@ class SortNode final : public Node {
   SortNode(size_t input, Schema schema, CompiledExprPtr key, CompiledExprPtr instance)
       : Node("sort", {input}, std::move(schema)), key_(std::move(key)), instance_(std::move(instance)) {}
 
+  // Persistent entries: one per row, key = the row key (16 bytes), value = version byte +
+  // instance + sort value as evaluated when the row arrived (so the expressions are not
+  // re-evaluated on restore). The outputs last emitted are recomputed from the order on restore:
+  // after every time each row's `last` equals its current neighbours.
+  void take_state_changes(StateChanges& out) override {
+    for (const Key& k : dirty_) {
+      StateChange c;
+      codec::put_key(c.key, k);
+      auto it = rows_.find(k);
+      if (it == rows_.end()) {
+        c.erase = true;
+      } else {
+        codec::put_u8(c.value, kEntryVersion);
+        codec::put_value(c.value, it->second.instance);
+        codec::put_value(c.value, it->second.value);
+      }
+      out.push_back(std::move(c));
+    }
+    dirty_.clear();
+  }
+  Status restore_state_entry(std::string_view key, std::string_view value) override {
+    Key k;
+    Entry e;
+    uint8_t version;
+    if (key.size() != 16 || !codec::get_key(key, &k) || !codec::get_u8(value, &version) || version != kEntryVersion ||
+        !codec::get_value(value, &e.instance) || !codec::get_value(value, &e.value) || !value.empty() ||
+        rows_.contains(k))
+      return state_corrupt(label());
+    sets_[e.instance].emplace(e.value, k);
+    rows_.emplace(k, std::move(e));
+    return {};
+  }
+  Status finish_state_restore() override {
+    for (auto& [k, e] : rows_) e.last = neighbours(e, k);
+    return {};
+  }
+
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     std::unordered_set<Key, KeyHash> touched;
+    if (tracking_state())
+      for (const Update& u : *in[0]) dirty_.insert(u.key);
     for (const Update& u : *in[0]) {
       if (u.diff < 0) {
         remove(u.key, touched);
@@ -133,6 +172,8 @@ class SortNode final : public Node {
   std::unordered_map<Key, Entry, KeyHash> rows_;
   std::map<Value, Ordered> sets_;
   std::unordered_map<Key, Row, KeyHash> dead_;  // outputs of keys removed during this time
+  static constexpr uint8_t kEntryVersion = 1;
+  std::unordered_set<Key, KeyHash> dirty_;  // rows inserted or removed since the last take
 };
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "engine/codec.h"
 #include "engine/expr_internal.h"
@@ -237,8 +238,49 @@ class SessionWindowNode final : public Node {
         time_(std::move(time)),
         instance_(std::move(instance)) {}
 
+  // Persistent entries: one per row with a time, key = the row key (16 bytes), value = version
+  // byte + instance + time (as evaluated when the row arrived) + the row. Session assignments
+  // are recomputed on restore: after every time each row's emitted session is the current one.
+  void take_state_changes(StateChanges& out) override {
+    for (const Key& k : dirty_) {
+      StateChange c;
+      codec::put_key(c.key, k);
+      auto it = rows_.find(k);
+      if (it == rows_.end()) {
+        c.erase = true;
+      } else {
+        codec::put_u8(c.value, kEntryVersion);
+        codec::put_value(c.value, it->second.instance);
+        codec::put_value(c.value, it->second.time);
+        codec::put_row(c.value, it->second.row);
+      }
+      out.push_back(std::move(c));
+    }
+    dirty_.clear();
+  }
+  Status restore_state_entry(std::string_view key, std::string_view value) override {
+    Key k;
+    Entry e;
+    uint8_t version;
+    size_t width = schema().size() - (instance_ ? 3 : 2);
+    if (key.size() != 16 || !codec::get_key(key, &k) || !codec::get_u8(value, &version) || version != kEntryVersion ||
+        !codec::get_value(value, &e.instance) || !codec::get_value(value, &e.time) || !codec::get_row(value, &e.row) ||
+        !value.empty() || e.time.is_none() || e.row.size() != width || rows_.contains(k))
+      return state_corrupt(label());
+    sets_[e.instance].emplace(e.time, k);
+    rows_.emplace(k, std::move(e));
+    return {};
+  }
+  Status finish_state_restore() override {
+    Batch discard;  // every row is assigned its session; the outputs were delivered before
+    for (const auto& [inst, rows] : sets_) reassign(inst, discard);
+    return {};
+  }
+
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     std::set<Value> touched;
+    if (tracking_state())
+      for (const Update& u : *in[0]) dirty_.insert(u.key);
     for (const Update& u : *in[0]) {
       if (u.diff < 0) {
         auto it = rows_.find(u.key);
@@ -342,6 +384,8 @@ class SessionWindowNode final : public Node {
   CompiledExprPtr instance_;
   std::unordered_map<Key, Entry, KeyHash> rows_;
   std::map<Value, std::set<std::pair<Value, Key>>> sets_;
+  static constexpr uint8_t kEntryVersion = 1;
+  std::unordered_set<Key, KeyHash> dirty_;  // rows inserted or removed since the last take
 };
 
 // Compiles the time expression and checks the window against its type.
