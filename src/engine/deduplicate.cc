@@ -134,6 +134,7 @@ class DeduplicateNode final : public Node {
 Table Table::deduplicate(DeduplicateOptions options) const {
   if (!options.acceptor) throw GraphError("in deduplicate: no acceptor function");
   internal::CompileScope scope;
+  scope.graph = &graph_->impl();
   scope.op = "deduplicate";
   scope.schema = &schema();
   auto value = internal::compile(options.value, scope);

@@ -382,6 +382,7 @@ Table JoinResult::select(std::vector<NamedExpr> outputs) const {
   both.insert(both.end(), rs.columns().begin(), rs.columns().end());
   Schema combined(std::move(both));
   internal::CompileScope scope;
+  scope.graph = &l.graph().impl();
   scope.op = "join.select";
   scope.schema = &combined;
   scope.left_size = ls.size();

@@ -284,6 +284,7 @@ using engine::Node;
 Table Table::select(std::vector<NamedExpr> outputs) const {
   auto& g = graph_->impl();
   internal::CompileScope scope;
+  scope.graph = &g;
   scope.op = "select";
   scope.schema = &schema();
   std::vector<internal::CompiledExprPtr> exprs;
@@ -334,6 +335,7 @@ Table Table::rename(std::vector<std::pair<std::string, std::string>> old_to_new)
 
 Table Table::filter(Expr predicate) const {
   internal::CompileScope scope;
+  scope.graph = &graph_->impl();
   scope.op = "filter";
   scope.schema = &schema();
   auto pred = internal::compile(predicate, scope);

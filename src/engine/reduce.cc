@@ -423,6 +423,7 @@ Table GroupedTable::reduce(std::vector<NamedExpr> outputs) const {
   // [grouping columns..., reducer results...].
   std::vector<internal::ReducerSpec> reducers;
   internal::CompileScope scope;
+  scope.graph = &t.graph().impl();
   scope.op = op;
   scope.schema = &gschema;
   scope.reducers = &reducers;

@@ -332,6 +332,7 @@ Table Table::restrict(const Table& other) const {
 Table Table::ix(const Table& source, Expr pointer, bool optional) const {
   engine::check_same_graph("ix", *this, source);
   internal::CompileScope scope;
+  scope.graph = &graph_->impl();
   scope.op = "ix";
   scope.schema = &source.schema();
   auto p = internal::compile(pointer, scope);

@@ -181,6 +181,7 @@ class SortNode final : public Node {
 
 Table Table::sort(Expr key, std::optional<Expr> instance) const {
   internal::CompileScope scope;
+  scope.graph = &graph_->impl();
   scope.op = "sort";
   scope.schema = &schema();
   auto k = internal::compile(key, scope);

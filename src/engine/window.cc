@@ -391,6 +391,7 @@ class SessionWindowNode final : public Node {
 // Compiles the time expression and checks the window against its type.
 CompiledExprPtr compile_time(const Table& t, const Expr& time, const Window& w, DType* time_type) {
   internal::CompileScope scope;
+  scope.graph = &t.graph().impl();
   scope.op = "windowby";
   scope.schema = &t.schema();
   auto c = internal::compile(time, scope);
@@ -409,6 +410,7 @@ WindowedTable Table::windowby(Expr time, Window window, std::optional<Expr> inst
   engine::compile_time(*this, time, window, &time_type);
   if (instance) {
     internal::CompileScope scope;
+    scope.graph = &graph_->impl();
     scope.op = "windowby";
     scope.schema = &schema();
     internal::compile(*instance, scope);
@@ -430,6 +432,7 @@ Table WindowedTable::reduce(std::vector<NamedExpr> outputs) const {
   std::vector<std::string> by = {engine::kStart, engine::kEnd};
   if (instance_) {
     internal::CompileScope scope;
+    scope.graph = &t.graph().impl();
     scope.op = "windowby";
     scope.schema = &t.schema();
     inst = internal::compile(*instance_, scope);

@@ -458,6 +458,55 @@ TEST(Persistence, EnumNamesRoundTrip) {
   EXPECT_FALSE(persistence::parse_snapshot_access("nope").is_ok());
 }
 
+// ---- UDF caching ----------------------------------------------------------------------------
+
+std::atomic<int> g_cached_calls{0};
+
+RunResult run_cached(const std::vector<Batch>& input, size_t n, const Config& cfg, const std::string& source_name) {
+  Schema kv{{"k", t_int()}, {"v", t_int()}};
+  return run_prefix(
+      input, n, cfg,
+      [](Graph&, Table t) {
+        auto square = [](const std::vector<Value>& a) {
+          ++g_cached_calls;
+          return Value(a[0].as_int() * a[0].as_int());
+        };
+        return t.select({{"k", col("k")}, {"sq", apply(square, {col("v")}, t_int(), UdfCache{.name = "square"})}});
+      },
+      source_name, kv);
+}
+
+std::vector<Batch> cached_input() {
+  auto row = [](uint64_t k, int64_t v) { return engine::Update{Key{k, 3}, {Value(static_cast<int64_t>(k)), Value(v)}, 1}; };
+  return {Batch{row(1, 2), row(2, 3)}, Batch{row(3, 2), row(4, 5)}};
+}
+
+// The reference's test_persistence_udf_caching_option plus the cache: a named source resumes
+// from its offset (nothing re-read), an unnamed one is read again; the cached UDF is called
+// once per distinct argument over all runs, with the cache kept in the persistent storage.
+TEST(UdfCaching, NamedSourcesResumeAndCachedResultsSurviveRestarts) {
+  auto input = cached_input();
+  for (bool named : {true, false}) {
+    g_cached_calls = 0;
+    auto store = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
+    Config cfg = Config::simple_config(Backend::custom(store), 0, SnapshotAccess::kFull, PersistenceMode::kUdfCaching);
+    std::string name = named ? "kv" : "";
+    auto r1 = run_cached(input, 1, cfg, name);
+    ASSERT_TRUE(r1.status.is_ok()) << r1.status.to_string();
+    EXPECT_EQ(diffs(r1), (V{"+1,4", "+2,9"}));
+    EXPECT_EQ(g_cached_calls.load(), 2);
+    auto r2 = run_cached(input, 2, cfg, name);
+    ASSERT_TRUE(r2.status.is_ok()) << r2.status.to_string();
+    if (named) EXPECT_EQ(diffs(r2), (V{"+3,4", "+4,25"}));
+    else EXPECT_EQ(diffs(r2), (V{"+1,4", "+2,9", "+3,4", "+4,25"}));
+    EXPECT_EQ(g_cached_calls.load(), 3) << "only 5 is new; 2 and 3 come from the stored cache";
+    auto m = persistence::read_latest_manifest(*store);
+    ASSERT_TRUE(m.is_ok() && m->has_value());
+    ASSERT_EQ((**m).operators.size(), 1u);
+    EXPECT_EQ((**m).operators[0].kind, "udf_cache");
+  }
+}
+
 // ---- Operator persisting -------------------------------------------------------------------
 
 Config op_config(Backend b, uint64_t interval_ms = 0) {

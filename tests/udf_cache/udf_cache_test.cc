@@ -247,22 +247,14 @@ TEST(UdfCacheGraph, UncachedApplyRegistersNothing) {
   EXPECT_TRUE(g.impl().extra_states().empty());
 }
 
-// The public operators pass the graph to compile(); until they all do, a cached apply there is
-// a GraphError (skipped here rather than failing).
+// The public operators pass the graph to compile(), so a cached apply works in them.
 TEST(UdfCacheGraph, SelectAndFilter) {
   Graph g;
   Batch b = {ins(1, {"a", 1}), ins(2, {"b", 2}), ins(3, {"a", 1})};
   Table t = engine::add_source(g, std::make_unique<engine::BatchesSource>(std::vector<Batch>{b}), ws());
   int calls = 0;
   Expr f = counted_repeat(&calls, {"sel"});
-  Table out(nullptr, 0);
-  try {
-    out = t.select({{"r", f}}).filter(str::len(col("r")) > 0);
-  } catch (const GraphError& e) {
-    if (std::string(e.what()).find("is not supported in this operator") != std::string::npos)
-      GTEST_SKIP() << "select does not pass the graph to compile() yet: " << e.what();
-    throw;
-  }
+  Table out = t.select({{"r", f}}).filter(str::len(col("r")) > 0);
   RunResult r = run_capture(g, out);
   ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
   EXPECT_EQ(calls, 2);
