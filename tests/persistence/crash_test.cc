@@ -89,14 +89,14 @@ bool use_test_s3() {
     FAIL() << "no S3 server: " << how;                                                            \
   }
 
-void crash_test(bool s3, int default_rounds) {
+void crash_test(bool s3, int default_rounds, const char* mode = "persisting") {
   int rounds = default_rounds;
   if (const char* r = std::getenv("TIDEMARK_CRASH_ROUNDS")) rounds = std::atoi(r);
   uint64_t seed = 2026;
   if (const char* s = std::getenv("TIDEMARK_CRASH_SEED")) seed = std::strtoull(s, nullptr, 10);
   std::mt19937_64 rng(seed);
 
-  fs::path root = fs::temp_directory_path() / ("tidemark-crash-" + std::string(s3 ? "s3-" : "") +
+  fs::path root = fs::temp_directory_path() / ("tidemark-crash-" + std::string(s3 ? "s3-" : "") + mode + "-" +
                                                 std::to_string(getpid()));
   fs::remove_all(root);
   fs::path input = root / "input", output = root / "counts.csv", log = root / "log.txt";
@@ -104,6 +104,7 @@ void crash_test(bool s3, int default_rounds) {
   std::string bin = std::string(TIDEMARK_BIN_DIR) + "/wordcount";
   std::vector<std::string> common = {bin, "--input", input.string(), "--output", output.string()};
   for (const auto& a : storage_args(root, s3)) common.push_back(a);
+  for (const char* a : {"--persistence-mode", mode}) common.push_back(a);
 
   std::map<std::string, int64_t> expected;
   int files = 0;
@@ -161,12 +162,16 @@ void crash_test(bool s3, int default_rounds) {
     }
   }
   EXPECT_EQ(current, expected);
-  std::printf("crash test (%s): %d kills (%d of a running process), %d files, %d output lines\n",
-              s3 ? "state on S3" : "state on local disk", rounds, killed_running, files, n);
+  std::printf("crash test (%s, %s): %d kills (%d of a running process), %d files, %d output lines\n",
+              s3 ? "state on S3" : "state on local disk", mode, rounds, killed_running, files, n);
   if (!::testing::Test::HasFailure()) fs::remove_all(root);
 }
 
 TEST(CrashTest, SigkillAtRandomMomentsGivesExactlyOnceOutput) { crash_test(false, 12); }
+
+// Operator persisting: each restart loads the count's state and the archived file contents
+// instead of replaying input; the output must still be exactly-once.
+TEST(CrashTest, OperatorPersistingSigkillGivesExactlyOnceOutput) { crash_test(false, 12, "operator_persisting"); }
 
 TEST(CrashTest, SigkillWithStateOnS3GivesExactlyOnceOutput) {
   REQUIRE_TEST_S3();
