@@ -715,8 +715,30 @@ Status Runtime::Impl::at_end(Scheduler& sched, bool stopped) {
   if (writes && have_last_commit)
     for (auto& ps : sources)
       if (ps.state.has_offset && ps.node->source().offset() != ps.state.offset) dirty = true;
-  // A last commit also publishes merges that finished since the previous one.
-  if (writes && (dirty || (merger && merger->has_done()))) st = commit(sched, std::max(sched.last_time(), last_commit_time));
+  const Time t_end = std::max(sched.last_time(), last_commit_time);
+  if (writes && dirty) st = commit(sched, t_end);
+  if (writes && merger && st.is_ok()) {
+    // A clean stop finishes compacting operator states (off the commit path: the run is
+    // over), so the next start loads one chunk per operator; merges that finished since the
+    // last commit are published too.
+    merger->drain();
+    apply_merges(sched);
+    bool changed = !superseded.empty();
+    for (auto& o : owners) {
+      if (o.st.chunks.size() < 2) continue;
+      Merger::Job job = merge_job(o.st.id, o.st.chunks, 0, o.st.chunks.size(), false);
+      Result<ChunkRef> r = job.run();
+      if (!r.is_ok()) {
+        sched.log("persistence: final compaction of " + o.st.label + " failed: " + r.status().to_string());
+        continue;
+      }
+      o.st.chunks.assign(1, *r);
+      superseded.insert(superseded.end(), job.replaced.begin(), job.replaced.end());
+      ++stats.merges;
+      changed = true;
+    }
+    if (changed) st = commit(sched, t_end);  // manifest only: publishes the merged chunks
+  }
   merger.reset();  // waits for a running merge; its output, not yet referenced, is collected later
   if (lock) {
     Status r = lock->release();

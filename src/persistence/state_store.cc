@@ -154,27 +154,63 @@ Result<std::string> merge_state_chunks(const std::vector<std::pair<std::string, 
 
 Result<std::string> merge_input_chunks(const std::vector<std::pair<std::string, std::string>>& chunks,
                                        uint64_t* records, uint64_t* max_time) {
-  engine::Batch rows;
-  std::optional<InputEvent> last_advance;
+  // Every row event with the time of the advance record that follows it.
+  struct Timed {
+    engine::Update u;
+    uint64_t time;
+  };
+  std::vector<Timed> rows;
+  size_t untimed = 0;  // rows[untimed..] still wait for their advance record
+  std::vector<uint64_t> times;
+  std::string last_offset;
   bool finished = false;
   for (const auto& [key, data] : chunks) {
     std::vector<InputEvent> events;
     TM_RETURN_IF_ERROR(read_input_chunk(key, data, &events));
     for (auto& e : events) {
-      if (e.type == kRecordInsert || e.type == kRecordDelete) rows.push_back(std::move(e.update));
-      else if (e.type == kRecordAdvance) last_advance = std::move(e);
-      else if (e.type == kRecordFinished) finished = true;
+      if (e.type == kRecordInsert || e.type == kRecordDelete) {
+        rows.push_back({std::move(e.update), 0});
+      } else if (e.type == kRecordAdvance) {
+        for (; untimed < rows.size(); ++untimed) rows[untimed].time = e.time;
+        times.push_back(e.time);
+        last_offset = std::move(e.offset);
+      } else if (e.type == kRecordFinished) {
+        finished = true;
+      }
     }
   }
-  engine::consolidate(rows);
-  storage::ChunkWriter w;
-  for (const auto& u : rows)
-    TM_RETURN_IF_ERROR(w.append(u.diff > 0 ? kRecordInsert : kRecordDelete, encode_update_payload(u)));
-  *max_time = 0;
-  if (last_advance) {
-    TM_RETURN_IF_ERROR(w.append(kRecordAdvance, encode_advance_payload(last_advance->time, last_advance->offset)));
-    *max_time = last_advance->time;
+  if (untimed != rows.size())
+    return Status::corruption("input chunk '" + chunks.back().first + "' ends with rows after its last advance record");
+  // Sum the diffs per (key, row); a surviving row keeps the time of its last event, so a
+  // replay (speedrun too) still sees the recorded times of what is left.
+  std::stable_sort(rows.begin(), rows.end(), [](const Timed& a, const Timed& b) {
+    if (a.u.key != b.u.key) return a.u.key < b.u.key;
+    return (a.u.row <=> b.u.row) < 0;
+  });
+  std::vector<Timed> live;
+  for (size_t i = 0; i < rows.size();) {
+    size_t j = i;
+    int64_t diff = 0;
+    uint64_t t = 0;
+    for (; j < rows.size() && rows[j].u.key == rows[i].u.key && rows[j].u.row == rows[i].u.row; ++j) {
+      diff += rows[j].u.diff;
+      t = std::max(t, rows[j].time);
+    }
+    if (diff != 0) live.push_back({{rows[i].u.key, std::move(rows[i].u.row), diff}, t});
+    i = j;
   }
+  std::stable_sort(live.begin(), live.end(), [](const Timed& a, const Timed& b) { return a.time < b.time; });
+  storage::ChunkWriter w;
+  size_t next = 0;
+  for (size_t ti = 0; ti < times.size(); ++ti) {
+    for (; next < live.size() && live[next].time <= times[ti]; ++next)
+      TM_RETURN_IF_ERROR(
+          w.append(live[next].u.diff > 0 ? kRecordInsert : kRecordDelete, encode_update_payload(live[next].u)));
+    // Replay seeks sources to the manifest's offset; only the last advance keeps its offset.
+    TM_RETURN_IF_ERROR(w.append(kRecordAdvance,
+                                encode_advance_payload(times[ti], ti + 1 == times.size() ? last_offset : "")));
+  }
+  *max_time = times.empty() ? 0 : times.back();
   if (finished) TM_RETURN_IF_ERROR(w.append(kRecordFinished, ""));
   *records = w.record_count();
   return w.finish();

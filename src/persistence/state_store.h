@@ -64,8 +64,9 @@ std::optional<std::pair<size_t, size_t>> pick_merge(const std::vector<ChunkRef>&
 Result<std::string> merge_state_chunks(const std::vector<std::pair<std::string, std::string>>& chunks,
                                        bool drop_erases, uint64_t* records);
 // Merges consecutive input-snapshot chunks into one: the rows' diffs summed per (key, row)
-// (an inserted then deleted row disappears), followed by the last advance-time record of the
-// run (time and offset). `max_time` receives that time.
+// (an inserted then deleted row disappears), each surviving row at the time of its last event;
+// every advance-time record is kept (so replays keep the recorded times), with the offset
+// bytes only on the last one. `max_time` receives the last time.
 Result<std::string> merge_input_chunks(const std::vector<std::pair<std::string, std::string>>& chunks,
                                        uint64_t* records, uint64_t* max_time);
 
