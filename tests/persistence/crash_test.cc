@@ -178,6 +178,11 @@ TEST(CrashTest, SigkillWithStateOnS3GivesExactlyOnceOutput) {
   crash_test(true, 10);
 }
 
+TEST(CrashTest, OperatorPersistingSigkillWithStateOnS3GivesExactlyOnceOutput) {
+  REQUIRE_TEST_S3();
+  crash_test(true, 8, "operator_persisting");
+}
+
 // Two processes on one storage: the second fails at once, naming the storage and the holder;
 // once the holder is killed, a restart takes the storage over.
 void fencing_test(bool s3) {

@@ -105,6 +105,52 @@ TEST(ObjectStorePersistence, WordCountThreeRunsOnS3) {
       Backend::s3(unique_prefix("s3"), s3_settings(env_or("TIDEMARK_S3_ENDPOINT", "")))));
 }
 
+Config op_persisting(Backend b) {
+  return Config::simple_config(std::move(b), 0, persistence::SnapshotAccess::kFull,
+                               persistence::PersistenceMode::kOperatorPersisting);
+}
+
+TEST(ObjectStorePersistence, OperatorPersistingThreeRunsOnS3) {
+  REQUIRE_SERVER("TIDEMARK_S3_ENDPOINT", "s3-server.sh");
+  expect_three_runs(op_persisting(Backend::s3(unique_prefix("s3-op"), s3_settings(env_or("TIDEMARK_S3_ENDPOINT", "")))));
+}
+
+// A cached UDF keeps its results in S3: the second run (new process state, same storage)
+// calls the function only for arguments it has not seen.
+TEST(ObjectStorePersistence, UdfCacheOnS3) {
+  REQUIRE_SERVER("TIDEMARK_S3_ENDPOINT", "s3-server.sh");
+  Config cfg = Config::simple_config(Backend::s3(unique_prefix("s3-udf"), s3_settings(env_or("TIDEMARK_S3_ENDPOINT", ""))),
+                                     0, persistence::SnapshotAccess::kFull, persistence::PersistenceMode::kUdfCaching);
+  int calls = 0;
+  auto run_once = [&](std::vector<const char*> words) {
+    Graph g;
+    Batch b;
+    uint64_t k = 1;
+    for (const char* w : words) b.push_back({Key{k++, 5}, {Value(w)}, 1});
+    Table in = engine::add_source(g, std::make_unique<engine::BatchesSource>(std::vector<Batch>{b}, "w"), kWords);
+    auto upper = [&calls](const std::vector<Value>& a) {
+      ++calls;
+      std::string s(a[0].as_string());
+      for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      return Value(s);
+    };
+    Table out = in.select({{"u", apply(upper, {col("word")}, t_str(), UdfCache{.name = "upper"})}});
+    auto captured = std::make_shared<std::vector<CapturedChange>>();
+    engine::add_sink(out, std::make_unique<engine::CaptureSink>(captured));
+    RunOptions o;
+    o.handle_signals = false;
+    o.log = [](const std::string&) {};
+    o.persistence_config = cfg;
+    Status st = run(g, o);
+    EXPECT_TRUE(st.is_ok()) << st.to_string();
+    return captured->size();
+  };
+  EXPECT_EQ(run_once({"a", "b", "a"}), 3u);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(run_once({"a", "b", "c"}), 3u);  // an unnamed source is read again
+  EXPECT_EQ(calls, 3);                       // only "c" was computed
+}
+
 TEST(ObjectStorePersistence, WordCountThreeRunsOnAzure) {
   REQUIRE_SERVER("TIDEMARK_AZURE_ENDPOINT", "azure-server.sh");
   storage::AzureOptions o;
@@ -116,6 +162,7 @@ TEST(ObjectStorePersistence, WordCountThreeRunsOnAzure) {
   ASSERT_TRUE(storage::create_azure_container(o).is_ok());
   expect_three_runs(
       Config::simple_config(Backend::azure(unique_prefix("azure"), o.account, o.key, o.container, o.endpoint)));
+  expect_three_runs(op_persisting(Backend::azure(unique_prefix("azure-op"), o.account, o.key, o.container, o.endpoint)));
 }
 
 TEST(ObjectStorePersistence, MetadataOnLocalDiskSnapshotsOnS3) {
