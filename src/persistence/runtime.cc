@@ -497,7 +497,8 @@ Status Runtime::Impl::restore_owners() {
     for (auto& f : fetches[i]) {
       Result<std::string> data = f.data.get();
       if (!data.is_ok()) return data.status().with_context("loading the state of " + o.st.label);
-      TM_RETURN_IF_ERROR(apply_state_chunk(snap->describe() + "/" + f.key, *data, &map));
+      Status applied = apply_state_chunk(snap->describe() + "/" + f.key, *data, &map);
+      if (!applied.is_ok()) return applied.with_context("loading the state of " + o.st.label);
     }
     for (const auto& [k, v] : map) {
       Status st = o.state->restore_state_entry(k, v);

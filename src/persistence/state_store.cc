@@ -232,6 +232,7 @@ void Merger::submit(Job job) {
   if (sync_) {  // test knob: run the job now (exact, timing-free compaction shapes in tests)
     Result<ChunkRef> r = job.run();
     std::lock_guard<std::mutex> l(mu_);
+    active_.push_back(job.owner);
     done_.push_back({std::move(job.owner), std::move(job.replaced), std::move(r)});
     return;
   }
@@ -247,6 +248,12 @@ std::vector<Merger::Done> Merger::poll() {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<Done> out;
   out.swap(done_);
+  // An owner stays busy until its result is collected: a new merge must see the chunk list
+  // with the previous merge applied.
+  for (const auto& d : out) {
+    auto it = std::find(active_.begin(), active_.end(), d.owner);
+    if (it != active_.end()) active_.erase(it);
+  }
   return out;
 }
 
@@ -272,8 +279,6 @@ void Merger::loop() {
     Result<ChunkRef> r = job.run();
     l.lock();
     running_ = false;
-    auto it = std::find(active_.begin(), active_.end(), job.owner);
-    if (it != active_.end()) active_.erase(it);
     done_.push_back({std::move(job.owner), std::move(job.replaced), std::move(r)});
     cv_.notify_all();
   }

@@ -96,7 +96,7 @@ class Merger {
     std::lock_guard<std::mutex> l(mu_);
     return !done_.empty();
   }
-  // Owners with a queued or running job.
+  // Owners with a queued or running job, or a finished one whose result poll() has not returned.
   bool busy(const std::string& owner) const;
   // Blocks until no job is queued or running (tests and benchmarks only).
   void drain();
@@ -107,7 +107,7 @@ class Merger {
   std::condition_variable cv_;
   std::deque<Job> queue_;
   std::vector<Done> done_;
-  std::vector<std::string> active_;  // owners queued or running
+  std::vector<std::string> active_;  // owners queued, running or finished but not polled
   bool stop_ = false;
   bool running_ = false;
   // TIDEMARK_SYNC_COMPACTION set: submit() runs the job itself (tests of exact shapes only).

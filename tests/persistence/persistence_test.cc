@@ -684,6 +684,84 @@ std::pair<std::set<std::string>, std::set<std::string>> stored_and_referenced(st
   return {stored, in_prefix};
 }
 
+// The persistence issue's fault scenarios in operator persisting.
+TEST(OperatorPersisting, CorruptStateChunkIsAClearErrorNothingEmitted) {
+  auto input = wordcount_input();
+  auto faulty = std::make_shared<storage::FaultInjectingStore>(storage::make_memory_store());
+  Config cfg = op_config(Backend::custom(faulty));
+  ASSERT_TRUE(run_prefix(input, 2, cfg).status.is_ok());
+  auto chunks = faulty->list("operators/");
+  ASSERT_TRUE(chunks.is_ok());
+  ASSERT_EQ(chunks->size(), 1u);  // a clean stop leaves one compacted chunk
+  ASSERT_TRUE(faulty->corrupt((*chunks)[0].key, (*chunks)[0].size / 2).is_ok());
+  auto r = run_prefix(input, 4, cfg);
+  ASSERT_FALSE(r.status.is_ok());
+  EXPECT_EQ(r.status.code(), StatusCode::kCorruption) << r.status.to_string();
+  EXPECT_NE(r.status.message().find((*chunks)[0].key), std::string::npos) << r.status.to_string();
+  EXPECT_NE(r.status.message().find("groupby"), std::string::npos) << r.status.to_string();
+  EXPECT_TRUE(r.changes.empty());
+}
+
+TEST(OperatorPersisting, FailedCommitLeavesCommittedStateIntact) {
+  // Fail each write of run 2 in turn (state chunks, offsets chunk, manifest, merges, lock);
+  // a retried run 2 and run 3 must then emit exactly their own changes.
+  auto input = wordcount_input();
+  for (uint64_t n = 1; n <= 10; ++n) {
+    auto faulty = std::make_shared<storage::FaultInjectingStore>(storage::make_memory_store());
+    Config cfg = op_config(Backend::custom(faulty));
+    ASSERT_TRUE(run_prefix(input, 2, cfg).status.is_ok());
+    faulty->fail_nth_write(n);
+    auto failed = run_prefix(input, 4, cfg);
+    faulty->fail_nth_write(0);
+    if (!failed.status.is_ok())
+      EXPECT_NE(failed.status.message().find("injected"), std::string::npos) << failed.status.to_string();
+    auto retry = run_prefix(input, 4, cfg);
+    ASSERT_TRUE(retry.status.is_ok()) << retry.status.to_string();
+    // Run 2's changes, emitted once over the failed and the retried run.
+    std::vector<std::string> run2 = diffs(failed);
+    for (const auto& d : diffs(retry)) run2.push_back(d);
+    std::sort(run2.begin(), run2.end());
+    if (failed.status.is_ok()) EXPECT_TRUE(retry.changes.empty()) << "n=" << n;
+    auto r3 = run_prefix(input, 6, cfg);
+    ASSERT_TRUE(r3.status.is_ok()) << r3.status.to_string();
+    EXPECT_EQ(diffs(r3), (V{"+abc,3", "+def,2", "+xyz,2", "-abc,2", "-def,1", "-xyz,1"})) << "n=" << n;
+  }
+}
+
+TEST(OperatorPersisting, StorageDoesNotGrowWithRestarts) {
+  auto input = wordcount_input();
+  auto store = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
+  Config cfg = op_config(Backend::custom(store));
+  ASSERT_TRUE(run_prefix(input, 6, cfg).status.is_ok());
+  auto count = [&] { return store->list("")->size(); };
+  size_t after_first = count();
+  auto keys = [&] {
+    std::string k;
+    auto listed = store->list("");
+    for (const auto& o : *listed) k += o.key + "\n";
+    return k;
+  };
+  std::string first_keys = keys();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(run_prefix(input, 6, cfg).status.is_ok());
+  EXPECT_EQ(count(), after_first) << first_keys << "---\n" << keys();
+}
+
+TEST(OperatorPersisting, MissingMetadataMeansFullRecomputation) {
+  auto input = wordcount_input();
+  auto store = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
+  Config cfg = op_config(Backend::custom(store));
+  ASSERT_TRUE(run_prefix(input, 2, cfg).status.is_ok());
+  auto manifests = store->list("manifests/");
+  ASSERT_TRUE(manifests.is_ok());
+  ASSERT_EQ(manifests->size(), 1u);
+  ASSERT_TRUE(store->remove((*manifests)[0].key).is_ok());
+  auto r = run_prefix(input, 4, cfg);
+  ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
+  EXPECT_EQ(diffs(r), (V{"+abc,1", "+abc,2", "+def,1", "+foo,1", "+foo,2", "+foo,3", "+xxx,1", "+xyz,1", "-abc,1",
+                         "-foo,1", "-foo,2"}));
+  EXPECT_TRUE(store->list("operators/")->size() == 1u) << "orphaned state chunks are collected";
+}
+
 // Many commits: state chunks are merged (synchronously here, to check the exact shape),
 // superseded chunks deleted, and the result after a restart is still exact.
 TEST(OperatorPersisting, StateChunksAreCompacted) {
