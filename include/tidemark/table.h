@@ -125,6 +125,12 @@ class Table {
   size_t node() const { return node_; }
   const Schema& schema() const;
 
+  // Names the operator that produced this table: its persistent id in operator persisting
+  // (instead of one derived from its position in the graph and its inputs), so its stored
+  // state follows it when the graph around it changes. Unique among all names in the graph;
+  // GraphError for a source, a table already named, or a name used before. Returns *this.
+  Table named(const std::string& name) const;
+
   Table select(std::vector<NamedExpr> outputs) const;
   Table with_columns(std::vector<NamedExpr> outputs) const;
   Table without(std::vector<std::string> columns) const;

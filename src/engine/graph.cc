@@ -11,6 +11,17 @@ Graph::~Graph() = default;
 
 const Schema& Table::schema() const { return graph_->impl().node(node_).schema(); }
 
+Table Table::named(const std::string& name) const {
+  auto& g = graph_->impl();
+  engine::Node& n = g.node(node_);
+  if (name.empty()) throw GraphError("named(): empty name");
+  if (n.inputs().empty()) throw GraphError("named('" + name + "'): a source is named by its connector's name option");
+  if (!n.name().empty()) throw GraphError("named('" + name + "'): " + n.label() + " is already named");
+  g.register_name(name, n.kind());
+  n.set_name(name);
+  return *this;
+}
+
 }  // namespace tidemark
 
 namespace tidemark::internal {

@@ -631,6 +631,28 @@ TEST(OperatorPersisting, ChangedGraphIsRejectedNamingTheOperator) {
   EXPECT_EQ(diffs(same), (V{"+abc,2", "+foo,3", "+xxx,1", "-abc,1", "-foo,2"}));
 }
 
+// A named operator keeps its identity when the graph upstream of it changes.
+TEST(OperatorPersisting, NamedOperatorKeepsItsStateAcrossUpstreamChanges) {
+  auto input = wordcount_input();
+  Backend b = Backend::memory();
+  auto counts = [](bool filtered) {
+    return [filtered](Graph&, Table in) {
+      Table src = filtered ? in.filter(col("word") != lit("zzz")) : in;
+      return src.groupby({"word"}).reduce({{"word", col("word")}, {"count", reducers::count()}}).named("counts");
+    };
+  };
+  ASSERT_TRUE(run_prefix(input, 2, op_config(b), counts(false)).status.is_ok());
+  auto r = run_prefix(input, 4, op_config(b), counts(true));
+  ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
+  EXPECT_EQ(diffs(r), (V{"+abc,2", "+foo,3", "+xxx,1", "-abc,1", "-foo,2"}));
+  Graph g;
+  Table t = engine::add_source(g, std::make_unique<engine::BatchesSource>(std::vector<Batch>{}, "x"), kWords, "x");
+  EXPECT_THROW(t.named("y"), GraphError);
+  Table c = count_words(g, t).named("c");
+  EXPECT_THROW(c.named("d"), GraphError);
+  EXPECT_THROW(count_words(g, t).named("x"), GraphError);  // the source's name
+}
+
 TEST(OperatorPersisting, IdsDoNotDependOnConstructionOrder) {
   // Two independent branches built in either order resume each other's state.
   auto input = wordcount_input();
