@@ -193,6 +193,8 @@ TEST(ObjectStorePersistence, ThroughResetsErrorsAndDroppedResponses) {
     return kinds[rng() % 5];
   });
   expect_three_runs(Config::simple_config(Backend::s3(unique_prefix("proxy"), s3_settings(proxy.endpoint()))));
+  // Operator persisting: state chunks, merges and their deletions through the same faults.
+  expect_three_runs(op_persisting(Backend::s3(unique_prefix("proxy-op"), s3_settings(proxy.endpoint()))));
   EXPECT_GT(proxy.faults(), 3u) << "the proxy should have injected faults";
 }
 
