@@ -273,6 +273,8 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
   if (!live && manifest)
     for (SourceNode* s : sched.sources()) s->finished = true;
   if (writes && mode == PersistenceMode::kOperatorPersisting) TM_RETURN_IF_ERROR(collect_contents());
+  if (writes && !record_rows)
+    for (auto& ps : sources) ps.state.chunks.clear();  // offsets only: the manifest keeps the offset
   if (writes)
     for (auto& ps : sources) {
       ps.writer = std::make_unique<storage::ChunkWriter>();
@@ -391,8 +393,13 @@ Status Runtime::Impl::after_time(Scheduler& sched, Time t) {
   if (!writes) return {};
   for (auto& ps : sources) {
     if (ps.recorded.empty()) continue;
-    if (record_rows)
-      for (const auto& u : ps.recorded)
+    // Offsets only (offsets_only access, operator persisting, UDF caching): the manifest's
+    // offset is all a restart needs; no stream chunk is written.
+    if (!record_rows) {
+      ps.recorded.clear();
+      continue;
+    }
+    for (const auto& u : ps.recorded)
         TM_RETURN_IF_ERROR(ps.writer->append(u.diff > 0 ? kRecordInsert : kRecordDelete, encode_update_payload(u)));
     TM_RETURN_IF_ERROR(ps.writer->append(kRecordAdvance, encode_advance_payload(t, ps.node->source().offset())));
     ps.pending_max_time = t;
