@@ -98,14 +98,15 @@ class Backend {
 };
 
 enum class SnapshotAccess { kFull, kRecord, kReplay, kOffsetsOnly, kOfflineReplay };
+// What a run does with the storage (docs/persistence.md has the full semantics):
 enum class PersistenceMode {
-  kBatch,
-  kSpeedrunReplay,
-  kRealtimeReplay,
-  kPersisting,
-  kSelectivePersisting,
-  kUdfCaching,
-  kOperatorPersisting,
+  kBatch,                // replay every recorded row in one new time; outputs emitted
+  kSpeedrunReplay,       // replay at the recorded times, as fast as possible; outputs emitted
+  kRealtimeReplay,       // replay at the recorded times with their original pacing
+  kPersisting,           // resume: recorded rows rebuild state without being re-emitted
+  kSelectivePersisting,  // as kPersisting, for named connectors only
+  kUdfCaching,           // named sources resume from offsets; UdfCache results persist
+  kOperatorPersisting,   // sources resume from offsets; operators load their stored state
 };
 
 // snake_case names ("offsets_only", "speedrun_replay") for flags, env vars and messages.
