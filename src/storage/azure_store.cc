@@ -397,12 +397,11 @@ class AzureStore final : public ObjectStore {
     if (r.status == 201) return Status::ok();
     // Azure answers 409 BlobAlreadyExists (Azurite too); 412 ConditionNotMet is also possible.
     if (r.status == 412 || (r.status == 409 && r.error_code == "BlobAlreadyExists")) {
-      if (r.attempts > 1) {
-        // An earlier attempt may have created the blob and lost its answer: that is our
-        // success if the stored bytes are ours.
-        Result<std::string> stored = get(key);
-        if (stored.is_ok() && *stored == data) return Status::ok();
-      }
+      // An earlier attempt (ours, or libcurl's silent resend on a dead reused connection) may
+      // have created the blob and lost its answer: that is our success if the stored bytes
+      // are ours.
+      Result<std::string> stored = get(key);
+      if (stored.is_ok() && *stored == data) return Status::ok();
       return Status::already_exists(client_.describe() + ": object " + quoted(key) + " already exists (HTTP " +
                                     std::to_string(r.status) + " " + r.error_code + ")");
     }

@@ -26,7 +26,8 @@ class MemoryStore final : public ObjectStore {
   Status put_if_absent(std::string_view key, std::string_view data) override {
     TM_RETURN_IF_ERROR(validate_object_key(key));
     std::lock_guard lock(mu_);
-    if (!objects_.try_emplace(std::string(key), data).second) {
+    auto [it, created] = objects_.try_emplace(std::string(key), data);
+    if (!created && it->second != data) {
       return Status::already_exists("object '" + std::string(key) + "' already exists in memory store");
     }
     return Status::ok();

@@ -54,8 +54,11 @@ class ObjectStore {
   // the new bytes, never a mix. Durable once it returns OK.
   virtual Status put(std::string_view key, std::string_view data) = 0;
 
-  // Creates the object only if no object has this key; AlreadyExists otherwise. Atomic with
-  // respect to concurrent put_if_absent calls from any process: exactly one of them wins.
+  // Creates the object only if no object has this key; AlreadyExists if it exists with other
+  // bytes. Idempotent: OK if it already holds exactly `data` — a create whose answer was lost
+  // (a retry, or the HTTP library's silent resend on a dead reused connection) then reads as
+  // the success it was. Atomic with respect to concurrent put_if_absent calls from any process:
+  // of writers with different bytes exactly one wins.
   virtual Status put_if_absent(std::string_view key, std::string_view data) = 0;
 
   // All objects whose key starts with `prefix` (plain string prefix: "a/b" matches "a/bc"),

@@ -109,8 +109,6 @@ struct Response {
   long status = 0;
   std::string body;
   std::string etag;
-  // An earlier attempt may have been applied by the server although its answer was lost.
-  bool maybe_applied_before = false;
 
   std::string error_code() const {
     auto code = xml_element(body, "Code");
@@ -217,11 +215,11 @@ class S3Store final : public ObjectStore {
     if (resp.status == 200) return Status::ok();
     if (resp.status == 412) {
       // Our own earlier attempt may have created the object before its answer was lost: that
-      // is a success exactly when the stored bytes are ours.
-      if (resp.maybe_applied_before) {
-        Result<std::string> stored = get(key);
-        if (stored.is_ok() && *stored == data) return Status::ok();
-      }
+      // is a success exactly when the stored bytes are ours. Checked on every 412, not only
+      // after our own retries: libcurl silently resends a request whose reused connection
+      // died before an answer, so the 412 may answer our own resent request.
+      Result<std::string> stored = get(key);
+      if (stored.is_ok() && *stored == data) return Status::ok();
       return Status::already_exists("object '" + std::string(key) + "' already exists in " + describe());
     }
     return error_from("conditional PUT", key, resp);
@@ -386,15 +384,12 @@ class S3Store final : public ObjectStore {
       if (rc != CURLE_OK) {
         last_error = std::string(curl_easy_strerror(rc)) + (errbuf[0] ? std::string(" (") + errbuf + ")" : "");
         if (!retryable_curl_error(rc)) break;
-        // A refused connection never reached the server; anything later may have.
-        if (rc != CURLE_COULDNT_CONNECT) resp.maybe_applied_before = true;
         continue;
       }
       curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp.status);
       last_error.clear();
       const bool conflict = resp.status == 409 && resp.error_code() == "ConditionalRequestConflict";
       if (resp.status < 500 && !conflict) return resp;
-      if (attempt + 1 < o_.max_attempts) resp.maybe_applied_before = true;
     }
     if (last_error.empty()) return resp;  // the last retryable HTTP answer; the caller reports it
     std::string msg = std::string(req.method) + " " + target_name(req.key) + " at " + o_.endpoint + " failed after " +

@@ -98,6 +98,13 @@ TEST_P(ObjectStoreConformance, PutOverwrites) {
   EXPECT_EQ(keys(""), std::vector<std::string>{"k"});
 }
 
+TEST_P(ObjectStoreConformance, PutIfAbsentOfTheSameBytesIsIdempotent) {
+  ASSERT_OK(store().put_if_absent("same", "bytes"));
+  ASSERT_OK(store().put_if_absent("same", "bytes"));  // e.g. a retry whose first answer was lost
+  EXPECT_EQ(store().put_if_absent("same", "other").code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(store().get("same").value(), "bytes");
+}
+
 TEST_P(ObjectStoreConformance, PutIfAbsentCreatesOnce) {
   ASSERT_OK(store().put_if_absent("once", "first"));
   Status second = store().put_if_absent("once", "second");

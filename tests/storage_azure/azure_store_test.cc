@@ -207,6 +207,8 @@ TEST_F(AzureStoreTest, LargeObjectRoundTripsAsBlockList) {
   ASSERT_OK_AND_ASSIGN(std::string got, store->get("large/blob"));
   EXPECT_TRUE(got == data) << "20 MiB object differs after round trip, got " << got.size() << " bytes";
   EXPECT_EQ(store->list("large/").value(), (std::vector<ObjectInfo>{{"large/blob", data.size()}}));
+  EXPECT_OK(store->put_if_absent("large/blob", data));  // idempotent for the same bytes
+  data[12345] ^= 1;
   EXPECT_EQ(store->put_if_absent("large/blob", data).code(), StatusCode::kAlreadyExists);
 }
 
