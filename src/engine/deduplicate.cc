@@ -144,6 +144,8 @@ Table Table::deduplicate(DeduplicateOptions options) const {
   auto node = std::make_unique<engine::DeduplicateNode>(node_, schema(), std::move(value), std::move(inst),
                                                         std::move(options.acceptor));
   node->set_name(options.name);
+  node->set_params("value " + internal::describe(options.value) +
+                   (options.instance ? "; instance " + internal::describe(*options.instance) : ""));
   return Table(graph_, g.add(std::move(node)));
 }
 

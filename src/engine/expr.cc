@@ -145,6 +145,36 @@ Expr sorted_tuple(Expr e) { return reducer("sorted_tuple", {std::move(e)}); }
 
 namespace internal {
 
+std::string describe(const Expr& e) {
+  const ExprNode& n = *e.node();
+  auto args = [&] {
+    std::string s;
+    for (size_t i = 0; i < n.args.size(); ++i) s += (i ? ", " : "") + describe(n.args[i]);
+    return s;
+  };
+  switch (n.kind) {
+    case ExprKind::kLiteral: return n.literal.to_string() + ":" + dtype_name(n.literal.type());
+    case ExprKind::kColumn:
+      return std::string(n.side == Side::kLeft ? "left." : n.side == Side::kRight ? "right." : "") + "col(" + n.name + ")";
+    case ExprKind::kId: return "id";
+    case ExprKind::kLeftId: return "left.id";
+    case ExprKind::kRightId: return "right.id";
+    case ExprKind::kOp:
+      return n.name + (n.name == "cast" ? std::string("<") + dtype_name(n.cast_to) + ">" : "") + "(" + args() + ")";
+    case ExprKind::kApply:
+      return std::string("apply<") + n.result_type.to_string() + (n.deterministic ? "" : ", non-deterministic") +
+             (n.cache ? ", cache " + n.cache->name : "") + ">(" + args() + ")";
+    case ExprKind::kReducer: return "reducers::" + n.name + "(" + args() + ")";
+  }
+  return "?";
+}
+
+std::string describe(const std::vector<NamedExpr>& outputs) {
+  std::string s;
+  for (size_t i = 0; i < outputs.size(); ++i) s += (i ? ", " : "") + outputs[i].name + "=" + describe(outputs[i].expr);
+  return s;
+}
+
 using engine::RuntimeError;
 
 namespace {

@@ -79,6 +79,12 @@ struct CompileScope {
 // Type-checks and compiles; throws GraphError naming scope.op and the column on mistakes.
 CompiledExprPtr compile(const Expr& e, CompileScope& scope);
 
+// A canonical text of an expression ("mul(col(v), 2:int)"), for operator signatures: equal
+// expressions give equal texts. A user function is known by its result type, determinism and
+// cache name only (its code cannot be compared).
+std::string describe(const Expr& e);
+std::string describe(const std::vector<NamedExpr>& outputs);
+
 // Column references used by an expression (for groupby validation).
 bool is_plain_column(const Expr& e, std::string* name);
 

@@ -51,6 +51,11 @@ void GraphImpl::register_state(std::string id, std::string kind, std::shared_ptr
 
 namespace tidemark::engine {
 
+Table with_params(Table t, std::string params) {
+  t.graph().impl().node(t.node()).set_params(std::move(params));
+  return t;
+}
+
 std::string Node::label() const {
   if (!name_.empty()) return kind_ + " '" + name_ + "'";
   return kind_ + "#" + std::to_string(index_);

@@ -402,11 +402,17 @@ Table JoinResult::select(std::vector<NamedExpr> outputs) const {
     on[0].push_back(*l.schema().find(lc));
     on[1].push_back(*r.schema().find(rc));
   }
+  std::string params = std::string(mode_ == JoinMode::kInner ? "inner" : mode_ == JoinMode::kLeft ? "left"
+                                   : mode_ == JoinMode::kRight ? "right" : "outer") + " on ";
+  for (size_t i = 0; i < on_.size(); ++i) params += (i ? ", " : "") + on_[i].first + "=" + on_[i].second;
+  params += "; " + internal::describe(outputs);
   Graph& g = l.graph();
-  return Table(&g, g.impl().add(std::make_unique<engine::JoinNode>(
-                       l.node(), r.node(), Schema(std::move(cols)), std::move(on),
-                       std::array<size_t, 2>{l.schema().size(), r.schema().size()},
-                       std::array<bool, 2>{keep_left, keep_right}, std::move(exprs), scope.saw_nondeterministic)));
+  return engine::with_params(
+      Table(&g, g.impl().add(std::make_unique<engine::JoinNode>(
+                    l.node(), r.node(), Schema(std::move(cols)), std::move(on),
+                    std::array<size_t, 2>{l.schema().size(), r.schema().size()},
+                    std::array<bool, 2>{keep_left, keep_right}, std::move(exprs), scope.saw_nondeterministic))),
+      std::move(params));
 }
 
 JoinResult Table::join(const Table& other, std::vector<std::pair<std::string, std::string>> on, JoinMode mode) const {

@@ -111,7 +111,13 @@ class Node : public PersistentState {
   virtual bool order_dependent() const { return false; }
   // What identifies this operator's configuration in persisted state (kind, parameters,
   // schema). A stored state whose signature differs is rejected as a changed graph.
-  virtual std::string signature() const { return kind_ + " -> " + schema_.to_string(); }
+  virtual std::string signature() const {
+    return kind_ + (params_.empty() ? "" : "(" + params_ + ")") + " -> " + schema_.to_string();
+  }
+  // The operator's parameters as text (expressions via internal::describe), set by the Table
+  // method that built it; part of signature().
+  const std::string& params() const { return params_; }
+  void set_params(std::string p) { params_ = std::move(p); }
 
   // PersistentState. Default for stateful nodes: one entry "" holding save_state(), rewritten
   // after every time the node processed: correct, not incremental. Nodes whose state can be
@@ -143,6 +149,7 @@ class Node : public PersistentState {
   std::string name_;
   bool tracking_ = false;
   bool processed_ = false;
+  std::string params_;
 };
 
 // Where input comes from. Owned by a SourceNode; called only from the run loop's thread
@@ -227,6 +234,11 @@ class SinkNode final : public Node {
   std::unique_ptr<Sink> sink_;
 };
 
+}  // namespace tidemark::engine
+
+namespace tidemark::engine {
+// Sets the parameters text of the node behind `t` (see Node::signature); returns `t`.
+Table with_params(Table t, std::string params);
 }  // namespace tidemark::engine
 
 namespace tidemark::internal {

@@ -296,8 +296,10 @@ Table Table::select(std::vector<NamedExpr> outputs) const {
     exprs.push_back(internal::compile(o.expr, scope));
     cols.push_back({o.name, exprs.back()->type});
   }
-  return Table(graph_, g.add(std::make_unique<engine::SelectNode>(node_, Schema(std::move(cols)), std::move(exprs),
-                                                                  scope.saw_nondeterministic)));
+  return engine::with_params(
+      Table(graph_, g.add(std::make_unique<engine::SelectNode>(node_, Schema(std::move(cols)), std::move(exprs),
+                                                               scope.saw_nondeterministic))),
+      internal::describe(outputs));
 }
 
 Table Table::with_columns(std::vector<NamedExpr> outputs) const {
@@ -341,8 +343,9 @@ Table Table::filter(Expr predicate) const {
   auto pred = internal::compile(predicate, scope);
   if (pred->type.base != DType::kBool && pred->type.base != DType::kAny)
     throw GraphError("in filter: the predicate must be bool, got " + pred->type.to_string());
-  return Table(graph_, graph_->impl().add(std::make_unique<engine::FilterNode>(node_, schema(), std::move(pred),
-                                                                              scope.saw_nondeterministic)));
+  return engine::with_params(Table(graph_, graph_->impl().add(std::make_unique<engine::FilterNode>(
+                                               node_, schema(), std::move(pred), scope.saw_nondeterministic))),
+                             internal::describe(predicate));
 }
 
 Table Table::flatten(const std::string& column) const {
@@ -353,7 +356,9 @@ Table Table::flatten(const std::string& column) const {
     throw GraphError("in flatten: column '" + column + "' is " + schema()[*i].type.to_string() + ", not a tuple");
   std::vector<Column> cols = schema().columns();
   cols[*i].type = {DType::kAny, true};
-  return Table(graph_, graph_->impl().add(std::make_unique<engine::FlattenNode>(node_, Schema(std::move(cols)), *i)));
+  return engine::with_params(
+      Table(graph_, graph_->impl().add(std::make_unique<engine::FlattenNode>(node_, Schema(std::move(cols)), *i))),
+      column);
 }
 
 Table concat(const std::vector<Table>& tables) {

@@ -253,7 +253,7 @@ class GroupByNode final : public Node {
       const auto& r = reducers_[i];
       s += (i ? ", " : "") + r.name + "(" + (r.arg ? r.arg->type.to_string() : "") + "): " + r.result_type.to_string();
     }
-    return s + ") -> " + schema().to_string();
+    return s + (params().empty() ? "" : "; " + params()) + ") -> " + schema().to_string();
   }
 
   // Persistent entries: one per group, key = the grouping values (codec::put_row), value =
@@ -439,9 +439,11 @@ Table GroupedTable::reduce(std::vector<NamedExpr> outputs) const {
     cols.push_back({o.name, exprs.back()->type});
   }
   Graph& g = t.graph();
-  return Table(&g, g.impl().add(std::make_unique<engine::GroupByNode>(t.node(), Schema(std::move(cols)),
-                                                                     std::move(group_cols), by_, std::move(reducers),
-                                                                     std::move(exprs))));
+  return engine::with_params(
+      Table(&g, g.impl().add(std::make_unique<engine::GroupByNode>(t.node(), Schema(std::move(cols)),
+                                                                  std::move(group_cols), by_, std::move(reducers),
+                                                                  std::move(exprs)))),
+      internal::describe(outputs));
 }
 
 GroupedTable Table::groupby(std::vector<std::string> columns) const {

@@ -343,8 +343,9 @@ Table Table::ix(const Table& source, Expr pointer, bool optional) const {
   if (optional)
     for (auto& c : cols) c.type.optional = true;
   Graph& g = graph();
-  return Table(&g, g.impl().add(std::make_unique<engine::IxNode>(node_, source.node(), Schema(std::move(cols)),
-                                                                 std::move(p), optional)));
+  return engine::with_params(Table(&g, g.impl().add(std::make_unique<engine::IxNode>(
+                                           node_, source.node(), Schema(std::move(cols)), std::move(p), optional))),
+                             internal::describe(pointer) + (optional ? ", optional" : ""));
 }
 
 }  // namespace tidemark

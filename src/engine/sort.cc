@@ -187,8 +187,9 @@ Table Table::sort(Expr key, std::optional<Expr> instance) const {
   auto k = internal::compile(key, scope);
   internal::CompiledExprPtr inst = instance ? internal::compile(*instance, scope) : nullptr;
   Schema out{{"prev", optional(t_pointer())}, {"next", optional(t_pointer())}};
-  return Table(graph_, graph_->impl().add(std::make_unique<engine::SortNode>(node_, std::move(out), std::move(k),
-                                                                            std::move(inst))));
+  return engine::with_params(Table(graph_, graph_->impl().add(std::make_unique<engine::SortNode>(
+                                               node_, std::move(out), std::move(k), std::move(inst)))),
+                             internal::describe(key) + (instance ? "; instance " + internal::describe(*instance) : ""));
 }
 
 }  // namespace tidemark

@@ -447,6 +447,11 @@ Table WindowedTable::reduce(std::vector<NamedExpr> outputs) const {
   else
     node = std::make_unique<engine::FixedWindowNode>(t.node(), std::move(schema), window_, time_type, std::move(time),
                                                      std::move(inst));
+  static const char* kKinds[] = {"tumbling", "sliding", "session"};
+  node->set_params(std::string(kKinds[static_cast<int>(window_.kind)]) + " duration " + window_.duration.to_string() +
+                   " hop " + window_.hop.to_string() + " origin " + window_.origin.to_string() + " max_gap " +
+                   window_.max_gap.to_string() + "; time " + internal::describe(time_) +
+                   (instance_ ? "; instance " + internal::describe(*instance_) : ""));
   Table assigned(&t.graph(), t.graph().impl().add(std::move(node)));
   return assigned.groupby(std::move(by)).reduce(std::move(outputs));
 }

@@ -295,7 +295,13 @@ TEST(StateEntries, GroupByOrderDependenceAndSignature) {
   EXPECT_TRUE(impl.node(early.node()).order_dependent());
   EXPECT_TRUE(impl.node(late.node()).order_dependent());
   std::string sig = impl.node(plain.node()).signature();
-  EXPECT_EQ(sig, "groupby(by: g; reducers: count(): int, tuple(int): tuple) -> g: str, n: int, t: tuple");
+  EXPECT_EQ(sig,
+            "groupby(by: g; reducers: count(): int, tuple(int): tuple; g=col(g), n=reducers::count(), "
+            "t=reducers::tuple(col(v))) -> g: str, n: int, t: tuple");
+  // Reducer arguments are part of it: sum(v) and sum(w) of the same type differ.
+  Table sum_v = in.groupby({"g"}).reduce({{"s", reducers::sum(col("v"))}});
+  Table sum_v2 = in.groupby({"g"}).reduce({{"s", reducers::sum(col("v") * lit(2))}});
+  EXPECT_NE(impl.node(sum_v.node()).signature(), impl.node(sum_v2.node()).signature());
   EXPECT_NE(sig, impl.node(other.node()).signature());
   EXPECT_NE(impl.node(early.node()).signature(), impl.node(late.node()).signature());
 }

@@ -630,6 +630,23 @@ TEST(OperatorPersisting, ChangedGraphIsRejectedNamingTheOperator) {
   EXPECT_EQ(diffs(same), (V{"+abc,2", "+foo,3", "+xxx,1", "-abc,1", "-foo,2"}));
 }
 
+// An expression changed upstream (a select feeding the count) changes the count's id: its
+// stored state was computed from other values, so it is refused, not mixed.
+TEST(OperatorPersisting, ChangedExpressionIsAChangedGraph) {
+  auto input = wordcount_input();
+  Backend b = Backend::memory();
+  auto counts = [](Expr e) {
+    return [e](Graph& g, Table in) { return count_words(g, in.select({{"word", e}})); };
+  };
+  ASSERT_TRUE(run_prefix(input, 2, op_config(b), counts(col("word"))).status.is_ok());
+  auto r = run_prefix(input, 4, op_config(b), counts(str::upper(col("word"))));
+  ASSERT_FALSE(r.status.is_ok());
+  EXPECT_NE(r.status.message().find("graph changed"), std::string::npos) << r.status.to_string();
+  auto same = run_prefix(input, 4, op_config(b), counts(col("word")));
+  ASSERT_TRUE(same.status.is_ok()) << same.status.to_string();
+  EXPECT_EQ(diffs(same), (V{"+abc,2", "+foo,3", "+xxx,1", "-abc,1", "-foo,2"}));
+}
+
 // A named operator keeps its identity when the graph upstream of it changes.
 TEST(OperatorPersisting, NamedOperatorKeepsItsStateAcrossUpstreamChanges) {
   auto input = wordcount_input();
