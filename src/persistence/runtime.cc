@@ -4,7 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <future>
+#include <atomic>
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -65,6 +66,21 @@ std::string hex128(std::string_view s) {
 }
 
 struct PSource;
+
+// Runs fn(0..n-1) on at most `width` threads (the calling one included); object-store
+// requests have high latency, so a commit's or a restore's objects go in parallel, but a
+// commit with thousands of objects must not start thousands of threads.
+void parallel_for(size_t n, size_t width, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < n;) fn(i);
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < std::min(n, width); ++t) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+}
+constexpr size_t kIoParallelism = 16;
 
 // ContentArchive over the snapshot storage: stashed contents wait for the next commit.
 class Archive final : public engine::ContentArchive {
@@ -487,25 +503,27 @@ Status Runtime::Impl::setup_owners(Scheduler& sched, const std::optional<Manifes
 }
 
 Status Runtime::Impl::restore_owners() {
-  // Fetch every chunk in parallel (object stores have high per-request latency), then apply
-  // each owner's chunks oldest first.
+  // Fetch every chunk in parallel, then apply each owner's chunks oldest first.
   struct Fetch {
+    size_t owner;
     std::string key;
-    std::future<Result<std::string>> data;
+    Result<std::string> data = Status::internal("not fetched");
   };
-  std::vector<std::vector<Fetch>> fetches(owners.size());
+  std::vector<Fetch> fetches;
   for (size_t i = 0; i < owners.size(); ++i)
-    for (const auto& c : owners[i].st.chunks)
-      fetches[i].push_back({c.key, std::async(std::launch::async, [this, key = c.key] { return snap->get(key); })});
+    for (const auto& c : owners[i].st.chunks) fetches.push_back({i, c.key});
+  parallel_for(fetches.size(), kIoParallelism, [&](size_t i) { fetches[i].data = snap->get(fetches[i].key); });
+  size_t f = 0;
   for (size_t i = 0; i < owners.size(); ++i) {
     POwner& o = owners[i];
-    if (fetches[i].empty()) continue;
+    if (o.st.chunks.empty()) continue;
     StateMap map;
-    for (auto& f : fetches[i]) {
-      Result<std::string> data = f.data.get();
+    for (; f < fetches.size() && fetches[f].owner == i; ++f) {
+      Result<std::string>& data = fetches[f].data;
       if (!data.is_ok()) return data.status().with_context("loading the state of " + o.st.label);
-      Status applied = apply_state_chunk(snap->describe() + "/" + f.key, *data, &map);
+      Status applied = apply_state_chunk(snap->describe() + "/" + fetches[f].key, *data, &map);
       if (!applied.is_ok()) return applied.with_context("loading the state of " + o.st.label);
+      data = Status::internal("consumed");  // free the chunk's bytes
     }
     for (const auto& [k, v] : map) {
       Status st = o.state->restore_state_entry(k, v);
@@ -650,12 +668,8 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
       pending.push_back(std::move(p));
     }
   }
-  std::vector<std::future<Status>> uploads;
-  for (size_t i = 1; i < pending.size(); ++i)
-    uploads.push_back(std::async(std::launch::async, [this, &p = pending[i]] { return snap->put(p.key, p.data); }));
-  Status first = pending.empty() ? Status() : snap->put(pending[0].key, pending[0].data);
-  std::vector<Status> results{first};
-  for (auto& f : uploads) results.push_back(f.get());
+  std::vector<Status> results(pending.size());
+  parallel_for(pending.size(), kIoParallelism, [&](size_t i) { results[i] = snap->put(pending[i].key, pending[i].data); });
   for (size_t i = 0; i < pending.size(); ++i) {
     Pending& p = pending[i];
     std::string what = p.owner ? p.owner->st.label : p.source->node->label();
