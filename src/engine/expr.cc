@@ -105,7 +105,8 @@ Expr split(Expr s, Expr sep) { return op("split", {std::move(s), std::move(sep)}
 Expr slice(Expr s, Expr a, Expr b) { return op("slice", {std::move(s), std::move(a), std::move(b)}); }
 }  // namespace str
 
-Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, bool deterministic) {
+namespace {
+ExprNode apply_node(UserFunction fn, std::vector<Expr> args, Type result_type, bool deterministic) {
   ExprNode n;
   n.kind = ExprKind::kApply;
   n.name = "apply";
@@ -113,18 +114,17 @@ Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, bool deter
   n.args = std::move(args);
   n.result_type = result_type;
   n.deterministic = deterministic;
-  return make(std::move(n));
+  return n;
+}
+}  // namespace
+
+Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, bool deterministic) {
+  return make(apply_node(std::move(fn), std::move(args), result_type, deterministic));
 }
 
 Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, UdfCache cache) {
   if (cache.name.empty()) throw GraphError("apply(): a UdfCache needs a non-empty name");
-  ExprNode n;
-  n.kind = ExprKind::kApply;
-  n.name = "apply";
-  n.fn = std::move(fn);
-  n.args = std::move(args);
-  n.result_type = result_type;
-  n.deterministic = true;
+  ExprNode n = apply_node(std::move(fn), std::move(args), result_type, /*deterministic=*/true);
   n.cache = std::make_shared<const UdfCache>(std::move(cache));
   return make(std::move(n));
 }

@@ -122,19 +122,9 @@ class JoinNode final : public Node {
   // version byte + the row emitted). Restoring replays the rows without evaluating the select.
   void take_state_changes(StateChanges& out) override {
     inputs_.take(out);
-    for (const Key& k : memo_dirty_) {
-      StateChange c;
-      c.key = InputState::entry_key(kMemoPort, k);
-      auto it = memo_.find(k);
-      if (it == memo_.end()) {
-        c.erase = true;
-      } else {
-        codec::put_u8(c.value, kEntryVersion);
-        codec::put_row(c.value, it->second);
-      }
-      out.push_back(std::move(c));
-    }
-    memo_dirty_.clear();
+    take_dirty_entries(
+        memo_dirty_, memo_, kEntryVersion, [](const Key& k, std::string& key) { key = InputState::entry_key(kMemoPort, k); },
+        [](const Row& r, std::string& v) { codec::put_row(v, r); }, out);
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     if (inputs_.owns(key)) return inputs_.restore(key, value, label(), {widths_[0], widths_[1]});

@@ -26,19 +26,8 @@ class SelectNode final : public Node {
   // Persistent entries (memoized only): key = row key (16 bytes), value = version byte + the
   // row emitted for it.
   void take_state_changes(StateChanges& out) override {
-    for (const Key& k : dirty_) {
-      StateChange c;
-      codec::put_key(c.key, k);
-      auto it = memo_.find(k);
-      if (it == memo_.end()) {
-        c.erase = true;
-      } else {
-        codec::put_u8(c.value, kEntryVersion);
-        codec::put_row(c.value, it->second);
-      }
-      out.push_back(std::move(c));
-    }
-    dirty_.clear();
+    take_dirty_entries(dirty_, memo_, kEntryVersion, put_key_entry,
+                       [](const Row& r, std::string& v) { codec::put_row(v, r); }, out);
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     Key k;
@@ -96,19 +85,8 @@ class FilterNode final : public Node {
   // Persistent entries (memoized only): key = row key (16 bytes), value = version byte + 1 if
   // the row passed, 0 if not.
   void take_state_changes(StateChanges& out) override {
-    for (const Key& k : dirty_) {
-      StateChange c;
-      codec::put_key(c.key, k);
-      auto it = passed_.find(k);
-      if (it == passed_.end()) {
-        c.erase = true;
-      } else {
-        codec::put_u8(c.value, kEntryVersion);
-        codec::put_u8(c.value, it->second ? 1 : 0);
-      }
-      out.push_back(std::move(c));
-    }
-    dirty_.clear();
+    take_dirty_entries(dirty_, passed_, kEntryVersion, put_key_entry,
+                       [](bool p, std::string& v) { codec::put_u8(v, p ? 1 : 0); }, out);
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     Key k;
@@ -200,19 +178,8 @@ class ConcatNode final : public Node {
   // Persistent entries: key = row key (16 bytes), value = version byte + the key's live count
   // (i64) summed over all inputs.
   void take_state_changes(StateChanges& out) override {
-    for (const Key& k : dirty_) {
-      StateChange c;
-      codec::put_key(c.key, k);
-      auto it = live_.find(k);
-      if (it == live_.end()) {
-        c.erase = true;
-      } else {
-        codec::put_u8(c.value, kEntryVersion);
-        codec::put_i64(c.value, it->second);
-      }
-      out.push_back(std::move(c));
-    }
-    dirty_.clear();
+    take_dirty_entries(dirty_, live_, kEntryVersion, put_key_entry,
+                       [](int64_t n, std::string& v) { codec::put_i64(v, n); }, out);
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     Key k;

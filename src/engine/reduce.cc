@@ -260,20 +260,9 @@ class GroupByNode final : public Node {
   // version byte + live row count (i64) + emitted flag (u8) + the output row last emitted +
   // each reducer's state in reducer order (the reducers' own save/load encodings).
   void take_state_changes(StateChanges& out) override {
-    for (const Row& vals : dirty_) {
-      StateChange c;
-      codec::put_row(c.key, vals);
-      auto it = groups_.find(vals);
-      if (it == groups_.end()) {
-        c.erase = true;
-      } else {
-        const Group& g = it->second;
-        codec::put_u8(c.value, kEntryVersion);
-        save_group(c.value, g);
-      }
-      out.push_back(std::move(c));
-    }
-    dirty_.clear();
+    take_dirty_entries(
+        dirty_, groups_, kEntryVersion, [](const Row& vals, std::string& key) { codec::put_row(key, vals); },
+        [this](const Group& g, std::string& v) { save_group(v, g); }, out);
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     Row vals;

@@ -133,19 +133,10 @@ class IxNode final : public Node {
   // re-evaluating the expression. Restoring loads the pointers, then replays the targets.
   void take_state_changes(StateChanges& out) override {
     inputs_.take(out);
-    for (const Key& k : pointers_dirty_) {
-      StateChange c;
-      c.key = InputState::entry_key(kPointerPort, k);
-      auto it = pointers_.find(k);
-      if (it == pointers_.end()) {
-        c.erase = true;
-      } else {
-        codec::put_u8(c.value, kEntryVersion);
-        codec::put_value(c.value, it->second);
-      }
-      out.push_back(std::move(c));
-    }
-    pointers_dirty_.clear();
+    take_dirty_entries(
+        pointers_dirty_, pointers_, kEntryVersion,
+        [](const Key& k, std::string& key) { key = InputState::entry_key(kPointerPort, k); },
+        [](const Value& p, std::string& v) { codec::put_value(v, p); }, out);
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     if (inputs_.owns(key)) return inputs_.restore(key, value, label(), {schema().size()});

@@ -242,21 +242,13 @@ class SessionWindowNode final : public Node {
   // byte + instance + time (as evaluated when the row arrived) + the row. Session assignments
   // are recomputed on restore: after every time each row's emitted session is the current one.
   void take_state_changes(StateChanges& out) override {
-    for (const Key& k : dirty_) {
-      StateChange c;
-      codec::put_key(c.key, k);
-      auto it = rows_.find(k);
-      if (it == rows_.end()) {
-        c.erase = true;
-      } else {
-        codec::put_u8(c.value, kEntryVersion);
-        codec::put_value(c.value, it->second.instance);
-        codec::put_value(c.value, it->second.time);
-        codec::put_row(c.value, it->second.row);
-      }
-      out.push_back(std::move(c));
-    }
-    dirty_.clear();
+    take_dirty_entries(dirty_, rows_, kEntryVersion, put_key_entry,
+                       [](const auto& e, std::string& v) {
+                         codec::put_value(v, e.instance);
+                         codec::put_value(v, e.time);
+                         codec::put_row(v, e.row);
+                       },
+                       out);
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     Key k;

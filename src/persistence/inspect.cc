@@ -474,39 +474,33 @@ Result<VerifyReport> verify_storage(storage::ObjectStore& store) {
   }
 
   if (newest) {
-    for (const auto& op : newest->operators)
-      for (const auto& c : op.chunks) {
-        std::string where = "state chunk '" + c.key + "' of " + op.label + " listed by manifest '" + newest_key + "'";
-        if (!c.key.starts_with(state_prefix(op.id))) problem(c.key, where + " is not under the operator's prefix");
-        auto size = sizes.find(c.key);
-        if (size == sizes.end()) {
-          problem(c.key, where + " is missing");
-          continue;
-        }
-        if (size->second != c.bytes)
-          problem(c.key, where + " has " + std::to_string(size->second) + " bytes, the manifest says " +
-                             std::to_string(c.bytes));
-        auto recs = chunk_records.find(c.key);
-        if (recs != chunk_records.end() && recs->second != c.records)
-          problem(c.key, where + " holds " + std::to_string(recs->second) + " records, the manifest says " +
-                             std::to_string(c.records));
+    // What every listed chunk must satisfy: under its owner's prefix, present, with the size
+    // and record count the manifest says. False when it is missing.
+    auto check_listed = [&](const ChunkRef& c, const std::string& where, const std::string& prefix,
+                            const char* prefix_name) {
+      if (!c.key.starts_with(prefix)) problem(c.key, where + " is not under the " + prefix_name);
+      auto size = sizes.find(c.key);
+      if (size == sizes.end()) {
+        problem(c.key, where + " is missing");
+        return false;
       }
+      if (size->second != c.bytes)
+        problem(c.key, where + " has " + std::to_string(size->second) + " bytes, the manifest says " +
+                           std::to_string(c.bytes));
+      auto recs = chunk_records.find(c.key);
+      if (recs != chunk_records.end() && recs->second != c.records)
+        problem(c.key, where + " holds " + std::to_string(recs->second) + " records, the manifest says " +
+                           std::to_string(c.records));
+      return true;
+    };
+    for (const auto& op : newest->operators)
+      for (const auto& c : op.chunks)
+        check_listed(c, "state chunk '" + c.key + "' of " + op.label + " listed by manifest '" + newest_key + "'",
+                     state_prefix(op.id), "operator's prefix");
     for (const auto& src : newest->sources)
       for (const auto& c : src.chunks) {
         std::string where = "chunk '" + c.key + "' of source '" + src.id + "' listed by manifest '" + newest_key + "'";
-        if (!c.key.starts_with(stream_prefix(src.id))) problem(c.key, where + " is not under the source's stream prefix");
-        auto size = sizes.find(c.key);
-        if (size == sizes.end()) {
-          problem(c.key, where + " is missing");
-          continue;
-        }
-        if (size->second != c.bytes)
-          problem(c.key, where + " has " + std::to_string(size->second) + " bytes, the manifest says " +
-                             std::to_string(c.bytes));
-        auto recs = chunk_records.find(c.key);
-        if (recs != chunk_records.end() && recs->second != c.records)
-          problem(c.key, where + " holds " + std::to_string(recs->second) + " records, the manifest says " +
-                             std::to_string(c.records));
+        if (!check_listed(c, where, stream_prefix(src.id), "source's stream prefix")) continue;
         // A writer records the time of a chunk's last advance record as its max_time.
         auto last = chunk_last_time.find(c.key);
         if (last != chunk_last_time.end() && last->second != c.max_time)
