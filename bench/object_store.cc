@@ -99,6 +99,13 @@ class RecordingStore final : public storage::ObjectStore {
     return counting_->remove(key);
   }
   std::string describe() const override { return counting_->describe(); }
+  Result<storage::VersionedObject> get_versioned(std::string_view key, storage::Deadline d) override {
+    return counting_->get_versioned(key, d);
+  }
+  Result<std::string> put_if_version(std::string_view key, std::string_view data, std::string_view v,
+                                     storage::Deadline d) override {
+    return counting_->put_if_version(key, data, v, d);
+  }
   Result<std::unique_ptr<storage::LocalFence>> acquire_local_fence() override {
     return counting_->acquire_local_fence();
   }

@@ -122,6 +122,11 @@ struct Config {
   SnapshotAccess snapshot_access = SnapshotAccess::kFull;
   PersistenceMode persistence_mode = PersistenceMode::kPersisting;
   bool continue_after_replay = true;
+  // The storage lock's lease (docs/format/layout-lock.md): renewed every lease/3 from its own
+  // thread; a commit is refused once the last renewal is older than 4/5 of it; another process
+  // takes a crashed holder's storage over after watching its lock unchanged for a whole lease.
+  // At least 1000 ms.
+  uint64_t lock_lease_ms = 60'000;
 
   static Config simple_config(Backend backend, uint64_t snapshot_interval_ms = 0,
                               SnapshotAccess snapshot_access = SnapshotAccess::kFull,

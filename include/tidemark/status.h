@@ -23,6 +23,7 @@ enum class StatusCode {
   kFailedPrecondition,  // state does not allow the operation (e.g. storage locked)
   kInternal,
   kCancelled,
+  kAborted,          // a conditional write lost to a concurrent writer (compare-and-swap)
 };
 
 const char* status_code_name(StatusCode code);
@@ -42,6 +43,7 @@ class [[nodiscard]] Status {
   static Status failed_precondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
   static Status internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
+  static Status aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
 
   bool is_ok() const { return code_ == StatusCode::kOk; }
   explicit operator bool() const { return is_ok(); }

@@ -3,7 +3,7 @@
 //   wordcount (--input DIR | --input-s3 s3://bucket/prefix) --output counts.csv
 //             [--format plaintext|jsonlines]
 //             [--mode static|streaming] [--autocommit-ms N]
-//             [--persistent-storage DIR [--snapshot-interval-ms N] [--persistence-mode M]
+//             [--persistent-storage DIR [--snapshot-interval-ms N] [--persistence-mode M] [--lock-lease-ms N]
 //              [--snapshot-access A] [--continue-after-replay true|false]]
 //
 // With persistence the job resumes where it stopped (also after SIGKILL): the output file is
@@ -60,6 +60,11 @@ int main(int argc, char** argv) {
                  "After replaying, keep reading new input (true) or stop (false)")
       ->check(CLI::IsMember({"true", "false"}))
       ->capture_default_str();
+  uint64_t lock_lease_ms = 60'000;
+  app.add_option("--lock-lease-ms", lock_lease_ms,
+                 "Lease of the storage lock: renewed every third of it; a crashed holder's storage is taken "
+                 "over after its lock was seen unchanged this long (at least 1000)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   if (input.empty() && input_s3.empty()) {
@@ -68,7 +73,8 @@ int main(int argc, char** argv) {
   }
   RunOptions options;
   if (storage.empty() && s3_storage.empty())
-    for (const char* flag : {"--snapshot-interval-ms", "--persistence-mode", "--snapshot-access", "--continue-after-replay"})
+    for (const char* flag : {"--snapshot-interval-ms", "--persistence-mode", "--snapshot-access", "--continue-after-replay",
+                             "--lock-lease-ms"})
       if (app.count(flag)) {
         std::fprintf(stderr, "wordcount: error: %s needs --persistent-storage or --s3-persistent-storage\n", flag);
         return 2;
@@ -84,6 +90,7 @@ int main(int argc, char** argv) {
     options.persistence_config = persistence::Config::simple_config(
         storage.empty() ? persistence::Backend::s3(s3_storage, {}) : persistence::Backend::filesystem(storage),
         snapshot_interval_ms, *a, *m, continue_after_replay == "true");
+    options.persistence_config->lock_lease_ms = lock_lease_ms;
   }
 
   auto started = std::chrono::steady_clock::now();

@@ -14,6 +14,7 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::kFailedPrecondition: return "FailedPrecondition";
     case StatusCode::kInternal: return "Internal";
     case StatusCode::kCancelled: return "Cancelled";
+    case StatusCode::kAborted: return "Aborted";
   }
   return "Unknown";
 }

@@ -101,6 +101,7 @@ Status Scheduler::step(Time t, bool suppress_sinks) {
     for (size_t in : node.inputs())
       if (--remaining[in] == 0) Batch().swap(outputs[in]);
   }
+  if (!suppress_sinks && output_gate_) TM_RETURN_IF_ERROR(output_gate_());
   if (!suppress_sinks)
     for (SinkNode* s : sinks_) {
       Status st = s->sink().time_end(t);
@@ -117,6 +118,7 @@ Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& h
   if (sched.sources().empty()) return Status::invalid_argument("the graph has no input sources");
   SignalGuard guard(options.handle_signals);
 
+  if (hooks.check) sched.set_output_gate(hooks.check);
   if (hooks.before_start) TM_RETURN_IF_ERROR(hooks.before_start(sched));
   for (SinkNode* s : sched.sinks()) TM_RETURN_IF_ERROR(s->sink().open().with_context(s->label()));
   // Sources a replay marked finished (continue_after_replay = false) are never opened.
@@ -126,8 +128,12 @@ Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& h
   auto stop_requested = [&] {
     return (options.handle_signals && g_signal_stop.load()) || (options.stop && options.stop->load());
   };
+  // Outputs are not flushed when this run may no longer act (its storage lock is lost):
+  // what is buffered must not reach files a successor now writes.
+  bool may_act = true;
   auto finish = [&](Status st, bool stopped) -> Status {
     for (SinkNode* s : sched.sinks()) {
+      if (!may_act) break;
       Status f = s->sink().flush();
       if (st.is_ok() && !f.is_ok()) st = f.with_context(s->label());
     }
@@ -142,6 +148,13 @@ Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& h
   std::vector<uint64_t> next_poll(sched.sources().size(), 0);
   auto last_progress = std::chrono::steady_clock::now();
   for (;;) {
+    if (hooks.check) {
+      Status c = hooks.check();
+      if (!c.is_ok()) {
+        may_act = false;
+        return finish(c, false);
+      }
+    }
     if (stop_requested()) return finish({}, true);
     uint64_t now = now_ms();
     bool have = false;
@@ -162,7 +175,10 @@ Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& h
       Time t = sched.next_time();
       Status st = sched.step(t);
       if (st.is_ok() && hooks.after_time) st = hooks.after_time(sched, t);
-      if (!st.is_ok()) return finish(st, false);
+      if (!st.is_ok()) {
+        if (hooks.check && !hooks.check().is_ok()) may_act = false;
+        return finish(st, false);
+      }
     }
     bool done = true;
     for (SourceNode* s : sched.sources()) done = done && s->finished;

@@ -29,8 +29,11 @@ class Scheduler {
   uint64_t rows_in() const { return rows_in_; }
   uint64_t rows_out() const { return rows_out_; }
   uint64_t times() const { return times_; }
+  // Checked right before the sinks write a time (RunHooks::check).
+  void set_output_gate(std::function<Status()> gate) { output_gate_ = std::move(gate); }
 
  private:
+  std::function<Status()> output_gate_;
   internal::GraphImpl& graph_;
   const RunOptions& options_;
   std::vector<SourceNode*> sources_;
@@ -48,6 +51,10 @@ struct RunHooks {
   std::function<Status(Scheduler&, Time)> after_time;
   // Once all sources finished or a stop was requested, after the final flush.
   std::function<Status(Scheduler&, bool stopped)> at_end;
+  // May this run still act (read on, write outputs)? Called at every loop turn and before the
+  // sinks write a time. An error stops the run at once, without flushing outputs (persistence:
+  // the storage lock was lost or its lease may have lapsed).
+  std::function<Status()> check;
 };
 
 Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& hooks);

@@ -285,7 +285,11 @@ std::string format_summary_text(const StorageSummary& s, int64_t now_ms) {
   } else {
     head.push_back({"manifest", "none: nothing has been committed"});
   }
-  if (s.lock) {
+  if (s.lock && s.lock->released) {
+    const auto& l = *s.lock;
+    head.push_back({"lock", "none (last released by pid " + std::to_string(l.pid) + " on host " + l.host + ", " +
+                                l.holder + ")"});
+  } else if (s.lock) {
     const auto& l = *s.lock;
     bool expired = now_ms > l.lease_expires_at_ms;
     head.push_back({"lock", "pid " + std::to_string(l.pid) + " on host " + l.host + " (" + l.holder + ")"});
@@ -373,7 +377,9 @@ std::string format_summary_json(const StorageSummary& s, int64_t now_ms) {
                               {"bytes", o.bytes}});
   j["contents"] = {{"objects", s.contents}, {"bytes", s.content_bytes}};
   j["lock"] = nullptr;
-  if (s.lock) {
+  if (s.lock && s.lock->released) {
+    j["lock_released_by"] = {{"holder", s.lock->holder}, {"pid", s.lock->pid}, {"host", s.lock->host}};
+  } else if (s.lock) {
     const auto& l = *s.lock;
     j["lock"] = {{"holder", l.holder},
                  {"pid", l.pid},
@@ -382,7 +388,9 @@ std::string format_summary_json(const StorageSummary& s, int64_t now_ms) {
                  {"since", format_iso8601_ms(l.started_at_ms)},
                  {"lease_expires_at_ms", l.lease_expires_at_ms},
                  {"lease_expires_at", format_iso8601_ms(l.lease_expires_at_ms)},
-                 {"lease_expired", now_ms > l.lease_expires_at_ms}};
+                 {"lease_expired", now_ms > l.lease_expires_at_ms},
+                 {"lease_ms", l.lease_ms},
+                 {"renewals", l.renewals}};
   } else if (!s.lock_error.empty()) {
     j["lock_error"] = s.lock_error;
   }

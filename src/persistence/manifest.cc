@@ -7,6 +7,7 @@
 
 #include "engine/codec.h"
 #include "storage/chunk_format.h"
+#include "storage/crc32c.h"
 
 namespace tidemark::persistence {
 
@@ -78,41 +79,144 @@ bool from_hex(const std::string& s, std::string* out) {
 json chunk_json(const ChunkRef& c) {
   json j{{"key", c.key}, {"records", c.records}, {"bytes", c.bytes}, {"max_time", c.max_time}};
   if (c.level) j["level"] = c.level;
+  if (c.has_crc) j["crc32c"] = c.crc32c;
   return j;
 }
 ChunkRef chunk_from_json(const json& jc) {
   ChunkRef c{jc.at("key").get<std::string>(), jc.at("records").get<uint64_t>(), jc.at("bytes").get<uint64_t>(),
              jc.at("max_time").get<uint64_t>()};
   c.level = jc.value("level", 0u);
+  if (jc.contains("crc32c")) {
+    c.crc32c = jc.at("crc32c").get<uint32_t>();
+    c.has_crc = true;
+  }
   return c;
+}
+
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
+    for (size_t k = 1; k < n; ++k) {
+      unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d >> 6) != 2) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += n;
+  }
+  return true;
+}
+
+// A name in the manifest: as is when valid UTF-8, else a readable form (invalid bytes
+// replaced) plus "<field>_hex" with the exact bytes.
+void put_text(json& j, const char* field, const std::string& s) {
+  if (valid_utf8(s)) {
+    j[field] = s;
+    return;
+  }
+  j[field] = json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+  j[std::string(field) + "_hex"] = to_hex(s);
+}
+std::string get_text(const json& j, const char* field) {
+  auto hex = j.find(std::string(field) + "_hex");
+  if (hex != j.end()) {
+    std::string out;
+    if (!hex->is_string() || !from_hex(hex->get<std::string>(), &out))
+      throw std::runtime_error(std::string("bad ") + field + "_hex");
+    return out;
+  }
+  return j.at(field).get<std::string>();
 }
 }  // namespace
 
-std::string encode_manifest(const Manifest& m) {
+ChunkRef make_chunk_ref(std::string key, std::string_view data, uint64_t records, uint64_t max_time, uint32_t level) {
+  ChunkRef c;
+  c.key = std::move(key);
+  c.records = records;
+  c.bytes = data.size();
+  c.max_time = max_time;
+  c.level = level;
+  c.crc32c = storage::crc32c_value(data);
+  c.has_crc = true;
+  return c;
+}
+
+Status check_chunk_object(const std::string& store_name, const ChunkRef& ref, std::string_view data) {
+  if (data.size() != ref.bytes)
+    return Status::corruption("object '" + store_name + "/" + ref.key + "' has " + std::to_string(data.size()) +
+                              " bytes, the manifest recorded " + std::to_string(ref.bytes));
+  if (ref.has_crc && storage::crc32c_value(data) != ref.crc32c)
+    return Status::corruption("object '" + store_name + "/" + ref.key +
+                              "' does not match the checksum the manifest recorded (damaged or replaced)");
+  return Status::ok();
+}
+
+uint64_t epoch_of_key(const std::string& key) {
+  size_t slash = key.rfind('/');
+  std::string_view name = std::string_view(key).substr(slash == std::string::npos ? 0 : slash + 1);
+  size_t dash = name.find('-');
+  if (dash == std::string_view::npos) return 0;
+  // "<epoch:10>-<n:10>" (chunks) or "<hash:16 hex>-<epoch:10>" (contents)
+  std::string_view digits = dash == 16 ? name.substr(17) : name.substr(0, dash);
+  uint64_t v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return 0;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
+Result<std::string> encode_manifest(const Manifest& m) {
   json j;
   j["format_version"] = m.format_version;
   j["seq"] = m.seq;
   j["run"] = m.run;
+  j["writer"] = m.writer;
   j["committed_time"] = m.committed_time;
   j["mode"] = m.mode;
   j["sources"] = json::array();
   for (const auto& s : m.sources) {
-    json js{{"id", s.id}, {"schema", s.schema}, {"chunks", json::array()}};
+    json js{{"chunks", json::array()}};
+    put_text(js, "id", s.id);
+    put_text(js, "schema", s.schema);
     if (s.has_offset) js["offset"] = to_hex(s.offset);
     for (const auto& c : s.chunks) js["chunks"].push_back(chunk_json(c));
+    if (!s.contents.empty()) {
+      js["contents"] = json::array();
+      for (const auto& c : s.contents) {
+        json jc{{"hash", c.hash}, {"key", c.key}, {"bytes", c.bytes}};
+        if (c.has_crc) jc["crc32c"] = c.crc32c;
+        js["contents"].push_back(std::move(jc));
+      }
+    }
     j["sources"].push_back(std::move(js));
   }
   j["operators"] = json::array();
   for (const auto& o : m.operators) {
-    json jo{{"id", o.id}, {"kind", o.kind}, {"label", o.label}, {"signature", o.signature}, {"chunks", json::array()}};
+    json jo{{"chunks", json::array()}};
+    put_text(jo, "id", o.id);
+    put_text(jo, "kind", o.kind);
+    put_text(jo, "label", o.label);
+    put_text(jo, "signature", o.signature);
     for (const auto& c : o.chunks) jo["chunks"].push_back(chunk_json(c));
     j["operators"].push_back(std::move(jo));
   }
   j["sinks"] = json::array();
-  for (const auto& s : m.sinks) j["sinks"].push_back({{"id", s.id}, {"position", s.position}});
+  for (const auto& s : m.sinks) {
+    json js;
+    put_text(js, "id", s.id);
+    put_text(js, "position", s.position);
+    j["sinks"].push_back(std::move(js));
+  }
   storage::ChunkWriter w(storage::ChunkWriterOptions{.compress = false});
   Status st = w.append(kRecordManifest, j.dump());
-  (void)st;  // a manifest is far below the record size limit
+  if (!st.is_ok()) return st.with_context("manifest " + std::to_string(m.seq));
   return w.finish();
 }
 
@@ -135,33 +239,37 @@ Result<Manifest> decode_manifest(const std::string& key, std::string_view data) 
                                    "; upgrade Tidemark");
     m.seq = j.at("seq").get<uint64_t>();
     m.run = j.at("run").get<uint64_t>();
+    m.writer = j.value("writer", "");
     m.committed_time = j.at("committed_time").get<uint64_t>();
     m.mode = j.value("mode", "");
     for (const auto& js : j.at("sources")) {
       SourceState s;
-      s.id = js.at("id").get<std::string>();
-      s.schema = js.at("schema").get<std::string>();
+      s.id = get_text(js, "id");
+      s.schema = get_text(js, "schema");
       if (js.contains("offset")) {
         if (!from_hex(js.at("offset").get<std::string>(), &s.offset))
           return Status::corruption("manifest '" + key + "': bad offset of source '" + s.id + "'");
         s.has_offset = true;
       }
       for (const auto& jc : js.at("chunks")) s.chunks.push_back(chunk_from_json(jc));
+      if (js.contains("contents"))
+        for (const auto& jc : js.at("contents"))
+          s.contents.push_back({jc.at("hash").get<uint64_t>(), jc.at("key").get<std::string>(),
+                                jc.at("bytes").get<uint64_t>(), jc.value("crc32c", 0u), jc.contains("crc32c")});
       m.sources.push_back(std::move(s));
     }
     if (j.contains("operators"))
       for (const auto& jo : j.at("operators")) {
         OperatorState o;
-        o.id = jo.at("id").get<std::string>();
-        o.kind = jo.at("kind").get<std::string>();
-        o.label = jo.value("label", "");
-        o.signature = jo.at("signature").get<std::string>();
+        o.id = get_text(jo, "id");
+        o.kind = get_text(jo, "kind");
+        o.label = jo.contains("label") ? get_text(jo, "label") : "";
+        o.signature = get_text(jo, "signature");
         for (const auto& jc : jo.at("chunks")) o.chunks.push_back(chunk_from_json(jc));
         m.operators.push_back(std::move(o));
       }
-    for (const auto& js : j.at("sinks"))
-      m.sinks.push_back({js.at("id").get<std::string>(), js.at("position").get<std::string>()});
-  } catch (const json::exception& e) {
+    for (const auto& js : j.at("sinks")) m.sinks.push_back({get_text(js, "id"), get_text(js, "position")});
+  } catch (const std::exception& e) {
     return Status::corruption("manifest '" + key + "' is malformed: " + e.what());
   }
   return m;
@@ -259,12 +367,13 @@ Status write_mock_state(storage::ObjectStore& store, const std::map<std::string,
     std::string data = w.finish();
     std::string key = chunk_key(name, 0, 1);
     TM_RETURN_IF_ERROR(store.put(key, data));
-    s.chunks.push_back({key, n, data.size(), chunk_max});
+    s.chunks.push_back(make_chunk_ref(key, data, n, chunk_max));
     max_time = std::max(max_time, chunk_max);
     m.sources.push_back(std::move(s));
   }
   m.committed_time = max_time;
-  return store.put(manifest_key(m.seq), encode_manifest(m));
+  TM_ASSIGN_OR_RETURN(std::string encoded, encode_manifest(m));
+  return store.put(manifest_key(m.seq), encoded);
 }
 
 }  // namespace tidemark::persistence

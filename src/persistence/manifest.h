@@ -14,8 +14,10 @@
 
 namespace tidemark::persistence {
 
-// 2 added operator states, chunk levels and content objects (version 1 manifests still read).
-inline constexpr uint32_t kManifestFormatVersion = 2;
+// 2 added operator states, chunk levels and content objects; 3 added fencing (epoch, writer
+// token), whole-object checksums of chunks and the list of content objects (versions 1 and 2
+// are still read).
+inline constexpr uint32_t kManifestFormatVersion = 3;
 inline constexpr const char* kManifestPrefix = "manifests/";
 inline constexpr const char* kStreamsPrefix = "streams/";
 inline constexpr const char* kOperatorsPrefix = "operators/";  // state_store.h
@@ -31,10 +33,32 @@ inline constexpr uint8_t kRecordFinished = 0x04;  // (empty)
 struct ChunkRef {
   std::string key;
   uint64_t records = 0;
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;  // size of the whole object, checked at every load
   uint64_t max_time = 0;
   uint32_t level = 0;  // 0: written by a commit; L+1: merged from chunks of level L
+  uint32_t crc32c = 0;  // CRC32C of the whole object, checked at every load
+  bool has_crc = false;  // false in manifests older than version 3
 };
+
+// An archived file content (operator persisting), listed so a load can check it and garbage
+// collection never has to guess from a listing.
+struct ContentRef {
+  uint64_t hash = 0;  // xxh3-64 of the content (the source's name for it)
+  std::string key;
+  uint64_t bytes = 0;
+  uint32_t crc32c = 0;
+  bool has_crc = true;  // false for contents found by listing an older storage
+};
+
+// OK when `data` (the object `ref.key` as read from `store_name`) has the size and checksum
+// the manifest recorded; Corruption naming the object otherwise.
+Status check_chunk_object(const std::string& store_name, const ChunkRef& ref, std::string_view data);
+ChunkRef make_chunk_ref(std::string key, std::string_view data, uint64_t records, uint64_t max_time,
+                        uint32_t level = 0);
+
+// The writer epoch a chunk, state-chunk or content key carries ("<epoch>-<n>" or
+// "<hash>-<epoch>"), 0 for keys of older formats without one.
+uint64_t epoch_of_key(const std::string& key);
 
 struct SourceState {
   std::string id;        // persistent id (user name or generated)
@@ -42,6 +66,7 @@ struct SourceState {
   std::string offset;    // the source's offset() at the committed time (raw bytes)
   bool has_offset = false;
   std::vector<ChunkRef> chunks;
+  std::vector<ContentRef> contents;  // version 3: archived contents the offset refers to
 };
 
 // Persistent state of an operator (operator persisting) or a UDF cache: LSM-like chunks,
@@ -62,7 +87,10 @@ struct SinkState {
 struct Manifest {
   uint32_t format_version = kManifestFormatVersion;
   uint64_t seq = 0;             // commit number, strictly increasing across runs
-  uint64_t run = 0;             // run number that wrote it
+  // The writer's epoch: the seq of the fencing commit it published when it took the storage
+  // over. Every key the writer creates carries it, so two writers never share a key.
+  uint64_t run = 0;
+  std::string writer;           // the writer's lock token (version 3)
   uint64_t committed_time = 0;  // every event with time <= this is in the chunks below
   std::string mode;             // persistence mode of the writer (informational)
   std::vector<SourceState> sources;
@@ -75,12 +103,14 @@ struct Manifest {
 };
 
 std::string manifest_key(uint64_t seq);
-// "streams/<hash of id>/<run>-<seq>"
+// "streams/<hash of id>/<epoch>-<seq>"
 std::string chunk_key(const std::string& source_id, uint64_t run, uint64_t seq);
 std::string stream_prefix(const std::string& source_id);
 
-// Encodes as a chunk (magic, version, CRC) holding one JSON record.
-std::string encode_manifest(const Manifest& m);
+// Encodes as a chunk (magic, version, CRC) holding one JSON record. Names that are not valid
+// UTF-8 are stored as hex beside a readable form. InvalidArgument when the manifest exceeds the
+// record size limit.
+Result<std::string> encode_manifest(const Manifest& m);
 // Corruption naming `key` for damage; NotSupported for a newer format version.
 Result<Manifest> decode_manifest(const std::string& key, std::string_view data);
 

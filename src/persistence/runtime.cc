@@ -93,13 +93,23 @@ class Archive final : public engine::ContentArchive {
   Result<std::string> fetch(uint64_t hash) override {
     auto it = pending.find(hash);
     if (it != pending.end()) return it->second;
-    std::string key = content_key(id_, hash);
-    auto data = store_->get(key);
+    auto ref = stored.find(hash);
+    if (ref == stored.end())
+      return Status::corruption("archived content " + std::to_string(hash) + " of source '" + id_ +
+                                "' is not listed in the newest manifest");
+    const ContentRef& c = ref->second;
+    auto data = store_->get(c.key);
     if (!data.is_ok()) return data.status().with_context("archived content of source '" + id_ + "'");
-    return decode_content(store_->describe() + "/" + key, *data);
+    ChunkRef as_chunk;
+    as_chunk.key = c.key;
+    as_chunk.bytes = c.bytes;
+    as_chunk.crc32c = c.crc32c;
+    as_chunk.has_crc = c.has_crc;
+    TM_RETURN_IF_ERROR(check_chunk_object(store_->describe(), as_chunk, *data));
+    return decode_content(store_->describe() + "/" + c.key, *data);
   }
   std::map<uint64_t, std::string> pending;  // stashed, not yet uploaded
-  std::set<uint64_t> stored;                 // known to be in the storage
+  std::map<uint64_t, ContentRef> stored;     // in the storage, listed by the manifest
 
  private:
   storage::ObjectStore* store_;
@@ -133,6 +143,7 @@ struct PSink {
 
 struct Runtime::Impl {
   Config cfg;
+  Scheduler* sched_ = nullptr;
   Stats stats;
   std::shared_ptr<storage::ObjectStore> meta, snap;
   std::optional<storage::StorageLock> lock;
@@ -154,14 +165,16 @@ struct Runtime::Impl {
   std::vector<std::string> superseded;  // merged chunks to delete after the next commit
 
   Status before_start(Scheduler& sched);
+  Status fence(Scheduler& sched, std::optional<Manifest>& manifest, Manifest& fenced,
+               std::vector<storage::ObjectInfo>& objects);
+  Status check_lease() const { return lock ? lock->check() : Status::ok(); }
   Status after_time(Scheduler& sched, Time t);
   Status at_end(Scheduler& sched, bool stopped);
   Status commit(Scheduler& sched, Time t);
   Status replay(Scheduler& sched, const Manifest& m);
-  Status collect_garbage(const std::optional<Manifest>& m);
+  Status collect_garbage(const Manifest& m, const std::vector<storage::ObjectInfo>& objects);
   Status setup_owners(Scheduler& sched, const std::optional<Manifest>& m);
   Status restore_owners();
-  Status collect_contents();
   void apply_merges(Scheduler& sched);
   void schedule_merges();
   Merger::Job merge_job(const std::string& owner, const std::vector<ChunkRef>& chunks, size_t first, size_t last,
@@ -178,6 +191,7 @@ engine::RunHooks Runtime::hooks() {
   h.before_start = [p](Scheduler& s) { return p->before_start(s); };
   h.after_time = [p](Scheduler& s, Time t) { return p->after_time(s, t); };
   h.at_end = [p](Scheduler& s, bool stopped) { return p->at_end(s, stopped); };
+  h.check = [p]() { return p->check_lease(); };
   return h;
 }
 
@@ -194,8 +208,24 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
     if (!s.is_ok()) return s.status().with_context("snapshot storage " + cfg.snapshot_storage.describe());
     snap = *s;
   }
+  // Object stores must refuse a second conditional create: the lock, the one-winner manifests
+  // and never-shared chunk keys all rest on it.
+  TM_RETURN_IF_ERROR(storage::check_conditional_writes(*meta));
+  if (snap->describe() != meta->describe()) TM_RETURN_IF_ERROR(storage::check_conditional_writes(*snap));
   {
-    auto l = storage::acquire_storage_lock(*meta, "tidemark pid " + std::to_string(getpid()));
+    if (cfg.lock_lease_ms < 1000)
+      return Status::invalid_argument("lock_lease_ms = " + std::to_string(cfg.lock_lease_ms) +
+                                      ": the lock lease must be at least 1000 ms");
+    std::chrono::milliseconds lease(cfg.lock_lease_ms);
+    std::chrono::milliseconds budget = std::max(meta->retry_budget(), snap->retry_budget());
+    if (lease < 2 * budget)
+      sched.log("persistence: lock lease " + std::to_string(lease.count()) + " ms is shorter than twice the "
+                "storage's retry budget (" + std::to_string(budget.count()) + " ms): a commit that needs every "
+                "retry can outlast the lease, and this process then stops rather than risk a second writer");
+    storage::LockOptions lo;
+    lo.lease_duration = lease;
+    lo.log = [&sched](const std::string& m) { sched.log(m); };
+    auto l = storage::acquire_storage_lock(*meta, "tidemark pid " + std::to_string(getpid()), lo);
     if (!l.is_ok()) return l.status();
     lock.emplace(std::move(l).value());
   }
@@ -250,14 +280,21 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
                                            "), program (" + it->state.schema +
                                            "); use a new storage location to start over");
     }
-    run = manifest->run + 1;
+    run = manifest->run;
     seq = manifest->seq;
     last_commit_time = manifest->committed_time;
     have_last_commit = true;
     sched.observe_time(manifest->committed_time);
   }
+  writes = access == SnapshotAccess::kFull || access == SnapshotAccess::kRecord ||
+           access == SnapshotAccess::kOffsetsOnly;
+  // Fence before anything else: a writer first publishes its fencing commit, then collects
+  // garbage, cuts outputs back, replays or loads.
+  std::vector<storage::ObjectInfo> objects;
+  Manifest fenced;
+  if (writes) TM_RETURN_IF_ERROR(fence(sched, manifest, fenced, objects));
   TM_RETURN_IF_ERROR(setup_owners(sched, manifest));
-  TM_RETURN_IF_ERROR(collect_garbage(manifest));
+  if (writes) TM_RETURN_IF_ERROR(collect_garbage(fenced, objects));
 
   // Outputs: cut back to the committed position (exactly-once), or start empty.
   for (auto& s : sinks) {
@@ -265,12 +302,13 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
     TM_RETURN_IF_ERROR(s.node->sink().truncate_to(st ? st->position : "0").with_context(s.node->label()));
   }
 
-  writes = access == SnapshotAccess::kFull || access == SnapshotAccess::kRecord ||
-           access == SnapshotAccess::kOffsetsOnly;
   record_rows = source_rows && (access == SnapshotAccess::kFull || access == SnapshotAccess::kRecord);
   if (mode == PersistenceMode::kOperatorPersisting)
     for (auto& ps : sources) {
       ps.archive = std::make_unique<Archive>(snap.get(), ps.id);
+      if (manifest)
+        if (const SourceState* st = manifest->find_source(ps.id))
+          for (const auto& c : st->contents) ps.archive->stored[c.hash] = c;
       ps.node->source().set_content_archive(ps.archive.get());
     }
   if (manifest && access != SnapshotAccess::kRecord) TM_RETURN_IF_ERROR(restore_owners());
@@ -288,7 +326,6 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
   bool live = cfg.continue_after_replay && access != SnapshotAccess::kOfflineReplay;
   if (!live && manifest)
     for (SourceNode* s : sched.sources()) s->finished = true;
-  if (writes && mode == PersistenceMode::kOperatorPersisting) TM_RETURN_IF_ERROR(collect_contents());
   if (writes && !record_rows)
     for (auto& ps : sources) ps.state.chunks.clear();  // offsets only: the manifest keeps the offset
   if (writes)
@@ -319,27 +356,78 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
   return {};
 }
 
-Status Runtime::Impl::collect_garbage(const std::optional<Manifest>& m) {
+// The fencing commit: the next manifest number (above every epoch any object key carries),
+// created conditionally with this writer's lock token and the newest manifest's contents. From
+// here on a writer that started earlier fails at its own next conditional create, and every
+// key this writer creates carries the new epoch.
+Status Runtime::Impl::fence(Scheduler& sched, std::optional<Manifest>& manifest, Manifest& fenced,
+                            std::vector<storage::ObjectInfo>& objects) {
+  uint64_t top = manifest ? manifest->seq : 0;
+  for (const char* prefix : {kStreamsPrefix, kOperatorsPrefix, kContentsPrefix}) {
+    TM_ASSIGN_OR_RETURN(auto listed, snap->list(prefix));
+    for (auto& o : listed) {
+      top = std::max(top, epoch_of_key(o.key));
+      objects.push_back(std::move(o));
+    }
+  }
+  Manifest m = manifest ? *manifest : Manifest{};  // a fresh storage: an empty commit, no mode
+  if (manifest && manifest->format_version < 3) {
+    // Older storages do not list archived contents: every content object may be live until the
+    // first commit lists the ones the sources still use.
+    for (auto& src : m.sources) {
+      std::string prefix = content_prefix(src.id);
+      for (const auto& o : objects)
+        if (o.key.starts_with(prefix) && o.key.size() == prefix.size() + 16)
+          src.contents.push_back({std::stoull(o.key.substr(prefix.size()), nullptr, 16), o.key, o.size, 0, false});
+    }
+  }
+  m.format_version = kManifestFormatVersion;
+  m.seq = top + 1;
+  m.run = m.seq;
+  m.writer = lock->info().token;
+  TM_ASSIGN_OR_RETURN(std::string data, encode_manifest(m));
+  TM_RETURN_IF_ERROR(check_lease());
+  Status st = meta->put_if_absent(manifest_key(m.seq), data);
+  if (st.code() == StatusCode::kAlreadyExists)
+    return Status::failed_precondition("persistent storage " + meta->describe() + ": commit " + std::to_string(m.seq) +
+                                       " was written by another process while this one was taking the storage over; "
+                                       "stopping");
+  if (!st.is_ok()) return st.with_context("writing the fencing commit " + std::to_string(m.seq));
+  TM_RETURN_IF_ERROR(check_lease());
+  stats.bytes_written += data.size();
+  run = m.run;
+  seq = m.seq;
+  sched.log("persistence: fenced the storage with commit " + std::to_string(m.seq) + " (writer epoch " +
+            std::to_string(run) + ")");
+  if (manifest) manifest = m;  // what is resumed is unchanged; only its number and writer are new
+  fenced = std::move(m);
+  return {};
+}
+
+// Deletes what no commit can reference: objects of an older writer's epoch that the newest
+// manifest (this writer's fencing commit) does not list, and older manifests. Objects of this
+// epoch or a newer one are never touched, whatever a listing says.
+Status Runtime::Impl::collect_garbage(const Manifest& m, const std::vector<storage::ObjectInfo>& objects) {
   std::set<std::string> live;
-  if (m) {
-    for (const auto& s : m->sources)
-      for (const auto& c : s.chunks) live.insert(c.key);
-    for (const auto& o : m->operators)
-      for (const auto& c : o.chunks) live.insert(c.key);
+  for (const auto& s : m.sources) {
+    for (const auto& c : s.chunks) live.insert(c.key);
+    for (const auto& c : s.contents) live.insert(c.key);
   }
-  for (const char* prefix : {kStreamsPrefix, kOperatorsPrefix}) {
-    TM_ASSIGN_OR_RETURN(auto objects, snap->list(prefix));
-    for (const auto& o : objects)
-      if (!live.count(o.key)) {
-        TM_RETURN_IF_ERROR(snap->remove(o.key));
-        ++stats.objects_collected;
-      }
-  }
+  for (const auto& o : m.operators)
+    for (const auto& c : o.chunks) live.insert(c.key);
+  for (const auto& o : objects)
+    if (!live.count(o.key) && epoch_of_key(o.key) < run) {
+      TM_RETURN_IF_ERROR(check_lease());
+      TM_RETURN_IF_ERROR(snap->remove(o.key));
+      ++stats.objects_collected;
+    }
   TM_ASSIGN_OR_RETURN(auto manifests, meta->list(kManifestPrefix));
-  for (size_t i = 0; i + 1 < manifests.size(); ++i) {
-    TM_RETURN_IF_ERROR(meta->remove(manifests[i].key));
-    ++stats.objects_collected;
-  }
+  for (const auto& o : manifests)
+    if (o.key < manifest_key(m.seq)) {
+      TM_RETURN_IF_ERROR(check_lease());
+      TM_RETURN_IF_ERROR(meta->remove(o.key));
+      ++stats.objects_collected;
+    }
   return {};
 }
 
@@ -358,6 +446,7 @@ Status Runtime::Impl::replay(Scheduler& sched, const Manifest& m) {
     Batch pending;
     for (const auto& c : ps.state.chunks) {
       TM_ASSIGN_OR_RETURN(std::string data, snap->get(c.key));
+      TM_RETURN_IF_ERROR(check_chunk_object(snap->describe(), c, data));
       std::vector<InputEvent> events;
       TM_RETURN_IF_ERROR(read_input_chunk(snap->describe() + "/" + c.key, data, &events));
       for (auto& e : events) {
@@ -415,9 +504,12 @@ Status Runtime::Impl::after_time(Scheduler& sched, Time t) {
       ps.recorded.clear();
       continue;
     }
-    for (const auto& u : ps.recorded)
-        TM_RETURN_IF_ERROR(ps.writer->append(u.diff > 0 ? kRecordInsert : kRecordDelete, encode_update_payload(u)));
-    TM_RETURN_IF_ERROR(ps.writer->append(kRecordAdvance, encode_advance_payload(t, ps.node->source().offset())));
+    for (const auto& u : ps.recorded) {
+      Status st = ps.writer->append(u.diff > 0 ? kRecordInsert : kRecordDelete, encode_update_payload(u));
+      if (!st.is_ok()) return st.with_context("recording a row of " + ps.node->label() + " (source '" + ps.id + "')");
+    }
+    Status st = ps.writer->append(kRecordAdvance, encode_advance_payload(t, ps.node->source().offset()));
+    if (!st.is_ok()) return st.with_context("recording the offset of " + ps.node->label() + " (source '" + ps.id + "')");
     ps.pending_max_time = t;
     ps.recorded.clear();
   }
@@ -510,8 +602,12 @@ Status Runtime::Impl::restore_owners() {
     Result<std::string> data = Status::internal("not fetched");
   };
   std::vector<Fetch> fetches;
+  std::vector<const ChunkRef*> refs;
   for (size_t i = 0; i < owners.size(); ++i)
-    for (const auto& c : owners[i].st.chunks) fetches.push_back({i, c.key});
+    for (const auto& c : owners[i].st.chunks) {
+      fetches.push_back({i, c.key});
+      refs.push_back(&c);
+    }
   parallel_for(fetches.size(), kIoParallelism, [&](size_t i) { fetches[i].data = snap->get(fetches[i].key); });
   size_t f = 0;
   for (size_t i = 0; i < owners.size(); ++i) {
@@ -521,6 +617,8 @@ Status Runtime::Impl::restore_owners() {
     for (; f < fetches.size() && fetches[f].owner == i; ++f) {
       Result<std::string>& data = fetches[f].data;
       if (!data.is_ok()) return data.status().with_context("loading the state of " + o.st.label);
+      Status checked = check_chunk_object(snap->describe(), *refs[f], *data);
+      if (!checked.is_ok()) return checked.with_context("loading the state of " + o.st.label);
       Status applied = apply_state_chunk(snap->describe() + "/" + fetches[f].key, *data, &map);
       if (!applied.is_ok()) return applied.with_context("loading the state of " + o.st.label);
       data = Status::internal("consumed");  // free the chunk's bytes
@@ -532,26 +630,6 @@ Status Runtime::Impl::restore_owners() {
     Status st = o.state->finish_state_restore();
     if (!st.is_ok()) return st.with_context("restoring " + o.st.label);
     stats.restored_entries += map.size();
-  }
-  return {};
-}
-
-Status Runtime::Impl::collect_contents() {
-  for (auto& ps : sources) {
-    if (!ps.archive) continue;
-    std::vector<uint64_t> live;
-    ps.node->source().live_contents(live);
-    std::set<std::string> live_keys;
-    for (uint64_t h : live) live_keys.insert(content_key(ps.id, h));
-    TM_ASSIGN_OR_RETURN(auto objects, snap->list(content_prefix(ps.id)));
-    for (const auto& o : objects) {
-      if (live_keys.count(o.key)) {
-        ps.archive->stored.insert(std::stoull(o.key.substr(o.key.size() - 16), nullptr, 16));
-        continue;
-      }
-      TM_RETURN_IF_ERROR(snap->remove(o.key));
-      ++stats.objects_collected;
-    }
   }
   return {};
 }
@@ -594,21 +672,19 @@ Merger::Job Runtime::Impl::merge_job(const std::string& owner, const std::vector
     std::vector<std::pair<std::string, std::string>> datas;
     for (const auto& c : run_chunks) {
       TM_ASSIGN_OR_RETURN(std::string d, store->get(c.key));
+      TM_RETURN_IF_ERROR(check_chunk_object(store->describe(), c, d));
       datas.emplace_back(store->describe() + "/" + c.key, std::move(d));
     }
-    ChunkRef ref;
-    ref.key = key;
-    ref.level = level;
+    uint64_t records = 0, max_time = 0;
     std::string merged;
     if (input) {
-      TM_ASSIGN_OR_RETURN(merged, merge_input_chunks(datas, &ref.records, &ref.max_time));
+      TM_ASSIGN_OR_RETURN(merged, merge_input_chunks(datas, &records, &max_time));
     } else {
-      TM_ASSIGN_OR_RETURN(merged, merge_state_chunks(datas, from_oldest, &ref.records));
-      ref.max_time = run_chunks.back().max_time;
+      TM_ASSIGN_OR_RETURN(merged, merge_state_chunks(datas, from_oldest, &records));
+      max_time = run_chunks.back().max_time;
     }
-    ref.bytes = merged.size();
-    TM_RETURN_IF_ERROR(store->put(key, merged));
-    return ref;
+    TM_RETURN_IF_ERROR(store->put_if_absent(key, merged));
+    return make_chunk_ref(key, merged, records, max_time, level);
   };
   return job;
 }
@@ -652,8 +728,10 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
     if (o.changes.empty()) continue;
     Pending p;
     p.key = state_chunk_key(o.st.id, run, ++chunk_seq);
-    p.data = encode_state_chunk(std::move(o.changes), &p.records);
+    Result<std::string> encoded = encode_state_chunk(std::move(o.changes), &p.records);
     o.changes.clear();
+    if (!encoded.is_ok()) return encoded.status().with_context("committing the state of " + o.st.label);
+    p.data = std::move(encoded).value();
     p.owner = &o;
     pending.push_back(std::move(p));
   }
@@ -661,7 +739,7 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
     if (!ps.archive) continue;
     for (auto& [hash, content] : ps.archive->pending) {
       Pending p;
-      p.key = content_key(ps.id, hash);
+      p.key = content_key(ps.id, hash, run);
       p.data = encode_content(content);
       p.source = &ps;
       p.content_hash = hash;
@@ -669,32 +747,45 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
     }
   }
   std::vector<Status> results(pending.size());
-  parallel_for(pending.size(), kIoParallelism, [&](size_t i) { results[i] = snap->put(pending[i].key, pending[i].data); });
+  // Conditional creates: keys carry this writer's epoch, so an existing object with other
+  // bytes means a second writer, never something to overwrite.
+  parallel_for(pending.size(), kIoParallelism,
+               [&](size_t i) { results[i] = snap->put_if_absent(pending[i].key, pending[i].data); });
   for (size_t i = 0; i < pending.size(); ++i) {
     Pending& p = pending[i];
     std::string what = p.owner ? p.owner->st.label : p.source->node->label();
     if (!results[i].is_ok()) return results[i].with_context("committing the state of " + what);
     stats.bytes_written += p.data.size();
     if (p.owner) {
-      p.owner->st.chunks.push_back({p.key, p.records, p.data.size(), t});
+      p.owner->st.chunks.push_back(make_chunk_ref(p.key, p.data, p.records, t));
       ++stats.state_chunks_written;
     } else if (p.content_hash || p.key.starts_with(kContentsPrefix)) {
-      p.source->archive->stored.insert(p.content_hash);
+      ChunkRef ref = make_chunk_ref(p.key, p.data, 0, 0);
+      p.source->archive->stored[p.content_hash] = {p.content_hash, p.key, ref.bytes, ref.crc32c};
       p.source->archive->pending.erase(p.content_hash);
       ++stats.contents_written;
     } else {
-      p.source->state.chunks.push_back({p.key, p.records, p.data.size(), p.source->pending_max_time});
+      p.source->state.chunks.push_back(make_chunk_ref(p.key, p.data, p.records, p.source->pending_max_time));
       ++stats.chunks_written;
     }
   }
   Manifest m;
   m.seq = seq + 1;
   m.run = run;
+  m.writer = lock->info().token;
   m.committed_time = t;
   m.mode = to_string(cfg.persistence_mode);
   for (auto& ps : sources) {
     ps.state.offset = ps.node->source().offset();
     ps.state.has_offset = true;
+    ps.state.contents.clear();
+    if (ps.archive) {
+      // The contents the offset refers to; others become garbage for the next start.
+      std::vector<uint64_t> live;
+      ps.node->source().live_contents(live);
+      for (uint64_t h : live)
+        if (auto it = ps.archive->stored.find(h); it != ps.archive->stored.end()) ps.state.contents.push_back(it->second);
+    }
     m.sources.push_back(ps.state);
   }
   for (auto& o : owners) m.operators.push_back(o.st);
@@ -703,19 +794,25 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
     if (!st.is_ok()) return st.with_context(s.node->label());
     m.sinks.push_back({s.id, s.node->sink().position()});
   }
-  std::string data = encode_manifest(m);
+  TM_ASSIGN_OR_RETURN(std::string data, encode_manifest(m));
+  // The commit point. Refused when the lease may have lapsed (another process may be taking
+  // the storage over); afterwards the lease must still hold, or this process cannot know that
+  // no successor had fenced it meanwhile, and it stops without deleting anything.
+  TM_RETURN_IF_ERROR(check_lease().with_context("not committing " + std::to_string(m.seq)));
   Status st = meta->put_if_absent(manifest_key(m.seq), data);
   if (st.code() == StatusCode::kAlreadyExists)
     return Status::failed_precondition("persistent storage " + meta->describe() + ": commit " +
                                        std::to_string(m.seq) + " was written by another process; stopping");
   if (!st.is_ok()) return st.with_context("writing manifest " + std::to_string(m.seq));
+  TM_RETURN_IF_ERROR(check_lease().with_context("after commit " + std::to_string(m.seq)));
   stats.bytes_written += data.size();
-  if (m.seq >= 2) {
-    Status r = meta->remove(manifest_key(m.seq - 1));
+  {
+    Status r = meta->remove(manifest_key(seq));
     if (!r.is_ok()) sched.log("persistence: could not delete an old manifest: " + r.to_string());
   }
   // Chunks merged away are referenced by no manifest any more.
   for (const auto& k : superseded) {
+    if (!check_lease().is_ok()) break;  // collected at the next start instead
     Status r = snap->remove(k);
     if (!r.is_ok()) sched.log("persistence: could not delete a merged chunk (collected at the next start): " + r.to_string());
   }
@@ -726,7 +823,7 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
   dirty = false;
   ++stats.commits;
   if (!final_commit) schedule_merges();
-  return lock->renew();
+  return {};
 }
 
 Status Runtime::Impl::at_end(Scheduler& sched, bool stopped) {

@@ -22,6 +22,17 @@ std::string hashed_prefix(const char* root, const std::string& id) {
   return buf;
 }
 
+// The first bytes of an entry key, as hex, for messages.
+std::string short_hex(std::string_view k) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < std::min<size_t>(k.size(), 16); ++i) {
+    out.push_back(d[static_cast<unsigned char>(k[i]) >> 4]);
+    out.push_back(d[static_cast<unsigned char>(k[i]) & 15]);
+  }
+  return k.size() > 16 ? out + "..." : out;
+}
+
 Status put_state_record(storage::ChunkWriter& w, const std::string& key, const std::optional<std::string>& value) {
   std::string rec;
   codec::put_bytes(rec, key);
@@ -66,13 +77,14 @@ std::string state_chunk_key(const std::string& owner_id, uint64_t run, uint64_t 
   return state_prefix(owner_id) + buf;
 }
 
-std::string content_key(const std::string& source_id, uint64_t hash) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(hash));
+std::string content_key(const std::string& source_id, uint64_t hash, uint64_t epoch) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%016llx-%010llu", static_cast<unsigned long long>(hash),
+                static_cast<unsigned long long>(epoch));
   return content_prefix(source_id) + buf;
 }
 
-std::string encode_state_chunk(engine::StateChanges changes, uint64_t* records) {
+Result<std::string> encode_state_chunk(engine::StateChanges changes, uint64_t* records) {
   // Latest change per key, sorted by key.
   std::map<std::string, std::optional<std::string>> latest;
   for (auto& c : changes) {
@@ -80,7 +92,10 @@ std::string encode_state_chunk(engine::StateChanges changes, uint64_t* records) 
     else latest[std::move(c.key)] = std::move(c.value);
   }
   storage::ChunkWriter w;
-  for (const auto& [k, v] : latest) (void)put_state_record(w, k, v);  // entries are far below the record limit
+  for (const auto& [k, v] : latest) {
+    Status st = put_state_record(w, k, v);
+    if (!st.is_ok()) return st.with_context("state entry of " + std::to_string(k.size()) + "-byte key " + short_hex(k));
+  }
   *records = w.record_count();
   return w.finish();
 }
@@ -93,6 +108,7 @@ Status apply_state_chunk(const std::string& key, std::string_view data, StateMap
 }
 
 std::string encode_content(std::string_view content) {
+  // Records are split at the record size limit: a content of any size fits.
   storage::ChunkWriter w;
   const size_t step = storage::format::kChunkMaxRecordSize;
   if (content.empty()) (void)w.append(kRecordContent, "");

@@ -34,21 +34,22 @@ inline constexpr uint8_t kRecordStateErase = 0x21;  // bytes key
 inline constexpr uint8_t kRecordContent = 0x30;     // raw bytes (a content spans several records)
 
 // Consolidates `changes` (a later change of a key wins) and encodes them as one chunk sorted
-// by key. Returns the number of records in *records.
-std::string encode_state_chunk(engine::StateChanges changes, uint64_t* records);
+// by key. Returns the number of records in *records. InvalidArgument naming the entry key when
+// an entry exceeds the record size limit (never dropped silently).
+Result<std::string> encode_state_chunk(engine::StateChanges changes, uint64_t* records);
 
 // Live entries after applying chunks oldest first: key -> value (erased keys absent).
 using StateMap = std::unordered_map<std::string, std::string>;
 // Applies one state chunk to `map`. Corruption naming `key` on damage.
 Status apply_state_chunk(const std::string& key, std::string_view data, StateMap* map);
 
-// Content objects (ContentArchive): "contents/<hash of source id>/<16 hex digits>".
+// Content objects (ContentArchive): "contents/<hash of source id>/<16 hex digits>-<epoch>".
 std::string content_prefix(const std::string& source_id);
-std::string content_key(const std::string& source_id, uint64_t hash);
+std::string content_key(const std::string& source_id, uint64_t hash, uint64_t epoch);
 std::string encode_content(std::string_view content);
 Result<std::string> decode_content(const std::string& key, std::string_view data);
 
-// "operators/<hash of owner id>/<run>-<seq>"
+// "operators/<hash of owner id>/<epoch>-<seq>"
 std::string state_chunk_key(const std::string& owner_id, uint64_t run, uint64_t seq);
 std::string state_prefix(const std::string& owner_id);
 

@@ -157,24 +157,30 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> headers{};  // extra x-ms-* headers, names lowercase
   std::string_view body{};
   bool if_none_match_any = false;
+  std::string if_match{};  // an ETag: the request applies only if the blob still has it
+  Deadline deadline{};     // no retry (and no attempt) past it
 };
 
 struct Response {
   long status = 0;
   std::string body;
   std::string error_code;  // x-ms-error-code
+  std::string etag;        // ETag header, quotes included
   int attempts = 0;
 };
 
+std::string_view header_value(std::string_view line, std::string_view name) {
+  if (line.size() <= name.size() || strncasecmp(line.data(), name.data(), name.size()) != 0) return {};
+  std::string_view value = line.substr(name.size());
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) value.remove_suffix(1);
+  return value;
+}
+
 size_t on_header(char* data, size_t size, size_t n, void* user) {
   std::string_view line(data, size * n);
-  constexpr std::string_view kName = "x-ms-error-code:";
-  if (line.size() > kName.size() && strncasecmp(line.data(), kName.data(), kName.size()) == 0) {
-    std::string_view value = line.substr(kName.size());
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) value.remove_suffix(1);
-    static_cast<Response*>(user)->error_code = value;
-  }
+  if (std::string_view v = header_value(line, "x-ms-error-code:"); !v.empty()) static_cast<Response*>(user)->error_code = v;
+  if (std::string_view v = header_value(line, "etag:"); !v.empty()) static_cast<Response*>(user)->etag = v;
   return size * n;
 }
 
@@ -266,12 +272,18 @@ class AzureClient {
       response.attempts = attempt;
       response.body.clear();
       response.error_code.clear();
+      response.etag.clear();
       char error[CURL_ERROR_SIZE] = {};
+      auto remaining = req.deadline.at - std::chrono::steady_clock::now();
+      if (req.deadline.is_set() && remaining <= std::chrono::milliseconds(0))
+        return Status::io_error(describe() + ": " + std::string(what) + ": deadline passed after " +
+                                std::to_string(attempt - 1) + " attempt(s)");
       CURLcode code = perform(curl, req, url, resource, response, error);
+      const bool out_of_time = req.deadline.is_set() && std::chrono::steady_clock::now() >= req.deadline.at;
       if (code == CURLE_OK) {
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
-        if (response.status < 500 || attempt >= options_.max_attempts) return response;
-      } else if (!retryable_transport_error(code) || attempt >= options_.max_attempts) {
+        if (response.status < 500 || attempt >= options_.max_attempts || out_of_time) return response;
+      } else if (!retryable_transport_error(code) || attempt >= options_.max_attempts || out_of_time) {
         return Status::io_error(describe() + ": " + std::string(what) + ": " + curl_easy_strerror(code) +
                                 (error[0] != '\0' ? " (" + std::string(error) + ")" : "") + " after " +
                                 std::to_string(attempt) + " attempt(s); is the endpoint " + endpoint_ +
@@ -318,7 +330,8 @@ class AzureClient {
     const char* content_type = "application/octet-stream";
     std::string to_sign = std::string(req.method) + "\n\n\n" +
                           (put && !req.body.empty() ? std::to_string(req.body.size()) : "") + "\n\n" +
-                          (put ? content_type : "") + "\n\n\n\n" + (req.if_none_match_any ? "*" : "") + "\n\n\n";
+                          (put ? content_type : "") + "\n\n\n" + req.if_match + "\n" +
+                          (req.if_none_match_any ? "*" : "") + "\n\n\n";
     for (const auto& [name, value] : ms_headers) to_sign += name + ":" + value + "\n";
     to_sign += resource;
     std::string signature = base64_encode(hmac_sha256(key_, to_sign));
@@ -328,6 +341,7 @@ class AzureClient {
     headers = curl_slist_append(headers, ("Authorization: SharedKey " + options_.account + ":" + signature).c_str());
     if (put) headers = curl_slist_append(headers, (std::string("Content-Type: ") + content_type).c_str());
     if (req.if_none_match_any) headers = curl_slist_append(headers, "If-None-Match: *");
+    if (!req.if_match.empty()) headers = curl_slist_append(headers, ("If-Match: " + req.if_match).c_str());
     headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip for large bodies
 
     curl_easy_reset(curl);
@@ -340,6 +354,10 @@ class AzureClient {
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 30L);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    if (req.deadline.is_set()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(req.deadline.at - std::chrono::steady_clock::now());
+      curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<int64_t>(1, left.count())));
+    }
     if (put) {
       curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "PUT");
       curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req.body.empty() ? "" : req.body.data());
@@ -406,6 +424,52 @@ class AzureStore final : public ObjectStore {
                                     std::to_string(r.status) + " " + r.error_code + ")");
     }
     return client_.http_error(r, what);
+  }
+
+  Result<VersionedObject> get_versioned(std::string_view key, Deadline deadline) override {
+    TM_RETURN_IF_ERROR(validate_object_key(key));
+    std::string what = "get " + quoted(key);
+    TM_ASSIGN_OR_RETURN(Response r, (client_.send({.method = "GET", .blob = blob(key), .deadline = deadline}, what)));
+    if (r.status == 200) {
+      if (r.etag.empty()) return Status::io_error(client_.describe() + ": " + what + ": answer without an ETag");
+      return VersionedObject{std::move(r.body), std::move(r.etag)};
+    }
+    if (r.status == 404 && r.error_code == "BlobNotFound") {
+      return Status::not_found(client_.describe() + ": object " + quoted(key) + " not found");
+    }
+    return client_.http_error(r, what);
+  }
+
+  Result<std::string> put_if_version(std::string_view key, std::string_view data, std::string_view expected,
+                                     Deadline deadline) override {
+    TM_RETURN_IF_ERROR(validate_object_key(key));
+    std::string what = "conditional put " + quoted(key);
+    if (data.size() > client_.options().single_put_limit)
+      return Status::invalid_argument(what + ": conditional writes are limited to single-request objects");
+    TM_ASSIGN_OR_RETURN(Response r, client_.send({.method = "PUT",
+                                                  .blob = blob(key),
+                                                  .headers = {{"x-ms-blob-type", "BlockBlob"}},
+                                                  .body = data,
+                                                  .if_match = std::string(expected),
+                                                  .deadline = deadline},
+                                                 what));
+    if (r.status == 201) {
+      if (r.etag.empty()) return Status::io_error(client_.describe() + ": " + what + ": answer without an ETag");
+      return std::move(r.etag);
+    }
+    if (r.status == 412 || r.status == 404) {
+      // Our own earlier attempt may have landed before its answer was lost.
+      Result<VersionedObject> stored = get_versioned(key, deadline);
+      if (stored.is_ok() && stored->data == data) return std::move(stored->version);
+      return Status::aborted(client_.describe() + ": object " + quoted(key) + " changed (HTTP " +
+                             std::to_string(r.status) + " " + r.error_code + ")");
+    }
+    return client_.http_error(r, what);
+  }
+
+  std::chrono::milliseconds retry_budget() const override {
+    const AzureOptions& o = client_.options();
+    return http::retry_budget(o.max_attempts, o.connect_timeout);
   }
 
   Result<std::vector<ObjectInfo>> list(std::string_view prefix) override {

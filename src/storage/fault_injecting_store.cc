@@ -56,6 +56,18 @@ Status FaultInjectingStore::put_if_absent(std::string_view key, std::string_view
   return Status::ok();
 }
 
+Result<VersionedObject> FaultInjectingStore::get_versioned(std::string_view key, Deadline deadline) {
+  gets_.fetch_add(1, std::memory_order_relaxed);
+  TM_RETURN_IF_ERROR(check_crashed());
+  return inner_->get_versioned(key, deadline);
+}
+
+Result<std::string> FaultInjectingStore::put_if_version(std::string_view key, std::string_view data,
+                                                        std::string_view expected, Deadline deadline) {
+  TM_RETURN_IF_ERROR(check_crashed());
+  return inner_->put_if_version(key, data, expected, deadline);
+}
+
 Result<std::vector<ObjectInfo>> FaultInjectingStore::list(std::string_view prefix) {
   lists_.fetch_add(1, std::memory_order_relaxed);
   TM_RETURN_IF_ERROR(check_crashed());

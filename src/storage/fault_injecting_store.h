@@ -32,6 +32,13 @@ class FaultInjectingStore final : public ObjectStore {
   Result<std::string> get(std::string_view key) override;
   Status put(std::string_view key, std::string_view data) override;
   Status put_if_absent(std::string_view key, std::string_view data) override;
+  // Conditional writes (the lock) obey crashes but are not counted as writes by
+  // fail_nth_write / crash_after_writes: the lock is renewed from its own thread, and counted
+  // writes must stay deterministic for tests that fail the Nth write of a commit.
+  Result<VersionedObject> get_versioned(std::string_view key, Deadline deadline) override;
+  Result<std::string> put_if_version(std::string_view key, std::string_view data, std::string_view expected,
+                                     Deadline deadline) override;
+  std::chrono::milliseconds retry_budget() const override { return inner_->retry_budget(); }
   Result<std::vector<ObjectInfo>> list(std::string_view prefix) override;
   Status remove(std::string_view key) override;
   std::string describe() const override;  // "faulty(<inner>)"

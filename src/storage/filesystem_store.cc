@@ -23,6 +23,7 @@ namespace {
 
 constexpr std::string_view kTempPrefix = format::kFilesystemTempPrefix;
 constexpr std::string_view kFenceFileName = format::kFilesystemFenceFileName;
+constexpr std::string_view kCasFileName = ".cas";  // flock(2) around conditional writes
 
 std::string errno_text(int err) {
   const char* name = strerrorname_np(err);
@@ -194,6 +195,34 @@ class FileSystemStore final : public ObjectStore {
       return errno_status("link into place", path, err);
     }
     return fsync_directory(parent_of(path));
+  }
+
+  Result<VersionedObject> get_versioned(std::string_view key, Deadline) override {
+    TM_ASSIGN_OR_RETURN(std::string data, get(key));
+    std::string version = content_version(data);
+    return VersionedObject{std::move(data), std::move(version)};
+  }
+
+  // One critical section under an exclusive flock(2) on <root>/.cas: read, compare, replace
+  // (temp file, fsync, rename, directory fsync). Every conditional write of this store takes
+  // it, so two processes cannot both win against the same version.
+  Result<std::string> put_if_version(std::string_view key, std::string_view data, std::string_view expected,
+                                     Deadline) override {
+    TM_RETURN_IF_ERROR(validate_object_key(key));
+    std::string cas_path = root_ + "/" + std::string(kCasFileName);
+    ScopedFd fd(::open(cas_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (fd.get() < 0) return errno_status("open", cas_path, errno);
+    while (::flock(fd.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) return errno_status("flock", cas_path, errno);
+    }
+    Result<std::string> current = get(key);
+    if (!current.is_ok() && current.status().code() != StatusCode::kNotFound) return current.status();
+    if (current.is_ok() && *current == data) return content_version(data);  // our own earlier attempt
+    if (!current.is_ok() || content_version(*current) != expected)
+      return Status::aborted("object '" + std::string(key) + "' in " + describe() +
+                             " changed (conditional write refused)");
+    TM_RETURN_IF_ERROR(put(key, data));
+    return content_version(data);
   }
 
   Result<std::vector<ObjectInfo>> list(std::string_view prefix) override {

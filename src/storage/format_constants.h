@@ -47,7 +47,7 @@ inline constexpr int kChunkDefaultZstdLevel = 1;
 // The lock object's key in the ObjectStore.
 inline constexpr std::string_view kLockObjectKey = "lock";
 // The `version` field of the lock object's JSON.
-inline constexpr int kLockFormatVersion = 1;
+inline constexpr int kLockFormatVersion = 2;  // 2: CAS protocol, boot id, lease_ms, released
 // The filesystem backend's flock(2) file, directly under the storage root.
 inline constexpr std::string_view kFilesystemFenceFileName = ".lock";
 // Temporary files of the filesystem backend: ".tmp.<pid>.<counter>".

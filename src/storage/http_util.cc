@@ -62,4 +62,11 @@ std::chrono::milliseconds retry_backoff(int retry) {
   return std::chrono::milliseconds(static_cast<long>(pick(rng)));
 }
 
+std::chrono::milliseconds retry_budget(int attempts, std::chrono::milliseconds connect_timeout) {
+  int64_t total = 0;
+  for (int retry = 1; retry < attempts; ++retry)
+    total += static_cast<int64_t>(std::min(2000.0, 50.0 * static_cast<double>(1u << std::min(retry - 1, 10))));
+  return std::chrono::milliseconds(total + static_cast<int64_t>(std::max(attempts, 1)) * connect_timeout.count());
+}
+
 }  // namespace tidemark::storage::http

@@ -14,4 +14,8 @@ std::string xml_unescape(std::string_view s);
 // point in [half, full] ("equal jitter") so that contending clients spread out.
 std::chrono::milliseconds retry_backoff(int retry);
 
+// The time a call needs to give up on an unreachable endpoint: `attempts` connection attempts
+// of `connect_timeout` each, plus the longest pauses between them.
+std::chrono::milliseconds retry_budget(int attempts, std::chrono::milliseconds connect_timeout);
+
 }  // namespace tidemark::storage::http

@@ -1,26 +1,34 @@
-// Storage fencing: at most one Tidemark process uses a persistent storage at a time, and a
+// Storage fencing: at most one Tidemark process writes a persistent storage at a time, and a
 // second one fails with a message saying who holds it. Format and protocol:
 // docs/format/layout-lock.md.
 //
-// Two mechanisms, combined:
-//   - a lock object (key format::kLockObjectKey) created with put_if_absent, holding JSON
-//     {version, holder, pid, host, started_at_ms, lease_expires_at_ms, token}. The holder
-//     extends the lease with renew(). Works on every backend, including S3 and Azure.
-//     A lock object is stale, and is taken over, when its lease has expired or when it names a
-//     process on this host that no longer exists;
-//   - the backend's local fence (ObjectStore::acquire_local_fence; flock(2) on the filesystem),
-//     which the kernel drops when the holder dies. While this process holds the fence, a lock
-//     object written from this host is stale by definition (it survived a crash), even if its
-//     pid has been reused by an unrelated process.
+// The lock is a lease on a lock object (key format::kLockObjectKey), written only with
+// compare-and-swap (ObjectStore::put_if_version; put_if_absent for the first create), never
+// deleted: renewal, takeover and release each replace the object only if it still has the
+// version the writer last saw, so a renewal can never overwrite a successor's lock.
 //
-// Limitation: object stores have no compare-and-delete in the ObjectStore interface, so two
-// processes taking over the same stale lock at the same instant can both succeed; each
-// renew() re-reads the object and fails if another process's token is there. The filesystem
-// backend is immune (the fence serializes takeovers).
+//   - Renewal runs on its own thread every lease/3, independent of commits, compaction and
+//     uploads, each attempt bounded by a deadline. valid() is true while the last successful
+//     renewal *started* less than lease - margin ago on this process's monotonic clock.
+//   - A taker never compares wall clocks: a lock whose holder's liveness it cannot know is
+//     stale only once the taker has seen the object unchanged for a whole lease on its own
+//     monotonic clock (a live holder renews within lease/3). Since the holder's validity ends
+//     lease - margin after a renewal that started before the taker first read it, the holder
+//     has stopped trusting its lease before the taker can take it over.
+//   - Fast paths: a released lock is free; a holder on this machine (same boot id and PID
+//     namespace) whose process is gone, or whose PID now belongs to a process started at
+//     another time, is dead; one whose process runs (not stopped) holds it, and a newcomer is
+//     refused at once (a stopped holder is judged by its lease); on the filesystem the backend's local fence (flock(2), dropped by
+//     the kernel when the holder dies) makes a second process fail at once, and a lock object
+//     found while holding the fence is stale.
+//
+// Thread-safety: valid(), check() and info() may be called from any thread; renew() and
+// release() are serialized internally.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -29,23 +37,35 @@
 namespace tidemark::storage {
 
 struct LockOptions {
-  // How long the lock stays valid without renew(). Choose it longer than the commit interval.
+  // How long the lock stays valid without a successful renewal.
   std::chrono::milliseconds lease_duration{60'000};
+  // Renew from a background thread every lease/3 (false: only explicit renew(), for tests).
+  bool renew_in_background = true;
+  // Progress messages while waiting to see whether a found lock is still renewed.
+  std::function<void(const std::string&)> log;
 };
 
 // The contents of a lock object.
 struct LockHolderInfo {
-  std::string holder;  // free text, e.g. "tidemark pipeline 'clicks'"
+  std::string holder;  // free text, e.g. "tidemark pid 1234 (wordcount)"
   int64_t pid = 0;
   std::string host;
-  int64_t started_at_ms = 0;        // Unix epoch milliseconds
-  int64_t lease_expires_at_ms = 0;  // Unix epoch milliseconds
+  std::string boot_id;       // /proc/sys/kernel/random/boot_id of the holder's machine
+  uint64_t pid_namespace = 0;  // inode of /proc/self/ns/pid (0: unknown)
+  uint64_t process_start = 0;  // start time of the process in clock ticks since boot (0: unknown)
+  int64_t started_at_ms = 0;        // Unix epoch milliseconds (informational)
+  int64_t lease_expires_at_ms = 0;  // holder's wall clock + lease at the last renewal (informational)
+  int64_t lease_ms = 0;             // the lease a taker must observe the object unchanged for
+  uint64_t renewals = 0;            // increments at every renewal
+  bool released = false;            // the holder stopped: the lock is free
   std::string token;                // random, unique per acquisition
 };
 
-// An acquired storage lock. Move-only. Releases the lock (removes the lock object and drops
-// the fence) in release() or the destructor. The ObjectStore must outlive the lock.
-// Not thread-safe: use from one thread, or serialize calls.
+// This process's identity as written into lock objects (holder text and times left empty).
+LockHolderInfo this_process_identity();
+
+// An acquired storage lock. Move-only; releases in release() or the destructor.
+// The ObjectStore must outlive the lock.
 class StorageLock {
  public:
   StorageLock(StorageLock&& other) noexcept;
@@ -54,36 +74,43 @@ class StorageLock {
   StorageLock& operator=(const StorageLock&) = delete;
   ~StorageLock();  // release(), ignoring its error
 
-  // Extends the lease to now + lease_duration. Callers renew at each commit. FailedPrecondition
-  // if the lock object is gone or names another holder (the lock was lost: stop writing).
+  // One renewal now (the background thread calls this). FailedPrecondition if the lock was
+  // lost (another process wrote the object): stop writing. IoError on a transient failure (the
+  // lease stays valid until it runs out).
   Status renew();
-  // Removes the lock object if it is still ours and drops the fence. Idempotent.
+  // Whether this process may still act as the holder: not lost, not released, and the last
+  // successful renewal started less than lease - margin ago (monotonic clock).
+  bool valid() const;
+  // OK when valid(); else FailedPrecondition saying why (lost to whom, or how long since the
+  // last successful renewal and the last renewal error).
+  Status check() const;
+  // Marks the object released (compare-and-swap) and drops the fence. Idempotent.
   // FailedPrecondition if another process had taken the lock over (its object is left alone).
   Status release();
 
-  bool held() const { return store_ != nullptr; }
-  const LockHolderInfo& info() const { return info_; }
+  bool held() const;
+  LockHolderInfo info() const;
+  std::chrono::milliseconds lease() const;
+
+  struct State;
 
  private:
   friend Result<StorageLock> acquire_storage_lock(ObjectStore&, std::string, LockOptions);
-  StorageLock(ObjectStore& store, LockHolderInfo info, LockOptions options, std::unique_ptr<LocalFence> fence);
-
-  ObjectStore* store_;  // nullptr once released or moved from
-  LockHolderInfo info_;
-  LockOptions options_;
-  std::unique_ptr<LocalFence> fence_;
+  explicit StorageLock(std::shared_ptr<State> state);
+  std::shared_ptr<State> state_;
 };
 
-// Acquires the lock on `store`, taking over a stale one. FailedPrecondition if another live
-// process holds it: "persistent storage <describe()> is in use by pid P on host H since T
-// (holder: ...); stop that process or wait for its lease to expire at T2". Other errors are the
-// store's, with context.
+// Acquires the lock on `store`. A lock object whose holder is dead, released or (observed)
+// not renewed for a whole lease is taken over. FailedPrecondition if another live process
+// holds it: "persistent storage <describe()> is in use by pid P on host H since T (holder:
+// ...)". May wait up to one lease of the found lock (reported through options.log) when it
+// cannot otherwise tell whether the holder lives. Other errors are the store's, with context.
 Result<StorageLock> acquire_storage_lock(ObjectStore& store, std::string holder_description,
                                          LockOptions options = {});
 
 // Serialization of the lock object, exposed for tests and tools.
 std::string encode_lock_info(const LockHolderInfo& info);
-// Corruption if `json` is not a valid lock object.
+// Corruption if `json` is not a valid lock object; NotSupported for a newer version.
 Result<LockHolderInfo> decode_lock_info(std::string_view json);
 
 }  // namespace tidemark::storage

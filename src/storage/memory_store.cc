@@ -33,6 +33,26 @@ class MemoryStore final : public ObjectStore {
     return Status::ok();
   }
 
+  Result<VersionedObject> get_versioned(std::string_view key, Deadline) override {
+    TM_RETURN_IF_ERROR(validate_object_key(key));
+    std::lock_guard lock(mu_);
+    auto it = objects_.find(key);
+    if (it == objects_.end()) return Status::not_found("object '" + std::string(key) + "' not found in memory store");
+    return VersionedObject{it->second, content_version(it->second)};
+  }
+
+  Result<std::string> put_if_version(std::string_view key, std::string_view data, std::string_view expected,
+                                     Deadline) override {
+    TM_RETURN_IF_ERROR(validate_object_key(key));
+    std::lock_guard lock(mu_);
+    auto it = objects_.find(key);
+    if (it != objects_.end() && it->second == data) return content_version(data);
+    if (it == objects_.end() || content_version(it->second) != expected)
+      return Status::aborted("object '" + std::string(key) + "' in memory store changed (conditional write refused)");
+    it->second = std::string(data);
+    return content_version(data);
+  }
+
   Result<std::vector<ObjectInfo>> list(std::string_view prefix) override {
     TM_RETURN_IF_ERROR(validate_list_prefix(prefix));
     std::lock_guard lock(mu_);

@@ -18,6 +18,7 @@
 // filesystem backend, a power loss.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,6 +30,21 @@
 namespace tidemark::storage {
 
 inline constexpr size_t kMaxObjectKeyLength = 1024;
+
+// How long one store call may take, retries included: a call that cannot finish by then
+// fails with IoError instead of retrying further. Default: the store's own retry policy.
+struct Deadline {
+  std::chrono::steady_clock::time_point at = std::chrono::steady_clock::time_point::max();
+  static Deadline in(std::chrono::milliseconds d) { return {std::chrono::steady_clock::now() + d}; }
+  bool is_set() const { return at != std::chrono::steady_clock::time_point::max(); }
+};
+
+// An object's bytes and its version: an opaque token that changes whenever the object is
+// written (S3 and Azure: the ETag; filesystem and memory: a digest of the bytes).
+struct VersionedObject {
+  std::string data;
+  std::string version;
+};
 
 struct ObjectInfo {
   std::string key;
@@ -69,6 +85,23 @@ class ObjectStore {
   // Deletes the object. OK if it does not exist.
   virtual Status remove(std::string_view key) = 0;
 
+  // Compare-and-swap, the primitive of the storage lock (lock.h). Implementations must offer
+  // both or neither (the defaults return NotSupported).
+  //
+  // get_versioned: the object's bytes and version; NotFound when absent.
+  virtual Result<VersionedObject> get_versioned(std::string_view key, Deadline deadline = {});
+  // Replaces the object only if its current version is `expected_version`, atomically with
+  // respect to every other conditional write (S3/Azure: If-Match; filesystem: one critical
+  // section under flock(2)). Returns the new version. Aborted when the object changed or is
+  // gone; idempotent like put_if_absent (OK when the object already holds exactly `data`
+  // because our own earlier attempt landed). IoError when `deadline` passes.
+  virtual Result<std::string> put_if_version(std::string_view key, std::string_view data,
+                                             std::string_view expected_version, Deadline deadline = {});
+
+  // Worst-case duration of one small call (a lock object) with every retry, or 0 when calls
+  // are local. The lock lease must comfortably exceed it (persistence::Config::lock_lease_ms).
+  virtual std::chrono::milliseconds retry_budget() const { return std::chrono::milliseconds(0); }
+
   // For messages: "filesystem:/var/lib/tidemark", "memory", "s3://bucket/prefix".
   virtual std::string describe() const = 0;
 
@@ -82,6 +115,15 @@ class ObjectStore {
 
 // InvalidArgument naming the key if `key` breaks the rules above.
 Status validate_object_key(std::string_view key);
+// Proves that `store` refuses a second conditional create of one key (put_if_absent with
+// other bytes) and a conditional write against a wrong version, using a scratch key under
+// "probes/" that it removes again. FailedPrecondition naming the store (and so the endpoint)
+// when the store accepts either: an S3-compatible server that ignores If-None-Match or
+// If-Match cannot hold a lock. Stores without a network (retry_budget() == 0) are trusted.
+Status check_conditional_writes(ObjectStore& store);
+
+// The version local stores give an object: a 128-bit digest of its bytes, as hex.
+std::string content_version(std::string_view data);
 // InvalidArgument if `prefix` is not a valid list() prefix.
 Status validate_list_prefix(std::string_view prefix);
 

@@ -103,6 +103,7 @@ struct Request {
   std::string_view body = {};
   std::vector<std::string> headers = {};  // extra, e.g. "If-None-Match: *"
   const char* content_type = "application/octet-stream";
+  Deadline deadline = {};  // no retry (and no attempt) past it
 };
 
 struct Response {
@@ -225,6 +226,55 @@ class S3Store final : public ObjectStore {
     return error_from("conditional PUT", key, resp);
   }
 
+  Result<VersionedObject> get_versioned(std::string_view key, Deadline deadline) override {
+    TM_RETURN_IF_ERROR(validate_object_key(key));
+    Request req{.method = "GET", .key = full_key(key), .deadline = deadline};
+    TM_ASSIGN_OR_RETURN(Response resp, execute(req));
+    if (resp.status == 200) {
+      if (resp.etag.empty()) return Status::io_error("GET '" + std::string(key) + "' in " + describe() + ": answer without an ETag");
+      return VersionedObject{std::move(resp.body), std::move(resp.etag)};
+    }
+    return error_from("GET", key, resp);
+  }
+
+  Result<std::string> put_if_version(std::string_view key, std::string_view data, std::string_view expected,
+                                     Deadline deadline) override {
+    TM_RETURN_IF_ERROR(validate_object_key(key));
+    if (data.size() > kMultipartThreshold)
+      return Status::invalid_argument("conditional PUT of " + std::to_string(data.size()) + " bytes to '" +
+                                      std::string(key) + "' in " + describe() + ": limited to single-request objects");
+    // ETags are quoted; AWS matches If-Match with the quotes, Ceph RGW only without them. The
+    // quoted form goes first; when the server refuses it although the object still has the
+    // expected ETag, the same condition is sent unquoted.
+    std::string unquoted(expected);
+    if (unquoted.size() >= 2 && unquoted.front() == '"' && unquoted.back() == '"') unquoted = unquoted.substr(1, unquoted.size() - 2);
+    Response resp;
+    for (const std::string& condition : {std::string(expected), unquoted}) {
+      Request req{.method = "PUT", .key = full_key(key), .body = data, .headers = {"If-Match: " + condition},
+                  .deadline = deadline};
+      TM_ASSIGN_OR_RETURN(resp, execute(req));
+      if (resp.status == 200) {
+        if (resp.etag.empty())
+          return Status::io_error("conditional PUT '" + std::string(key) + "' in " + describe() + ": answer without an ETag");
+        return std::move(resp.etag);
+      }
+      if (resp.status != 412 && resp.status != 404) return error_from("conditional PUT", key, resp);
+      // Our own earlier attempt (a retry, or libcurl's silent resend) may have landed first.
+      Result<VersionedObject> stored = get_versioned(key, deadline);
+      if (stored.is_ok() && stored->data == data) return std::move(stored->version);
+      if (!stored.is_ok() || stored->version != expected || condition == unquoted) break;
+    }
+    if (resp.status == 412 || resp.status == 404) {
+      return Status::aborted("object '" + std::string(key) + "' in " + describe() + " changed (HTTP " +
+                             std::to_string(resp.status) + " on a conditional PUT)");
+    }
+    return error_from("conditional PUT", key, resp);
+  }
+
+  std::chrono::milliseconds retry_budget() const override {
+    return http::retry_budget(o_.max_attempts, std::chrono::milliseconds(5000));
+  }
+
   Result<std::vector<ObjectInfo>> list(std::string_view prefix) override {
     TM_RETURN_IF_ERROR(validate_list_prefix(prefix));
     std::vector<ObjectInfo> out;
@@ -338,8 +388,15 @@ class S3Store final : public ObjectStore {
     std::string last_error;
     int attempts = 0;
     for (int attempt = 0; attempt < std::max(1, o_.max_attempts); ++attempt) {
+      if (attempt > 0) {
+        auto pause = http::retry_backoff(attempt);
+        if (req.deadline.is_set() && std::chrono::steady_clock::now() + pause >= req.deadline.at) {
+          if (last_error.empty()) return resp;
+          break;
+        }
+        std::this_thread::sleep_for(pause);
+      }
       ++attempts;
-      if (attempt > 0) std::this_thread::sleep_for(http::retry_backoff(attempt));
       curl_easy_reset(curl);  // keeps the connection cache
       struct curl_slist* headers = nullptr;
       headers = curl_slist_append(headers, ("x-amz-content-sha256: " + payload_hash).c_str());
@@ -369,6 +426,10 @@ class S3Store final : public ObjectStore {
       // A stalled transfer (under 1 KiB/s for 30 s) counts as a timeout and is retried.
       curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
       curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 30L);
+      if (req.deadline.is_set()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(req.deadline.at - std::chrono::steady_clock::now());
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<int64_t>(1, left.count())));
+      }
       if (has_body) {
         // POSTFIELDS sends a real Content-Length (S3 refuses chunked uploads) and is resent as
         // is on a retry; CUSTOMREQUEST turns the POST into a PUT where needed.

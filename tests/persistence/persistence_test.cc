@@ -294,7 +294,7 @@ TEST(Persistence, NewerManifestVersionIsRefused) {
   persistence::Manifest m;
   m.format_version = persistence::kManifestFormatVersion + 1;
   m.seq = 1;
-  ASSERT_TRUE(store->put(persistence::manifest_key(1), persistence::encode_manifest(m)).is_ok());
+  ASSERT_TRUE(store->put(persistence::manifest_key(1), persistence::encode_manifest(m).value()).is_ok());
   auto r = run_prefix(wordcount_input(), 2, Config::simple_config(Backend::custom(store)));
   ASSERT_FALSE(r.status.is_ok());
   EXPECT_EQ(r.status.code(), StatusCode::kNotSupported);
@@ -542,7 +542,8 @@ TEST(OperatorPersisting, WordCountThreeRunsLoadStateInsteadOfReplaying) {
 TEST(OperatorPersisting, StoresStateNotInputRows) {
   auto input = wordcount_input();
   auto store = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
-  ASSERT_TRUE(run_prefix(input, 6, op_config(Backend::custom(store))).status.is_ok());
+  auto r1 = run_prefix(input, 6, op_config(Backend::custom(store)));
+  ASSERT_TRUE(r1.status.is_ok()) << r1.status.to_string();
   auto m = persistence::read_latest_manifest(*store);
   ASSERT_TRUE(m.is_ok() && m->has_value());
   const auto& man = **m;
@@ -854,7 +855,7 @@ class StallingStore final : public storage::ObjectStore {
   Status put_if_absent(std::string_view k, std::string_view d) override {
     if (k.starts_with("manifests/")) {
       std::unique_lock<std::mutex> l(mu_);
-      if (manifests_ == 2 &&
+      if (manifests_ == 3 &&  // the fencing commit, then two commits
           !cv_.wait_for(l, std::chrono::seconds(30), [&] { return stalled.load() > 0; }))
         merge_never_started = true;
     }
@@ -868,6 +869,13 @@ class StallingStore final : public storage::ObjectStore {
   }
   Result<std::vector<storage::ObjectInfo>> list(std::string_view p) override { return inner_->list(p); }
   Status remove(std::string_view k) override { return inner_->remove(k); }
+  Result<storage::VersionedObject> get_versioned(std::string_view k, storage::Deadline d) override {
+    return inner_->get_versioned(k, d);
+  }
+  Result<std::string> put_if_version(std::string_view k, std::string_view data, std::string_view v,
+                                     storage::Deadline d) override {
+    return inner_->put_if_version(k, data, v, d);
+  }
   std::string describe() const override { return "stalling memory store"; }
   std::atomic<int> stalled{0};
   std::atomic<bool> timed_out{false};

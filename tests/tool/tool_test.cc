@@ -57,7 +57,9 @@ void flip_byte(const std::string& path, size_t at) {
   write_file(path, data);
 }
 
-// State from two wordcount runs: two commits, one chunk each, on source "input" and sink "output".
+// State from two wordcount runs, one chunk each, on source "input" and sink "output". Each run
+// publishes its fencing commit, then its data commit: run 1 writes manifests 1 and 2, run 2
+// (epoch 3) manifests 3 and 4; older manifests are deleted.
 class ToolTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -93,7 +95,7 @@ class ToolTest : public ::testing::Test {
 TEST_F(ToolTest, InspectShowsSourcesChunksAndSinks) {
   Proc p = tool("persistence inspect " + storage);
   ASSERT_EQ(p.exit_code, 0) << p.output;
-  EXPECT_TRUE(contains(p.output, "(seq 2, run 2)")) << p.output;
+  EXPECT_TRUE(contains(p.output, "(seq 4, run 3)")) << p.output;
   EXPECT_TRUE(contains(p.output, "mode       persisting")) << p.output;
   EXPECT_TRUE(contains(p.output, "lock       none")) << p.output;
   std::stringstream ss(p.output);
@@ -112,12 +114,13 @@ TEST_F(ToolTest, InspectJson) {
   Proc p = tool("persistence inspect --json file://" + storage);
   ASSERT_EQ(p.exit_code, 0) << p.output;
   auto j = nlohmann::json::parse(p.output);
-  EXPECT_EQ(j["manifest"]["seq"], 2);
-  EXPECT_EQ(j["manifest"]["run"], 2);
+  EXPECT_EQ(j["manifest"]["seq"], 4);
+  EXPECT_EQ(j["manifest"]["run"], 3);
   EXPECT_EQ(j["manifest"]["format_version"], persistence::kManifestFormatVersion);
   EXPECT_EQ(j["manifest"]["mode"], "persisting");
   EXPECT_TRUE(j["manifest"]["committed_time"].get<std::string>().ends_with("Z"));
-  EXPECT_TRUE(j["lock"].is_null());
+  EXPECT_TRUE(j["lock"].is_null());  // released: no holder
+  EXPECT_EQ(j["lock_released_by"]["holder"].get<std::string>().rfind("tidemark pid ", 0), 0u);
   ASSERT_EQ(j["sources"].size(), 1u);
   const auto& src = j["sources"][0];
   EXPECT_EQ(src["id"], "input");
@@ -134,15 +137,22 @@ TEST_F(ToolTest, InspectJson) {
       EXPECT_EQ(s["position"], std::to_string(fs::file_size(dir / "out.csv")));
     }
   EXPECT_TRUE(found_sink) << p.output;
-  EXPECT_EQ(j["totals"]["objects"], 3);  // manifest + 2 chunks
+  EXPECT_EQ(j["totals"]["objects"], 4);  // manifest + 2 chunks + the released lock
   EXPECT_TRUE(j["garbage"].empty());
   EXPECT_TRUE(j["older_manifests"].empty());
 }
 
 TEST_F(ToolTest, InspectShowsLockOlderManifestsAndGarbage) {
-  storage::LockHolderInfo lock{"wordcount", 4242, "otherhost", 1764046842311, 1764046902311, "0123456789abcdef"};
+  storage::LockHolderInfo lock;
+  lock.holder = "wordcount";
+  lock.pid = 4242;
+  lock.host = "otherhost";
+  lock.started_at_ms = 1764046842311;
+  lock.lease_expires_at_ms = 1764046902311;
+  lock.lease_ms = 60000;
+  lock.token = "0123456789abcdef";
   write_file(storage + "/lock", storage::encode_lock_info(lock));
-  write_file(storage + "/manifests/00000000000000000001", read_text(storage + "/manifests/00000000000000000002"));
+  write_file(storage + "/manifests/00000000000000000001", read_text(storage + "/manifests/00000000000000000004"));
   write_file(chunks[0] + "9", read_text(chunks[0]));  // as left by a crashed commit
   Proc p = tool("persistence inspect " + storage);
   ASSERT_EQ(p.exit_code, 0) << p.output;
@@ -160,7 +170,7 @@ TEST_F(ToolTest, InspectShowsLockOlderManifestsAndGarbage) {
 TEST_F(ToolTest, VerifyPassesOnCleanState) {
   Proc p = verify();
   EXPECT_EQ(p.exit_code, 0) << p.output;
-  EXPECT_TRUE(contains(p.output, "verified 3 objects")) << p.output;
+  EXPECT_TRUE(contains(p.output, "verified 4 objects")) << p.output;
   EXPECT_TRUE(contains(p.output, ": no damage")) << p.output;
 }
 
@@ -185,35 +195,35 @@ TEST_F(ToolTest, VerifyReportsMissingChunk) {
   Proc p = verify();
   EXPECT_EQ(p.exit_code, 1) << p.output;
   EXPECT_TRUE(contains(p.output, "chunk '" + key_of(chunks[0]) + "' of source 'input' listed by manifest "
-                                 "'manifests/00000000000000000002' is missing"))
+                                 "'manifests/00000000000000000004' is missing"))
       << p.output;
 }
 
 TEST_F(ToolTest, VerifyReportsManifestDisagreeingWithChunk) {
-  std::string path = storage + "/manifests/00000000000000000002";
+  std::string path = storage + "/manifests/00000000000000000004";
   auto m = persistence::decode_manifest("m", read_text(path));
   ASSERT_TRUE(m.is_ok()) << m.status().to_string();
   auto& chunk = m->sources.at(0).chunks.at(1);
   uint64_t records = chunk.records;
   ++chunk.records;
-  write_file(path, persistence::encode_manifest(*m));
+  write_file(path, persistence::encode_manifest(*m).value());
   Proc p = verify();
   EXPECT_EQ(p.exit_code, 1) << p.output;
   EXPECT_TRUE(contains(p.output, key_of(chunks[1]) + "' of source 'input' listed by manifest "
-                                 "'manifests/00000000000000000002' holds " + std::to_string(records) +
+                                 "'manifests/00000000000000000004' holds " + std::to_string(records) +
                                  " records, the manifest says " + std::to_string(records + 1)))
       << p.output;
 }
 
 TEST_F(ToolTest, NewerManifestFormatIsReportedClearly) {
-  std::string path = storage + "/manifests/00000000000000000002";
+  std::string path = storage + "/manifests/00000000000000000004";
   auto m = persistence::decode_manifest("m", read_text(path));
   ASSERT_TRUE(m.is_ok()) << m.status().to_string();
   m->format_version = persistence::kManifestFormatVersion + 1;
-  write_file(path, persistence::encode_manifest(*m));
+  write_file(path, persistence::encode_manifest(*m).value());
   const auto v_now = std::to_string(persistence::kManifestFormatVersion);
   const auto v_new = std::to_string(persistence::kManifestFormatVersion + 1);
-  std::string expected = "manifest 'manifests/00000000000000000002' has format version " + v_new +
+  std::string expected = "manifest 'manifests/00000000000000000004' has format version " + v_new +
                          ", this build reads up to " + v_now + "; upgrade Tidemark";
   Proc v = verify();
   EXPECT_EQ(v.exit_code, 1) << v.output;
