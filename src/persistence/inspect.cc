@@ -351,6 +351,8 @@ std::string format_summary_json(const StorageSummary& s, int64_t now_ms) {
                      {"chunk_format_version", s.manifest_chunk_version},
                      {"seq", m.seq},
                      {"run", m.run},
+                     {"epoch", m.run},
+                     {"writer", m.writer},
                      {"committed_time_ms", m.committed_time},
                      {"committed_time", format_iso8601_ms(static_cast<int64_t>(m.committed_time))},
                      {"mode", m.mode}};
@@ -378,7 +380,8 @@ std::string format_summary_json(const StorageSummary& s, int64_t now_ms) {
   j["contents"] = {{"objects", s.contents}, {"bytes", s.content_bytes}};
   j["lock"] = nullptr;
   if (s.lock && s.lock->released) {
-    j["lock_released_by"] = {{"holder", s.lock->holder}, {"pid", s.lock->pid}, {"host", s.lock->host}};
+    j["lock_released_by"] = {{"holder", s.lock->holder}, {"pid", s.lock->pid}, {"host", s.lock->host},
+                             {"token", s.lock->token}};
   } else if (s.lock) {
     const auto& l = *s.lock;
     j["lock"] = {{"holder", l.holder},
@@ -390,6 +393,7 @@ std::string format_summary_json(const StorageSummary& s, int64_t now_ms) {
                  {"lease_expires_at", format_iso8601_ms(l.lease_expires_at_ms)},
                  {"lease_expired", now_ms > l.lease_expires_at_ms},
                  {"lease_ms", l.lease_ms},
+                 {"token", l.token},
                  {"renewals", l.renewals}};
   } else if (!s.lock_error.empty()) {
     j["lock_error"] = s.lock_error;

@@ -22,6 +22,9 @@
 //     the kernel when the holder dies) makes a second process fail at once, and a lock object
 //     found while holding the fence is stale.
 //
+// TIDEMARK_LOCK_REMOTE_VIEW=1 (tests) makes a taker ignore what it knows of processes on its
+// own machine, so it judges every holder by its lease as one on another machine must.
+//
 // Thread-safety: valid(), check() and info() may be called from any thread; renew() and
 // release() are serialized internally.
 #pragma once
