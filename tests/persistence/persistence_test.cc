@@ -11,6 +11,8 @@
 #include "engine/collection_io.h"
 #include "engine/scheduler.h"
 #include "persistence/manifest.h"
+#include "persistence/state_store.h"
+#include "storage/format_constants.h"
 #include "storage/fault_injecting_store.h"
 #include "storage/lock.h"
 #include "tidemark/tidemark.h"
@@ -940,6 +942,185 @@ TEST(Persisting, InputSnapshotsAreCompacted) {
   ASSERT_TRUE(r2.status.is_ok()) << r2.status.to_string();
   // Live before: w0 (key 40, i = 39 -> 39 % 3 = 0) count 1; now w1 joins.
   EXPECT_EQ(diffs(r2), (V{"+w1,1"}));
+}
+
+
+// ---- Fencing, limits, names (issue: fencing and durability) ----
+
+// A store that, just before the old writer's Nth manifest create, lets a successor take over:
+// the successor publishes its fencing commit under that very number and writes a chunk of its
+// epoch. The old writer's commit must fail at its conditional create and delete nothing.
+class TakeoverStore final : public storage::ObjectStore {
+ public:
+  explicit TakeoverStore(int nth_manifest) : inner_(storage::make_memory_store()), nth_(nth_manifest) {}
+  Result<std::string> get(std::string_view k) override { return inner_->get(k); }
+  Status put(std::string_view k, std::string_view d) override { return inner_->put(k, d); }
+  Status put_if_absent(std::string_view k, std::string_view d) override {
+    if (k.starts_with("manifests/") && ++manifests_ == nth_) {
+      successor_manifest = std::string(k);
+      TM_RETURN_IF_ERROR(inner_->put_if_absent(k, "the successor's fencing commit"));
+      TM_RETURN_IF_ERROR(inner_->put_if_absent(successor_chunk, "the successor's chunk"));
+    }
+    return inner_->put_if_absent(k, d);
+  }
+  Result<std::vector<storage::ObjectInfo>> list(std::string_view p) override { return inner_->list(p); }
+  Status remove(std::string_view k) override {
+    removed_after_takeover += !successor_manifest.empty();
+    return inner_->remove(k);
+  }
+  Result<storage::VersionedObject> get_versioned(std::string_view k, storage::Deadline d) override {
+    return inner_->get_versioned(k, d);
+  }
+  Result<std::string> put_if_version(std::string_view k, std::string_view data, std::string_view v,
+                                     storage::Deadline d) override {
+    return inner_->put_if_version(k, data, v, d);
+  }
+  std::string describe() const override { return "takeover memory store"; }
+  std::string successor_manifest;
+  const std::string successor_chunk = "streams/00000000000000000000000000000000/9999999990-0000000001";
+  int removed_after_takeover = 0;
+
+ private:
+  std::unique_ptr<storage::ObjectStore> inner_;
+  int nth_;
+  int manifests_ = 0;
+};
+
+TEST(Fencing, OldWritersCommitFailsAtItsConditionalCreateAndDeletesNothing) {
+  auto store = std::make_shared<TakeoverStore>(3);  // fencing commit, one commit, then the takeover
+  auto r = run_prefix(wordcount_input(), 4, Config::simple_config(Backend::custom(store)));
+  ASSERT_FALSE(r.status.is_ok());
+  EXPECT_EQ(r.status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status.message().find("was written by another process"), std::string::npos) << r.status.to_string();
+  EXPECT_EQ(store->removed_after_takeover, 0);
+  EXPECT_EQ(store->get(store->successor_manifest).value(), "the successor's fencing commit");
+  EXPECT_TRUE(store->get(store->successor_chunk).is_ok());
+}
+
+TEST(Fencing, EveryWriterFencesBeforeCollectingGarbageAndKeysCarryItsEpoch) {
+  auto store = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
+  Config cfg = Config::simple_config(Backend::custom(store));
+  ASSERT_TRUE(run_prefix(wordcount_input(), 2, cfg).status.is_ok());
+  auto m1 = persistence::read_latest_manifest(*store).value();
+  ASSERT_TRUE(m1.has_value());
+  // Garbage of a crashed writer of the same epoch as the newest commit's writer.
+  std::string orphan = persistence::chunk_key("words", m1->run, 999);
+  ASSERT_TRUE(store->put(orphan, "left by a crashed commit").is_ok());
+  auto r2 = run_prefix(wordcount_input(), 4, cfg);
+  ASSERT_TRUE(r2.status.is_ok()) << r2.status.to_string();
+  EXPECT_NE(joined(r2.logs).find("persistence: fenced the storage with commit " + std::to_string(m1->seq + 1)),
+            std::string::npos)
+      << joined(r2.logs);
+  auto m2 = persistence::read_latest_manifest(*store).value();
+  EXPECT_EQ(m2->run, m1->seq + 1);  // the new writer's epoch is its fencing commit
+  EXPECT_FALSE(m2->writer.empty());
+  EXPECT_EQ(store->get(orphan).status().code(), StatusCode::kNotFound);  // older epoch, unlisted
+  for (const auto& c : m2->sources[0].chunks) {
+    EXPECT_TRUE(c.has_crc);
+    EXPECT_LE(persistence::epoch_of_key(c.key), m2->run);
+  }
+  EXPECT_EQ(persistence::epoch_of_key(m2->sources[0].chunks.back().key), m2->run);
+}
+
+// A chunk whose bytes were replaced by another writer's (same key, other bytes) is caught by the
+// whole-object checksum even when its records decode.
+TEST(Fencing, ReplacedChunkIsCaughtByTheManifestChecksum) {
+  auto store = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
+  Config cfg = Config::simple_config(Backend::custom(store));
+  ASSERT_TRUE(run_prefix(wordcount_input(), 2, cfg).status.is_ok());
+  ASSERT_TRUE(run_prefix(wordcount_input(), 4, cfg).status.is_ok());
+  auto m = persistence::read_latest_manifest(*store).value();
+  ASSERT_EQ(m->sources[0].chunks.size(), 2u);
+  // Same size, valid chunk, other rows: the second chunk's bytes put under the first's key.
+  const auto& a = m->sources[0].chunks[0];
+  const auto& b = m->sources[0].chunks[1];
+  std::string other = store->get(b.key).value();
+  ASSERT_TRUE(store->put(a.key, other).is_ok());
+  auto r = run_prefix(wordcount_input(), 6, cfg);
+  ASSERT_FALSE(r.status.is_ok());
+  EXPECT_EQ(r.status.code(), StatusCode::kCorruption) << r.status.to_string();
+  EXPECT_NE(r.status.message().find(a.key), std::string::npos) << r.status.to_string();
+  EXPECT_TRUE(r.changes.empty());
+}
+
+// A store that claims to be remote and ignores the conditions of conditional writes, as an
+// S3-compatible server ignoring If-None-Match would.
+class CarelessStore final : public storage::ObjectStore {
+ public:
+  explicit CarelessStore(bool ignore_if_match) : inner_(storage::make_memory_store()), ignore_if_match_(ignore_if_match) {}
+  Result<std::string> get(std::string_view k) override { return inner_->get(k); }
+  Status put(std::string_view k, std::string_view d) override { return inner_->put(k, d); }
+  Status put_if_absent(std::string_view k, std::string_view d) override {
+    return ignore_if_match_ ? inner_->put_if_absent(k, d) : inner_->put(k, d);
+  }
+  Result<std::vector<storage::ObjectInfo>> list(std::string_view p) override { return inner_->list(p); }
+  Status remove(std::string_view k) override { return inner_->remove(k); }
+  Result<storage::VersionedObject> get_versioned(std::string_view k, storage::Deadline d) override {
+    return inner_->get_versioned(k, d);
+  }
+  Result<std::string> put_if_version(std::string_view k, std::string_view data, std::string_view v,
+                                     storage::Deadline d) override {
+    if (!ignore_if_match_) return inner_->put_if_version(k, data, v, d);
+    TM_RETURN_IF_ERROR(inner_->put(k, data));
+    return storage::content_version(data);
+  }
+  std::chrono::milliseconds retry_budget() const override { return std::chrono::milliseconds(1000); }
+  std::string describe() const override { return "s3://bucket/p (http://careless.example:9000)"; }
+
+ private:
+  std::unique_ptr<storage::ObjectStore> inner_;
+  bool ignore_if_match_;
+};
+
+TEST(Fencing, StoreIgnoringConditionalWritesIsRefusedNamingTheEndpoint) {
+  for (bool if_match : {false, true}) {
+    auto store = std::make_shared<CarelessStore>(if_match);
+    auto r = run_prefix(wordcount_input(), 2, Config::simple_config(Backend::custom(store)));
+    ASSERT_FALSE(r.status.is_ok());
+    EXPECT_EQ(r.status.code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(r.status.message().find("http://careless.example:9000"), std::string::npos) << r.status.to_string();
+    EXPECT_NE(r.status.message().find("does not honour conditional writes"), std::string::npos) << r.status.to_string();
+    EXPECT_NE(r.status.message().find(if_match ? "wrong version succeeded" : "second conditional create"),
+              std::string::npos)
+        << r.status.to_string();
+    EXPECT_TRUE(r.changes.empty());
+    EXPECT_TRUE(store->list("")->empty());  // refused before anything was written
+  }
+}
+
+TEST(Fencing, LeaseShorterThanASecondIsRefused) {
+  Config cfg = Config::simple_config(Backend::memory());
+  cfg.lock_lease_ms = 500;
+  auto r = run_prefix(wordcount_input(), 2, cfg);
+  EXPECT_EQ(r.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status.message().find("lock_lease_ms = 500"), std::string::npos) << r.status.to_string();
+}
+
+// Names are bytes: a connector name that is not valid UTF-8 never crashes a commit and
+// resumes across runs (stored as hex beside a readable form).
+TEST(Limits, NonUtf8NamesCommitAndResume) {
+  auto store = std::shared_ptr<storage::ObjectStore>(storage::make_memory_store());
+  Config cfg = Config::simple_config(Backend::custom(store));
+  const std::string name = "caf\xe9-\xff\xfe";
+  auto input = wordcount_input();
+  auto r1 = run_prefix(input, 2, cfg, count_words, name);
+  ASSERT_TRUE(r1.status.is_ok()) << r1.status.to_string();
+  auto r2 = run_prefix(input, 4, cfg, count_words, name);
+  ASSERT_TRUE(r2.status.is_ok()) << r2.status.to_string();
+  EXPECT_EQ(diffs(r2), (V{"+abc,2", "+foo,3", "+xxx,1", "-abc,1", "-foo,2"}));
+  auto m = persistence::read_latest_manifest(*store).value();
+  EXPECT_EQ(m->sources[0].id, name);
+}
+
+TEST(Limits, StateEntryOverTheRecordLimitFailsNamingTheKey) {
+  engine::StateChanges changes;
+  changes.push_back({"big-entry", std::string(storage::format::kChunkMaxRecordSize, 'x'), false});
+  uint64_t records = 0;
+  Result<std::string> encoded = persistence::encode_state_chunk(std::move(changes), &records);
+  ASSERT_FALSE(encoded.is_ok());
+  EXPECT_EQ(encoded.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(encoded.status().message().find("key 6269672d656e747279"), std::string::npos)  // "big-entry"
+      << encoded.status().to_string();
 }
 
 }  // namespace
