@@ -201,7 +201,12 @@ int PowerLossFileIo::fsync(int fd) {
   if (it == fds_.end()) return 0;  // untracked: durability is not modelled there (no real fsync either)
   size_t node = it->second;
   if (!dir) {
-    nodes_[node].data = read_fd(fd);
+    // The descriptor may be write-only: read the same open file through /proc.
+    std::string proc = "/proc/self/fd/" + std::to_string(fd);
+    int rfd = ::open(proc.c_str(), O_RDONLY | O_CLOEXEC);
+    if (rfd < 0) return -1;
+    nodes_[node].data = read_fd(rfd);
+    ::close(rfd);
     return 0;
   }
   // A directory: its current entries become its durable ones.
@@ -363,8 +368,10 @@ std::string PowerLossFileIo::power_loss() {
     rebuild(roots_[i], root_nodes_[i], first_path);
   }
   reset_model();
-  crashed_ = false;
-  crash_at_ = 0;
+  if (crashed_) {  // the "machine" restarts; a crash point not reached yet stays armed
+    crashed_ = false;
+    crash_at_ = 0;
+  }
   return error;
 }
 

@@ -27,6 +27,7 @@
 // Paths are taken lexically: give absolute, canonical roots and absolute paths.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <condition_variable>
@@ -69,8 +70,9 @@ class PowerLossFileIo final : public storage::FileIo {
   uint64_t mutating_calls() const;
   // "<n>: <call> <path>" of the call that crashed, or "" if none did.
   std::string crash_call() const;
-  // Reverts every root to its durable state (see above), clears the crash and the counter
-  // is kept. Returns "" or an error message. Call it with no tracked descriptor open.
+  // Reverts every root to its durable state (see above) and clears a crash that happened (a
+  // crash point not reached yet stays armed; the call counter goes on). Returns "" or an
+  // error message. Call it with no tracked descriptor open.
   std::string power_loss();
   // Tracked descriptors still open (a leak if non-zero when power_loss() is called).
   size_t open_descriptors() const;

@@ -14,7 +14,10 @@
 // the changes each run added to it must equal those of a run without crash exactly.
 //
 // TIDEMARK_POWERLOSS_FULL=1 tries every crash point; otherwise every TIDEMARK_POWERLOSS_STRIDE-th
-// (default 7), starting at 1, plus the last one. TIDEMARK_POWERLOSS_ONLY=k tries only point k.
+// (default 3), starting at 1, plus the last one. TIDEMARK_POWERLOSS_ONLY=k tries only point k.
+// TIDEMARK_POWERLOSS_AFTER_RUNS=0: no power loss after completed runs (only at the crash), to
+// see which crash points alone expose a bug; TIDEMARK_POWERLOSS_MAX_FAILURES (default 5) stops
+// a mode after that many failing points; TIDEMARK_POWERLOSS_VERBOSE=1 prints every point.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -154,6 +157,7 @@ struct Outcome {
   std::vector<uint64_t> calls_after;   // mutating calls when each run completed
   int recoveries = 0;
   std::string crash_call;              // "<k>: <call> <path>" that crashed
+  std::string crash_status;            // what the crashed run returned
 };
 
 std::string join(const std::vector<std::string>& v) {
@@ -163,7 +167,8 @@ std::string join(const std::vector<std::string>& v) {
 }
 
 // Runs the three-run workload on fresh directories; crash_at > 0 crashes at that mutating call.
-Outcome workload(PersistenceMode mode, uint64_t crash_at, const std::string& tag) {
+// The power is lost after the crash and, with `loss_after_runs`, after every completed run.
+Outcome workload(PersistenceMode mode, uint64_t crash_at, const std::string& tag, bool loss_after_runs) {
   Outcome res;
   Dirs d = make_dirs(tag);
   {
@@ -175,7 +180,10 @@ Outcome workload(PersistenceMode mode, uint64_t crash_at, const std::string& tag
       for (int attempt = 0;; ++attempt) {
         Status st = run_once(d, mode);
         bool crashed = io.crashed();
-        if (crashed && res.crash_call.empty()) res.crash_call = io.crash_call();
+        if (crashed && res.crash_call.empty()) {
+          res.crash_call = io.crash_call();
+          res.crash_status = "run " + std::to_string(r) + ": " + st.to_string();
+        }
         if (!st.is_ok() && !crashed) {
           res.error = "run " + std::to_string(r) + " (attempt " + std::to_string(attempt + 1) +
                       ") failed without an injected crash: " + st.to_string() + "\n  last calls:" +
@@ -186,10 +194,12 @@ Outcome workload(PersistenceMode mode, uint64_t crash_at, const std::string& tag
           res.error = "run " + std::to_string(r) + " left descriptors open";
           break;
         }
-        std::string e = io.power_loss();  // also after a completed run: it must be durable
-        if (!e.empty()) {
-          res.error = "power loss: " + e;
-          break;
+        if (crashed || loss_after_runs) {  // a completed run must be durable as well
+          std::string e = io.power_loss();
+          if (!e.empty()) {
+            res.error = "power loss: " + e;
+            break;
+          }
         }
         if (st.is_ok()) break;
         ++res.recoveries;  // crashed: run it again on what survived
@@ -237,8 +247,8 @@ TEST_P(PowerLoss, EveryCrashPointRecoversExactlyOnce) {
   const std::string name = persistence::to_string(mode);
   auto t0 = std::chrono::steady_clock::now();
 
-  // The reference: the same workload without a crash (the power is still lost after each run).
-  Outcome clean = workload(mode, 0, name + "-clean");
+  // The reference: the same workload without a crash or power loss.
+  Outcome clean = workload(mode, 0, name + "-clean", false);
   ASSERT_EQ(clean.error, "");
   ASSERT_EQ(clean.per_run.size(), 3u);
   const uint64_t n = clean.calls_after.back();
@@ -263,8 +273,15 @@ TEST_P(PowerLoss, EveryCrashPointRecoversExactlyOnce) {
   }
 
   const bool full = env_u64("TIDEMARK_POWERLOSS_FULL", 0) != 0;
-  const uint64_t stride = full ? 1 : std::max<uint64_t>(1, env_u64("TIDEMARK_POWERLOSS_STRIDE", 7));
+  const uint64_t stride = full ? 1 : std::max<uint64_t>(1, env_u64("TIDEMARK_POWERLOSS_STRIDE", 3));
   const uint64_t only = env_u64("TIDEMARK_POWERLOSS_ONLY", 0);
+  const bool loss_after_runs = env_u64("TIDEMARK_POWERLOSS_AFTER_RUNS", 1) != 0;
+  const size_t max_failures = env_u64("TIDEMARK_POWERLOSS_MAX_FAILURES", 5);
+  if (loss_after_runs) {  // a power loss after each completed run alone must change nothing
+    Outcome o = workload(mode, 0, name + "-lossafterruns", true);
+    EXPECT_EQ(o.error, "");
+    EXPECT_EQ(o.per_run, clean.per_run);
+  }
   std::vector<uint64_t> points;
   if (only != 0) {
     points.push_back(only);
@@ -275,8 +292,11 @@ TEST_P(PowerLoss, EveryCrashPointRecoversExactlyOnce) {
 
   int failures = 0, recoveries = 0;
   for (uint64_t k : points) {
-    Outcome o = workload(mode, k, name + "-" + std::to_string(k));
+    Outcome o = workload(mode, k, name + "-" + std::to_string(k), loss_after_runs);
     recoveries += o.recoveries;
+    if (env_u64("TIDEMARK_POWERLOSS_VERBOSE", 0))
+      std::cout << "  " << (o.crash_call.empty() ? std::to_string(k) + ": no crash" : o.crash_call) << " => "
+                << o.crash_status << std::endl;
     std::string why = o.error;
     if (why.empty()) {
       for (int r = 0; r < 3 && why.empty(); ++r)
@@ -289,7 +309,7 @@ TEST_P(PowerLoss, EveryCrashPointRecoversExactlyOnce) {
     if (!why.empty()) {
       ++failures;
       ADD_FAILURE() << name << ": crash point " << k << " of " << n << " (" << o.crash_call << "): " << why;
-      if (failures >= 5) break;
+      if (static_cast<size_t>(failures) >= max_failures) break;
     }
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
