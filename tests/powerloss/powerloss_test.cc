@@ -17,7 +17,8 @@
 // (default 3), starting at 1, plus the last one. TIDEMARK_POWERLOSS_ONLY=k tries only point k.
 // TIDEMARK_POWERLOSS_AFTER_RUNS=0: no power loss after completed runs (only at the crash), to
 // see which crash points alone expose a bug; TIDEMARK_POWERLOSS_MAX_FAILURES (default 5) stops
-// a mode after that many failing points; TIDEMARK_POWERLOSS_VERBOSE=1 prints every point.
+// a mode after that many failing points; TIDEMARK_POWERLOSS_VERBOSE=1 prints every point;
+// TIDEMARK_POWERLOSS_DOUBLE=s adds a second crash at every s-th call of each recovery.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -158,6 +159,7 @@ struct Outcome {
   int recoveries = 0;
   std::string crash_call;              // "<k>: <call> <path>" that crashed
   std::string crash_status;            // what the crashed run returned
+  bool second_missed = false;          // the recovery completed before the second crash point
 };
 
 std::string join(const std::vector<std::string>& v) {
@@ -166,20 +168,28 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-// Runs the three-run workload on fresh directories; crash_at > 0 crashes at that mutating call.
-// The power is lost after the crash and, with `loss_after_runs`, after every completed run.
-Outcome workload(PersistenceMode mode, uint64_t crash_at, const std::string& tag, bool loss_after_runs) {
+// Runs the three-run workload on fresh directories; crash_at > 0 crashes at that mutating call,
+// and then second_crash > 0 at that call of the recovery (counted from its start). The power is
+// lost after each crash and, with `loss_after_runs`, after every completed run.
+Outcome workload(PersistenceMode mode, uint64_t crash_at, const std::string& tag, bool loss_after_runs,
+                 uint64_t second_crash = 0) {
   Outcome res;
   Dirs d = make_dirs(tag);
   {
     PowerLossFileIo io({d.root.string()});
     io.crash_at(crash_at);
     std::string committed;  // the output file after the previous completed run
+    bool second_armed = false;
     for (int r = 1; r <= 3 && res.error.empty(); ++r) {
       prepare_inputs(d, r);
       for (int attempt = 0;; ++attempt) {
         Status st = run_once(d, mode);
         bool crashed = io.crashed();
+        if (second_armed && !crashed) {
+          io.crash_at(0);
+          res.second_missed = true;
+        }
+        second_armed = false;
         if (crashed && res.crash_call.empty()) {
           res.crash_call = io.crash_call();
           res.crash_status = "run " + std::to_string(r) + ": " + st.to_string();
@@ -200,6 +210,12 @@ Outcome workload(PersistenceMode mode, uint64_t crash_at, const std::string& tag
             res.error = "power loss: " + e;
             break;
           }
+        }
+        if (crashed && second_crash != 0) {
+          io.crash_at(second_crash);
+          second_crash = 0;
+          second_armed = true;
+          res.crash_call.clear();  // report (and require) the second crash
         }
         if (st.is_ok()) break;
         ++res.recoveries;  // crashed: run it again on what survived
@@ -260,9 +276,8 @@ TEST_P(PowerLoss, EveryCrashPointRecoversExactlyOnce) {
     fs::remove_all(d.base);
     std::map<std::string, int64_t> weight;
     for (const std::string& c : clean.total) {
-      size_t c1 = c.find(','), c2 = c.rfind(',');
-      weight[c.substr(0, c2)] += std::stoll(c.substr(c2 + 1));
-      (void)c1;
+      size_t last = c.rfind(',');
+      weight[c.substr(0, last)] += std::stoll(c.substr(last + 1));
     }
     for (const auto& [wc, w] : weight) {
       ASSERT_TRUE(w == 0 || w == 1) << wc << " has weight " << w;
@@ -298,6 +313,7 @@ TEST_P(PowerLoss, EveryCrashPointRecoversExactlyOnce) {
       std::cout << "  " << (o.crash_call.empty() ? std::to_string(k) + ": no crash" : o.crash_call) << " => "
                 << o.crash_status << std::endl;
     std::string why = o.error;
+    if (why.empty() && o.crash_call.empty()) why = "the crash point was never reached (nondeterministic call count?)";
     if (why.empty()) {
       for (int r = 0; r < 3 && why.empty(); ++r)
         if (o.per_run[r] != clean.per_run[r])
@@ -312,6 +328,31 @@ TEST_P(PowerLoss, EveryCrashPointRecoversExactlyOnce) {
       if (static_cast<size_t>(failures) >= max_failures) break;
     }
   }
+  // TIDEMARK_POWERLOSS_DOUBLE=s: also a second crash during the recovery from each first one,
+  // at every s-th call of the recovery (until it completes without reaching it).
+  const uint64_t dbl = env_u64("TIDEMARK_POWERLOSS_DOUBLE", 0);
+  size_t double_points = 0;
+  for (uint64_t k : dbl ? points : std::vector<uint64_t>{}) {
+    for (uint64_t j = 1;; j += dbl) {
+      Outcome o = workload(mode, k, name + "-" + std::to_string(k) + "-" + std::to_string(j), loss_after_runs, j);
+      if (o.second_missed) break;  // the recovery ended before its call j
+      ++double_points;
+      recoveries += o.recoveries;
+      std::string why = o.error;
+      for (int r = 0; r < 3 && why.empty(); ++r)
+        if (o.per_run[r] != clean.per_run[r])
+          why = "run " + std::to_string(r + 1) + " added " + show(o.per_run[r]) + "\n  a clean run adds " +
+                show(clean.per_run[r]);
+      if (!why.empty()) {
+        ++failures;
+        ADD_FAILURE() << name << ": crash point " << k << ", then " << j << " into the recovery (" << o.crash_call
+                      << "): " << why;
+        if (static_cast<size_t>(failures) >= max_failures) break;
+      }
+    }
+    if (static_cast<size_t>(failures) >= max_failures) break;
+  }
+  if (dbl) std::cout << "[powerloss] " << name << ": " << double_points << " double crash points tried" << std::endl;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cout << "[powerloss] " << name << ": " << n << " mutating calls per clean workload, " << points.size()
             << " crash points tried (" << (only ? "only " + std::to_string(only) : full ? std::string("all") : "stride " + std::to_string(stride))
