@@ -13,7 +13,7 @@
 // begin_operation()/end_operation() bracket one object-store operation (put, put_if_absent,
 // remove, temp-file cleanup); they may nest on one thread and do nothing in POSIX. A test layer
 // uses them to keep the calls of concurrent operations together, so that "the k-th mutating
-// call" means the same thing in every execution (see FaultInjectingFileIo in
+// call" means the same thing in every execution (see PowerLossFileIo in
 // tests/powerloss/).
 //
 // Installing: set_file_io(&layer) while no store or sink is in use; set_file_io(nullptr)

@@ -21,7 +21,9 @@
 //
 // Determinism: calls are serialized, and the calls of one object-store operation
 // (FileIo::begin_operation .. end_operation) are never interleaved with another thread's, so
-// concurrent puts of a commit produce the same sequence of call kinds in every execution.
+// concurrent puts of a commit produce the same number and sequence of call kinds in every
+// execution; only which of those puts goes first may vary (they are all unreferenced until
+// the manifest that follows them, so the outcome of a crash among them does not).
 //
 // Only paths under the roots are modelled; calls elsewhere pass through (and still count).
 // Paths are taken lexically: give absolute, canonical roots and absolute paths.
