@@ -216,8 +216,12 @@ class FileSystemStore final : public ObjectStore {
     std::string path = path_of(key);
     if (file_io().unlink(path.c_str()) != 0) {
       // EISDIR/EPERM on a directory: no object has this key (it is only a folder of others).
-      if (errno == ENOENT || errno == ENOTDIR || errno == EISDIR) return Status::ok();
-      return errno_status("remove", path, errno);
+      if (errno == ENOTDIR || errno == EISDIR) return Status::ok();
+      if (errno != ENOENT) return errno_status("remove", path, errno);
+      // Absent: an earlier attempt may have unlinked it and failed to sync the directory.
+      struct stat st;
+      std::string dir = parent_of(path);
+      if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return Status::ok();
     }
     return fsync_directory(parent_of(path));
   }

@@ -77,7 +77,7 @@ bool PowerLossFileIo::fail_if_crashed(const std::string& what) {
     crashed_ = true;
     crash_call_ = line;
   }
-  if (crashed_) {
+  if (crashed_ || calls_ == fail_at_) {
     errno = EIO;
     return true;
   }
@@ -296,6 +296,11 @@ int PowerLossFileIo::mkdir(const char* path, mode_t mode) {
 void PowerLossFileIo::crash_at(uint64_t k) {
   Call call(*this);
   crash_at_ = k == 0 ? 0 : calls_ + k;
+}
+
+void PowerLossFileIo::fail_once_at(uint64_t k) {
+  Call call(*this);
+  fail_at_ = k == 0 ? 0 : calls_ + k;
 }
 
 bool PowerLossFileIo::crashed() const {

@@ -67,6 +67,8 @@ class PowerLossFileIo final : public storage::FileIo {
 
   // The k-th mutating call from now (k >= 1) and every later one fail with EIO; 0 disarms.
   void crash_at(uint64_t k);
+  // Only the k-th mutating call from now fails with EIO (a transient error, no crash).
+  void fail_once_at(uint64_t k);
   bool crashed() const;
   // Mutating calls so far (including failed ones).
   uint64_t mutating_calls() const;
@@ -116,6 +118,7 @@ class PowerLossFileIo final : public storage::FileIo {
   std::map<int, std::string> fd_paths_;   // tracked descriptor -> path at open
   uint64_t calls_ = 0;
   uint64_t crash_at_ = 0;  // absolute call number; 0: disarmed
+  uint64_t fail_at_ = 0;   // absolute call number of a one-off failure; 0: none
   bool crashed_ = false;
   std::string crash_call_;
   uint64_t untracked_ = 0;

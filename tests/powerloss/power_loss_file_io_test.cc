@@ -178,5 +178,34 @@ TEST_F(PowerLossModel, ObjectStorePutsSurviveAndRemovesStay) {
   EXPECT_EQ(io.untracked(), 0u);
 }
 
+// A put_if_absent or remove whose directory fsync failed and that is retried: the retry sees
+// the name already there (or gone) and must still make it durable before reporting success.
+TEST_F(PowerLossModel, RetriedPutIfAbsentAndRemoveAreDurable) {
+  PowerLossFileIo io({root_.string()});
+  auto store = storage::open_filesystem_store(p("state"));
+  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+  ASSERT_TRUE((*store)->put("r/other", "0").is_ok());  // the directories exist and are durable
+  ASSERT_TRUE((*store)->put("p/other", "0").is_ok());
+  // remove: unlink, fsync(dir) <- fails.
+  ASSERT_TRUE((*store)->put("r/gone", "x").is_ok());
+  io.fail_once_at(2);
+  ASSERT_FALSE((*store)->remove("r/gone").is_ok());
+  ASSERT_TRUE((*store)->remove("r/gone").is_ok());  // absent already: success
+  // put_if_absent: open(create) temp, write, fsync, link, unlink temp, fsync(dir) <- fails.
+  io.fail_once_at(6);
+  Status first = (*store)->put_if_absent("p/m", "manifest");
+  ASSERT_FALSE(first.is_ok());
+  EXPECT_NE(first.to_string().find("fsync directory"), std::string::npos) << first.to_string();
+  ASSERT_TRUE((*store)->put_if_absent("p/m", "manifest").is_ok());  // ours already: success
+  store->reset();
+  EXPECT_EQ(io.power_loss(), "");
+  auto again = storage::open_filesystem_store(p("state"));
+  ASSERT_TRUE(again.is_ok());
+  auto m = (*again)->get("p/m");
+  ASSERT_TRUE(m.is_ok()) << "a put_if_absent that reported success was lost: " << m.status().to_string();
+  EXPECT_EQ(*m, "manifest");
+  EXPECT_FALSE((*again)->get("r/gone").is_ok()) << "a remove that reported success came back";
+}
+
 }  // namespace
 }  // namespace tidemark
