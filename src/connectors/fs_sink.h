@@ -2,9 +2,11 @@
 // and `diff`, as CSV (with a header) or JSON lines.
 //
 // Output is buffered; flush() writes and fsyncs it (and, the first time after open(), the
-// file's directory, so that a created file's name is durable before its position is committed). Exactly-once support: position() is the
-// output's length in bytes (decimal), truncate_to(p) cuts the file back to p and switches
-// open() to append mode (a resumed run continues the file instead of starting it over).
+// file's directory, so that a created file's name is durable before its position is
+// committed). Exactly-once support: position() is the output's length in bytes (decimal),
+// truncate_to(p) cuts the file back to p durably (ftruncate + fsync) and switches open() to
+// append mode (a resumed run continues the file instead of starting it over). Every mutating
+// call goes through storage::file_io() (src/storage/file_io.h).
 #pragma once
 
 #include <string>
