@@ -7,9 +7,9 @@
 // with persistence::Backend::filesystem, in persisting and operator_persisting modes. The
 // storage and the output file live under a root watched by PowerLossFileIo (the FileIo seam).
 // For crash point k: the k-th mutating I/O call of the workload and every later one fail with
-// EIO (the run ends with an error), the power is lost (every tree under the root reverts to what
-// was fsynced), and the interrupted run is run again until all three runs have completed. The
-// power is also lost after every completed run. Then the output file (the change stream, cut
+// EIO (the run must end with an error, not swallow it), the power is lost (the tree under the
+// root reverts to what was fsynced), and the interrupted run is run again until all three runs
+// have completed. The power is also lost after every completed run. Then the output file (the change stream, cut
 // back to its committed position by the engine), read as a multiset of (word, count, diff), and
 // the changes each run added to it must equal those of a run without crash exactly.
 //
@@ -193,6 +193,10 @@ Outcome workload(PersistenceMode mode, uint64_t crash_at, const std::string& tag
         if (crashed && res.crash_call.empty()) {
           res.crash_call = io.crash_call();
           res.crash_status = "run " + std::to_string(r) + ": " + st.to_string();
+        }
+        if (st.is_ok() && crashed) {  // an EIO was swallowed: success was reported for failed writes
+          res.error = "run " + std::to_string(r) + " reported success although " + io.crash_call() + " failed";
+          break;
         }
         if (!st.is_ok() && !crashed) {
           res.error = "run " + std::to_string(r) + " (attempt " + std::to_string(attempt + 1) +
