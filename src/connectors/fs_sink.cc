@@ -10,15 +10,37 @@
 
 #include "connectors/formats.h"
 #include "engine/collection_io.h"
+#include "storage/file_io.h"
 
 namespace tidemark::connectors {
 
 namespace {
 constexpr size_t kBufferLimit = 1 << 20;  // write (without fsync) once this much is buffered
+
+using storage::file_io;
+
+std::string parent_of(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
 }
 
+// Makes the directory entries of `dir` durable (a created or renamed file's name survives a
+// power loss only once its directory is fsynced).
+Status fsync_directory(const std::string& dir) {
+  int fd = file_io().open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::io_error("cannot open directory '" + dir + "': " + std::strerror(errno));
+  int rc = file_io().fsync(fd);
+  int err = errno;
+  file_io().close(fd);
+  if (rc != 0) return Status::io_error("cannot fsync directory '" + dir + "': " + std::strerror(err));
+  return {};
+}
+}  // namespace
+
 FsSink::~FsSink() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) file_io().close(fd_);
 }
 
 std::string FsSink::describe() const {
@@ -27,12 +49,15 @@ std::string FsSink::describe() const {
 
 Status FsSink::open() {
   int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append_ ? O_APPEND : O_TRUNC);
-  fd_ = ::open(path_.c_str(), flags, 0644);
+  fd_ = file_io().open(path_.c_str(), flags, 0644);
   if (fd_ < 0) return Status::io_error("cannot open output file '" + path_ + "': " + std::strerror(errno));
   struct stat st;
   if (::fstat(fd_, &st) != 0) return Status::io_error("cannot stat '" + path_ + "': " + std::strerror(errno));
   written_ = static_cast<uint64_t>(st.st_size);
   header_due_ = options_.format == io::Format::kCsv && written_ == 0;
+  // The file may have just been created: its name is durable only after a directory fsync,
+  // which the first flush() does (before any position of this file is committed).
+  dir_sync_due_ = true;
   return {};
 }
 
@@ -69,7 +94,7 @@ Status FsSink::time_end(engine::Time t) {
 Status FsSink::write_buffer() {
   size_t done = 0;
   while (done < buffer_.size()) {
-    ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+    ssize_t n = file_io().write(fd_, buffer_.data() + done, buffer_.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status::io_error("cannot write '" + path_ + "': " + std::strerror(errno));
     done += static_cast<size_t>(n);
@@ -82,14 +107,18 @@ Status FsSink::write_buffer() {
 Status FsSink::flush() {
   if (fd_ < 0) return {};
   TM_RETURN_IF_ERROR(write_buffer());
-  if (::fsync(fd_) != 0) return Status::io_error("cannot fsync '" + path_ + "': " + std::strerror(errno));
+  if (file_io().fsync(fd_) != 0) return Status::io_error("cannot fsync '" + path_ + "': " + std::strerror(errno));
+  if (dir_sync_due_) {
+    TM_RETURN_IF_ERROR(fsync_directory(parent_of(path_)).with_context(describe()));
+    dir_sync_due_ = false;
+  }
   durable_ = frontier_;
   return {};
 }
 
 Status FsSink::close() {
   Status s = flush();
-  if (fd_ >= 0 && ::close(fd_) != 0 && s.is_ok())
+  if (fd_ >= 0 && file_io().close(fd_) != 0 && s.is_ok())
     s = Status::io_error("cannot close '" + path_ + "': " + std::strerror(errno));
   fd_ = -1;
   return s;
@@ -111,8 +140,15 @@ Status FsSink::truncate_to(std::string_view position) {
     if (static_cast<uint64_t>(st.st_size) < pos)
       return Status::corruption(describe() + ": the file has " + std::to_string(st.st_size) +
                                 " bytes, fewer than the committed " + std::to_string(pos));
-    if (::truncate(path_.c_str(), static_cast<off_t>(pos)) != 0)
-      return Status::io_error("cannot truncate '" + path_ + "': " + std::strerror(errno));
+    // Cut back durably before anything new is appended: a later commit may otherwise not
+    // follow (nothing new to write), and a power loss would bring the cut bytes back.
+    int fd = file_io().open(path_.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return Status::io_error("cannot open '" + path_ + "' to truncate it: " + std::strerror(errno));
+    int rc = file_io().ftruncate(fd, static_cast<off_t>(pos));
+    if (rc == 0) rc = file_io().fsync(fd);
+    int err = errno;
+    file_io().close(fd);
+    if (rc != 0) return Status::io_error("cannot truncate '" + path_ + "': " + std::strerror(err));
   }
   append_ = true;
   return {};

@@ -1,9 +1,12 @@
 // The file sink behind io::fs::write: one line per change, the table's columns then `time`
 // and `diff`, as CSV (with a header) or JSON lines.
 //
-// Output is buffered; flush() writes and fsyncs it. Exactly-once support: position() is the
-// output's length in bytes (decimal), truncate_to(p) cuts the file back to p and switches
-// open() to append mode (a resumed run continues the file instead of starting it over).
+// Output is buffered; flush() writes and fsyncs it (and, the first time after open(), the
+// file's directory, so that a created file's name is durable before its position is
+// committed). Exactly-once support: position() is the output's length in bytes (decimal),
+// truncate_to(p) cuts the file back to p durably (ftruncate + fsync) and switches open() to
+// append mode (a resumed run continues the file instead of starting it over). Every mutating
+// call goes through storage::file_io() (src/storage/file_io.h).
 #pragma once
 
 #include <string>
@@ -37,6 +40,7 @@ class FsSink final : public engine::Sink {
   int fd_ = -1;
   bool append_ = false;     // set by truncate_to: resume the existing file
   bool header_due_ = false;  // csv: the file is empty, the header goes first
+  bool dir_sync_due_ = false;  // the file's directory entry is not yet known to be durable
   uint64_t written_ = 0;    // bytes in the file
   std::string buffer_;
   engine::Time frontier_ = 0;  // one past the last completed time

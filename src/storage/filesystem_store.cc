@@ -15,6 +15,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "storage/file_io.h"
 #include "storage/format_constants.h"
 #include "storage/object_store.h"
 
@@ -43,12 +44,12 @@ class ScopedFd {
   ScopedFd(const ScopedFd&) = delete;
   ScopedFd& operator=(const ScopedFd&) = delete;
   ~ScopedFd() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) file_io().close(fd_);
   }
   int get() const { return fd_; }
   // Closes now, reporting the error close(2) may carry for delayed writes.
   int close() {
-    int rc = ::close(fd_);
+    int rc = file_io().close(fd_);
     fd_ = -1;
     return rc;
   }
@@ -65,9 +66,9 @@ std::string parent_of(const std::string& path) {
 }
 
 Status fsync_directory(const std::string& dir) {
-  ScopedFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ScopedFd fd(file_io().open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return errno_status("open directory", dir, errno);
-  if (::fsync(fd.get()) != 0) return errno_status("fsync directory", dir, errno);
+  if (file_io().fsync(fd.get()) != 0) return errno_status("fsync directory", dir, errno);
   return Status::ok();
 }
 
@@ -81,7 +82,7 @@ Status make_directories(const std::string& path, size_t from) {
     if (end == std::string::npos) end = path.size();
     if (end > 0) {
       std::string dir = path.substr(0, end);
-      if (::mkdir(dir.c_str(), 0755) != 0) {
+      if (file_io().mkdir(dir.c_str(), 0755) != 0) {
         if (errno != EEXIST) return errno_status("create directory", dir, errno);
         struct stat st;
         if (::stat(dir.c_str(), &st) != 0) return errno_status("stat", dir, errno);
@@ -96,7 +97,7 @@ Status make_directories(const std::string& path, size_t from) {
 
 Status write_all(int fd, std::string_view data, const std::string& path) {
   while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
+    ssize_t n = file_io().write(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno_status("write", path, errno);
@@ -128,7 +129,7 @@ bool is_directory_entry(int dir_fd, const struct dirent* entry) {
 class FlockFence final : public LocalFence {
  public:
   explicit FlockFence(int fd) : fd_(fd) {}
-  ~FlockFence() override { ::close(fd_); }  // closing the descriptor drops the flock
+  ~FlockFence() override { file_io().close(fd_); }  // closing the descriptor drops the flock
 
  private:
   int fd_;
@@ -141,7 +142,7 @@ class FileSystemStore final : public ObjectStore {
   Result<std::string> get(std::string_view key) override {
     TM_RETURN_IF_ERROR(validate_object_key(key));
     std::string path = path_of(key);
-    ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    ScopedFd fd(file_io().open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) {
       if (errno == ENOENT || errno == ENOTDIR) return not_found(key);
       return errno_status("open", path, errno);
@@ -168,11 +169,12 @@ class FileSystemStore final : public ObjectStore {
 
   Status put(std::string_view key, std::string_view data) override {
     TM_RETURN_IF_ERROR(validate_object_key(key));
+    FileIoOperation op;
     std::string path = path_of(key);
     TM_ASSIGN_OR_RETURN(std::string temp, write_temp_file(key, data));
-    if (::rename(temp.c_str(), path.c_str()) != 0) {
+    if (file_io().rename(temp.c_str(), path.c_str()) != 0) {
       int err = errno;
-      ::unlink(temp.c_str());
+      file_io().unlink(temp.c_str());
       return errno_status("rename into place", path, err);
     }
     return fsync_directory(parent_of(path));
@@ -180,16 +182,18 @@ class FileSystemStore final : public ObjectStore {
 
   Status put_if_absent(std::string_view key, std::string_view data) override {
     TM_RETURN_IF_ERROR(validate_object_key(key));
+    FileIoOperation op;
     std::string path = path_of(key);
     TM_ASSIGN_OR_RETURN(std::string temp, write_temp_file(key, data));
     // link(2) fails with EEXIST if the name exists, atomically, unlike rename which replaces.
-    int rc = ::link(temp.c_str(), path.c_str());
+    int rc = file_io().link(temp.c_str(), path.c_str());
     int err = errno;
-    ::unlink(temp.c_str());
+    file_io().unlink(temp.c_str());
     if (rc != 0) {
       if (err == EEXIST) {
-        Result<std::string> stored = get(key);  // idempotent: our own bytes are a success
-        if (stored.is_ok() && *stored == data) return Status::ok();
+        Result<std::string> stored = get(key);  // idempotent: our own bytes are a success...
+        // ...once durable: an earlier attempt may have linked it and failed to fsync the directory.
+        if (stored.is_ok() && *stored == data) return fsync_directory(parent_of(path));
         return Status::already_exists("object '" + std::string(key) + "' already exists in " + describe());
       }
       return errno_status("link into place", path, err);
@@ -209,15 +213,19 @@ class FileSystemStore final : public ObjectStore {
   Result<std::string> put_if_version(std::string_view key, std::string_view data, std::string_view expected,
                                      Deadline) override {
     TM_RETURN_IF_ERROR(validate_object_key(key));
+    FileIoOperation op;
     std::string cas_path = root_ + "/" + std::string(kCasFileName);
-    ScopedFd fd(::open(cas_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    ScopedFd fd(file_io().open(cas_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
     if (fd.get() < 0) return errno_status("open", cas_path, errno);
     while (::flock(fd.get(), LOCK_EX) != 0) {
       if (errno != EINTR) return errno_status("flock", cas_path, errno);
     }
     Result<std::string> current = get(key);
     if (!current.is_ok() && current.status().code() != StatusCode::kNotFound) return current.status();
-    if (current.is_ok() && *current == data) return content_version(data);  // our own earlier attempt
+    if (current.is_ok() && *current == data) {  // our own earlier attempt landed: make it durable
+      TM_RETURN_IF_ERROR(fsync_directory(parent_of(path_of(key))));
+      return content_version(data);
+    }
     if (!current.is_ok() || content_version(*current) != expected)
       return Status::aborted("object '" + std::string(key) + "' in " + describe() +
                              " changed (conditional write refused)");
@@ -237,11 +245,16 @@ class FileSystemStore final : public ObjectStore {
 
   Status remove(std::string_view key) override {
     TM_RETURN_IF_ERROR(validate_object_key(key));
+    FileIoOperation op;
     std::string path = path_of(key);
-    if (::unlink(path.c_str()) != 0) {
+    if (file_io().unlink(path.c_str()) != 0) {
       // EISDIR/EPERM on a directory: no object has this key (it is only a folder of others).
-      if (errno == ENOENT || errno == ENOTDIR || errno == EISDIR) return Status::ok();
-      return errno_status("remove", path, errno);
+      if (errno == ENOTDIR || errno == EISDIR) return Status::ok();
+      if (errno != ENOENT) return errno_status("remove", path, errno);
+      // Absent: an earlier attempt may have unlinked it and failed to sync the directory.
+      struct stat st;
+      std::string dir = parent_of(path);
+      if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return Status::ok();
     }
     return fsync_directory(parent_of(path));
   }
@@ -250,11 +263,11 @@ class FileSystemStore final : public ObjectStore {
 
   Result<std::unique_ptr<LocalFence>> acquire_local_fence() override {
     std::string path = root_ + "/" + std::string(kFenceFileName);
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = file_io().open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return errno_status("open lock file", path, errno);
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       int err = errno;
-      ::close(fd);
+      file_io().close(fd);
       if (err == EWOULDBLOCK) {
         return Status::failed_precondition("persistent storage " + describe() +
                                            " is in use by another process (it holds flock on '" + path + "')");
@@ -266,6 +279,7 @@ class FileSystemStore final : public ObjectStore {
 
   // Removes temp files whose writer process is gone, in every directory under the root.
   Status remove_stale_temp_files(const std::string& rel_dir) {
+    FileIoOperation op;
     std::string dir = rel_dir.empty() ? root_ : root_ + "/" + rel_dir;
     DIR* d = ::opendir(dir.c_str());
     if (d == nullptr) return errno_status("open directory", dir, errno);
@@ -279,7 +293,8 @@ class FileSystemStore final : public ObjectStore {
         continue;
       }
       pid_t pid = temp_file_pid(name);
-      if (pid > 0 && process_is_dead(pid) && ::unlinkat(::dirfd(d), entry->d_name, 0) != 0 && errno != ENOENT) {
+      if (pid > 0 && process_is_dead(pid) && file_io().unlink((dir + "/" + std::string(name)).c_str()) != 0 &&
+          errno != ENOENT) {
         status = errno_status("remove stale temporary file", dir + "/" + std::string(name), errno);
         break;
       }
@@ -306,11 +321,11 @@ class FileSystemStore final : public ObjectStore {
     std::string temp = dir + "/" + std::string(kTempPrefix) + std::to_string(::getpid()) + "." +
                        std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
     constexpr int kFlags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-    int raw_fd = ::open(temp.c_str(), kFlags, 0644);
+    int raw_fd = file_io().open(temp.c_str(), kFlags, 0644);
     if (raw_fd < 0 && (errno == ENOENT || errno == ENOTDIR)) {
       Status made = make_directories(dir, root_.size() + 1);
       if (!made.is_ok()) return made.with_context("writing object '" + std::string(key) + "' in " + describe());
-      raw_fd = ::open(temp.c_str(), kFlags, 0644);
+      raw_fd = file_io().open(temp.c_str(), kFlags, 0644);
     }
     if (raw_fd < 0) {
       return errno_status("create temporary file", temp, errno)
@@ -318,10 +333,10 @@ class FileSystemStore final : public ObjectStore {
     }
     ScopedFd fd(raw_fd);
     Status status = write_all(fd.get(), data, temp);
-    if (status.is_ok() && ::fsync(fd.get()) != 0) status = errno_status("fsync", temp, errno);
+    if (status.is_ok() && file_io().fsync(fd.get()) != 0) status = errno_status("fsync", temp, errno);
     if (status.is_ok() && fd.close() != 0) status = errno_status("close", temp, errno);
     if (!status.is_ok()) {
-      ::unlink(temp.c_str());
+      file_io().unlink(temp.c_str());
       return status.with_context("writing object '" + std::string(key) + "' in " + describe());
     }
     return temp;
