@@ -138,6 +138,61 @@ TEST_P(ObjectStoreConformance, PutIfAbsentRaceHasExactlyOneWinner) {
   EXPECT_EQ(keys("race/").size(), static_cast<size_t>(kRounds));
 }
 
+TEST_P(ObjectStoreConformance, PutIfVersionIsACompareAndSwap) {
+  ASSERT_OK(store().put_if_absent("cas", "v1"));
+  ASSERT_OK_AND_ASSIGN(VersionedObject one, store().get_versioned("cas"));
+  EXPECT_EQ(one.data, "v1");
+  EXPECT_FALSE(one.version.empty());
+  ASSERT_OK_AND_ASSIGN(std::string two, store().put_if_version("cas", "v2", one.version));
+  EXPECT_NE(two, one.version);
+  EXPECT_EQ(store().get("cas").value(), "v2");
+  // A stale version loses, and the object keeps the winner's bytes.
+  Result<std::string> stale = store().put_if_version("cas", "v3", one.version);
+  EXPECT_EQ(stale.status().code(), StatusCode::kAborted) << stale.status().to_string();
+  EXPECT_EQ(store().get("cas").value(), "v2");
+  // The version returned by a write is the one a read sees, and works as the next condition.
+  ASSERT_OK_AND_ASSIGN(VersionedObject now, store().get_versioned("cas"));
+  EXPECT_EQ(now.version, two);
+  ASSERT_OK(store().put_if_version("cas", "v4", two).status());
+  // Retrying a write that already landed is a success (idempotent like put_if_absent).
+  EXPECT_OK(store().put_if_version("cas", "v4", two).status());
+  // No object: a conditional write cannot create one.
+  EXPECT_EQ(store().put_if_version("absent", "x", two).status().code(), StatusCode::kAborted);
+  EXPECT_EQ(store().get_versioned("absent").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store().get("absent").status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(ObjectStoreConformance, PutIfVersionRaceHasExactlyOneWinner) {
+  constexpr int kRounds = 20;
+  std::barrier sync(2);
+  std::vector<Result<std::string>> results[2];
+  for (auto& r : results) r.assign(kRounds, Status::internal("not run"));
+  std::vector<std::string> versions(kRounds);
+  for (int round = 0; round < kRounds; ++round) {
+    std::string key = "casrace/" + std::to_string(round);
+    ASSERT_OK(store().put_if_absent(key, "start"));
+    versions[round] = store().get_versioned(key).value().version;
+  }
+  auto contender = [&](int id) {
+    for (int round = 0; round < kRounds; ++round) {
+      sync.arrive_and_wait();
+      results[id][round] = store().put_if_version("casrace/" + std::to_string(round), "writer" + std::to_string(id),
+                                                  versions[round]);
+    }
+  };
+  std::thread t0(contender, 0), t1(contender, 1);
+  t0.join();
+  t1.join();
+  for (int round = 0; round < kRounds; ++round) {
+    const auto& a = results[0][round];
+    const auto& b = results[1][round];
+    ASSERT_NE(a.is_ok(), b.is_ok()) << "round " << round << ": " << a.status().to_string() << " / "
+                                    << b.status().to_string();
+    EXPECT_EQ((a.is_ok() ? b : a).status().code(), StatusCode::kAborted);
+    EXPECT_EQ(store().get("casrace/" + std::to_string(round)).value(), a.is_ok() ? "writer0" : "writer1");
+  }
+}
+
 TEST_P(ObjectStoreConformance, ListByPrefixIsSortedAndNotFolderBound) {
   for (const char* key : {"a/bc", "a/b/c", "a/b/d/e", "a/c", "b", "a/ba", "ab", "a/b"}) {
     if (std::string_view(key) == "a/b") continue;  // "a/b" is a folder here; see the header contract
