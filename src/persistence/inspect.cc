@@ -1,4 +1,6 @@
 #include "persistence/inspect.h"
+
+#include "storage/crc32c.h"
 #include "storage/s3_store.h"
 #include "tidemark/persistence.h"
 
@@ -266,6 +268,13 @@ Result<StorageSummary> inspect_storage(storage::ObjectStore& store) {
   }
   for (const auto& o : streams)
     if (!live.count(o.key)) s.garbage.push_back(o);
+  if (s.manifest && s.manifest->format_version >= 3) {
+    std::set<std::string> listed;
+    for (const auto& src : s.manifest->sources)
+      for (const auto& c : src.contents) listed.insert(c.key);
+    for (const auto& o : all)
+      if (is_content(o.key) && !listed.count(o.key)) s.garbage.push_back(o);
+  }
   return s;
 }
 
@@ -423,6 +432,7 @@ Result<VerifyReport> verify_storage(storage::ObjectStore& store) {
   std::set<std::string> live;
   std::map<std::string, uint64_t> chunk_records;
   std::map<std::string, uint64_t> chunk_last_time;  // the time of a chunk's last advance record
+  std::map<std::string, uint32_t> crcs;              // CRC32C of every object read
   for (bool streams_pass : {false, true}) {
     for (const auto& o : all) {
       if (is_stream(o.key) != streams_pass) continue;
@@ -433,6 +443,7 @@ Result<VerifyReport> verify_storage(storage::ObjectStore& store) {
       }
       ++r.objects;
       r.bytes += data->size();
+      crcs[o.key] = storage::crc32c_value(*data);
       if (is_lock(o.key)) {
         if (auto info = storage::decode_lock_info(*data); !info)
           problem(o.key, "lock object '" + o.key + "': " + info.status().message());
@@ -499,6 +510,10 @@ Result<VerifyReport> verify_storage(storage::ObjectStore& store) {
       if (size->second != c.bytes)
         problem(c.key, where + " has " + std::to_string(size->second) + " bytes, the manifest says " +
                            std::to_string(c.bytes));
+      // (A chunk that does not even decode was reported already.)
+      auto crc = crcs.find(c.key);
+      if (c.has_crc && crc != crcs.end() && crc->second != c.crc32c && chunk_records.count(c.key))
+        problem(c.key, where + " does not match the checksum the manifest recorded (replaced by other bytes)");
       auto recs = chunk_records.find(c.key);
       if (recs != chunk_records.end() && recs->second != c.records)
         problem(c.key, where + " holds " + std::to_string(recs->second) + " records, the manifest says " +
@@ -509,6 +524,22 @@ Result<VerifyReport> verify_storage(storage::ObjectStore& store) {
       for (const auto& c : op.chunks)
         check_listed(c, "state chunk '" + c.key + "' of " + op.label + " listed by manifest '" + newest_key + "'",
                      state_prefix(op.id), "operator's prefix");
+    for (const auto& src : newest->sources)
+      for (const auto& c : src.contents) {
+        std::string where = "archived content '" + c.key + "' of source '" + src.id + "' listed by manifest '" +
+                            newest_key + "'";
+        auto size = sizes.find(c.key);
+        if (size == sizes.end()) {
+          problem(c.key, where + " is missing");
+          continue;
+        }
+        if (size->second != c.bytes)
+          problem(c.key, where + " has " + std::to_string(size->second) + " bytes, the manifest says " +
+                             std::to_string(c.bytes));
+        auto crc = crcs.find(c.key);
+        if (c.has_crc && crc != crcs.end() && crc->second != c.crc32c)
+          problem(c.key, where + " does not match the checksum the manifest recorded (damaged or replaced)");
+      }
     for (const auto& src : newest->sources)
       for (const auto& c : src.chunks) {
         std::string where = "chunk '" + c.key + "' of source '" + src.id + "' listed by manifest '" + newest_key + "'";
