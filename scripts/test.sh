@@ -22,5 +22,8 @@ bash scripts/azure-server.sh start "$servers/azurite" "$AZURE_PORT" >&2
 export TIDEMARK_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 export TIDEMARK_AZURE_ENDPOINT="http://127.0.0.1:$AZURE_PORT/devstoreaccount1"
 
-cd build
-ctest --output-on-failure -j"${TEST_JOBS:-2}" --timeout 900
+(cd build && ctest --output-on-failure -j"${TEST_JOBS:-2}" --timeout 900)
+
+# The Python package: pip install . into build/venv, then its pytest suite.
+PYTHON_BIN=$(bash scripts/python-package.sh)
+"$PYTHON_BIN" -m pytest -q -p no:cacheprovider python/tests
