@@ -28,28 +28,34 @@
 
 namespace nb = nanobind;
 using namespace nb::literals;
-namespace tm = tidemark;
+namespace td = tidemark;
 
 namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Values
 
-nb::object g_datetime_mod, g_timedelta, g_datetime, g_utc, g_epoch_naive, g_epoch_utc, g_json_cls,
-    g_pointer_cls;
+// Module-level references, never released (they outlive the interpreter's finalization).
+nb::handle g_datetime_mod, g_timedelta, g_datetime, g_utc, g_epoch_naive, g_epoch_utc, g_json_cls, g_json_mod;
 
 struct PyKey {
-  tm::Key key;
+  td::Key key;
 };
 
 void ensure_modules() {
-  if (g_datetime_mod.is_valid()) return;
-  g_datetime_mod = nb::module_::import_("datetime");
-  g_timedelta = g_datetime_mod.attr("timedelta");
-  g_datetime = g_datetime_mod.attr("datetime");
-  g_utc = g_datetime_mod.attr("timezone").attr("utc");
-  g_epoch_naive = g_datetime(1970, 1, 1);
-  g_epoch_utc = g_datetime(1970, 1, 1, "tzinfo"_a = g_utc);
+  if (g_datetime_mod.ptr()) return;
+  g_datetime_mod = nb::module_::import_("datetime").release();
+  g_timedelta = nb::object(g_datetime_mod.attr("timedelta")).release();
+  g_datetime = nb::object(g_datetime_mod.attr("datetime")).release();
+  g_utc = nb::object(g_datetime_mod.attr("timezone").attr("utc")).release();
+  g_epoch_naive = g_datetime(1970, 1, 1).release();
+  g_epoch_utc = g_datetime(1970, 1, 1, "tzinfo"_a = g_utc).release();
+  g_json_mod = nb::module_::import_("json").release();
+}
+
+nb::handle json_mod() {
+  ensure_modules();
+  return g_json_mod;
 }
 
 int64_t td_to_ns(nb::handle td) {
@@ -65,121 +71,121 @@ nb::object ns_to_td(int64_t ns) {
   return g_timedelta("microseconds"_a = us);
 }
 
-tm::Value to_value(nb::handle o) {
-  if (o.is_none()) return tm::Value();
-  if (PyBool_Check(o.ptr())) return tm::Value(o.ptr() == Py_True);
+td::Value to_value(nb::handle o) {
+  if (o.is_none()) return td::Value();
+  if (PyBool_Check(o.ptr())) return td::Value(o.ptr() == Py_True);
   if (PyLong_CheckExact(o.ptr()) || PyLong_Check(o.ptr())) {
     int overflow = 0;
     long long v = PyLong_AsLongLongAndOverflow(o.ptr(), &overflow);
     if (overflow) throw std::invalid_argument("integer out of the 64-bit range: " + nb::cast<std::string>(nb::repr(o)));
-    return tm::Value(static_cast<int64_t>(v));
+    return td::Value(static_cast<int64_t>(v));
   }
-  if (PyFloat_Check(o.ptr())) return tm::Value(PyFloat_AsDouble(o.ptr()));
+  if (PyFloat_Check(o.ptr())) return td::Value(PyFloat_AsDouble(o.ptr()));
   if (PyUnicode_Check(o.ptr())) {
     Py_ssize_t n = 0;
     const char* s = PyUnicode_AsUTF8AndSize(o.ptr(), &n);
     if (!s) throw nb::python_error();
-    return tm::Value(std::string(s, static_cast<size_t>(n)));
+    return td::Value(std::string(s, static_cast<size_t>(n)));
   }
   if (PyBytes_Check(o.ptr())) {
-    return tm::Value::bytes(std::string(PyBytes_AsString(o.ptr()), static_cast<size_t>(PyBytes_Size(o.ptr()))));
+    return td::Value::bytes(std::string(PyBytes_AsString(o.ptr()), static_cast<size_t>(PyBytes_Size(o.ptr()))));
   }
-  if (nb::isinstance<PyKey>(o)) return tm::Value(nb::cast<PyKey&>(o).key);
+  if (nb::isinstance<PyKey>(o)) return td::Value(nb::cast<PyKey&>(o).key);
   if (PyTuple_Check(o.ptr()) || PyList_Check(o.ptr())) {
-    std::vector<tm::Value> items;
+    std::vector<td::Value> items;
     for (nb::handle h : o) items.push_back(to_value(h));
-    return tm::Value::tuple(std::move(items));
+    return td::Value::tuple(std::move(items));
   }
   ensure_modules();
   if (nb::isinstance(o, g_datetime)) {
-    if (o.attr("tzinfo").is_none()) return tm::Value(tm::DateTimeNaive{td_to_ns(o - g_epoch_naive)});
-    return tm::Value(tm::DateTimeUtc{td_to_ns(o - g_epoch_utc)});
+    if (o.attr("tzinfo").is_none()) return td::Value(td::DateTimeNaive{td_to_ns(o - g_epoch_naive)});
+    return td::Value(td::DateTimeUtc{td_to_ns(o - g_epoch_utc)});
   }
-  if (nb::isinstance(o, g_timedelta)) return tm::Value(tm::Duration{td_to_ns(o)});
-  if (g_json_cls.is_valid() && nb::isinstance(o, g_json_cls)) {
-    nb::object text = nb::module_::import_("json").attr("dumps")(o.attr("value"));
-    return tm::Value::json(nb::cast<std::string>(text));
+  if (nb::isinstance(o, g_timedelta)) return td::Value(td::Duration{td_to_ns(o)});
+  if (g_json_cls.ptr() && nb::isinstance(o, g_json_cls)) {
+    nb::object text = json_mod().attr("dumps")(o.attr("value"));
+    return td::Value::json(nb::cast<std::string>(text));
   }
   if (PyDict_Check(o.ptr())) {
-    nb::object text = nb::module_::import_("json").attr("dumps")(o);
-    return tm::Value::json(nb::cast<std::string>(text));
+    nb::object text = json_mod().attr("dumps")(o);
+    return td::Value::json(nb::cast<std::string>(text));
   }
   // numpy scalars and other numbers
   if (nb::hasattr(o, "__index__")) return to_value(nb::steal(PyNumber_Index(o.ptr())));
-  if (nb::hasattr(o, "__float__")) return tm::Value(nb::cast<double>(o.attr("__float__")()));
+  if (nb::hasattr(o, "__float__")) return td::Value(nb::cast<double>(o.attr("__float__")()));
   throw std::invalid_argument("cannot convert a Python " + nb::cast<std::string>(o.type().attr("__name__")) +
                               " to a Tidemark value: " + nb::cast<std::string>(nb::repr(o)));
 }
 
-nb::object from_value(const tm::Value& v) {
+nb::object from_value(const td::Value& v) {
   switch (v.type()) {
-    case tm::DType::kAny:
-    case tm::DType::kNone: return nb::none();
-    case tm::DType::kBool: return nb::bool_(v.as_bool());
-    case tm::DType::kInt: return nb::int_(v.as_int());
-    case tm::DType::kFloat: return nb::float_(v.as_float());
-    case tm::DType::kString: {
+    case td::DType::kAny:
+    case td::DType::kNone: return nb::none();
+    case td::DType::kBool: return nb::bool_(v.as_bool());
+    case td::DType::kInt: return nb::int_(v.as_int());
+    case td::DType::kFloat: return nb::float_(v.as_float());
+    case td::DType::kString: {
       const std::string& s = v.as_string();
       return nb::steal(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace"));
     }
-    case tm::DType::kBytes: return nb::bytes(v.as_bytes().data(), v.as_bytes().size());
-    case tm::DType::kPointer: return nb::cast(PyKey{v.as_pointer()});
-    case tm::DType::kTuple: {
+    case td::DType::kBytes: return nb::bytes(v.as_bytes().data(), v.as_bytes().size());
+    case td::DType::kPointer: return nb::cast(PyKey{v.as_pointer()});
+    case td::DType::kTuple: {
       const auto& items = v.as_tuple();
       nb::object t = nb::steal(PyTuple_New(static_cast<Py_ssize_t>(items.size())));
       for (size_t i = 0; i < items.size(); ++i)
         PyTuple_SET_ITEM(t.ptr(), static_cast<Py_ssize_t>(i), from_value(items[i]).release().ptr());
       return t;
     }
-    case tm::DType::kDateTimeNaive: ensure_modules(); return g_epoch_naive + ns_to_td(v.as_datetime_naive());
-    case tm::DType::kDateTimeUtc: ensure_modules(); return g_epoch_utc + ns_to_td(v.as_datetime_utc());
-    case tm::DType::kDuration: ensure_modules(); return ns_to_td(v.as_duration());
-    case tm::DType::kJson: {
-      nb::object parsed = nb::module_::import_("json").attr("loads")(v.as_json());
-      if (g_json_cls.is_valid()) return g_json_cls(parsed);
+    case td::DType::kDateTimeNaive: ensure_modules(); return g_epoch_naive + ns_to_td(v.as_datetime_naive());
+    case td::DType::kDateTimeUtc: ensure_modules(); return g_epoch_utc + ns_to_td(v.as_datetime_utc());
+    case td::DType::kDuration: ensure_modules(); return ns_to_td(v.as_duration());
+    case td::DType::kJson: {
+      nb::object parsed = json_mod().attr("loads")(v.as_json());
+      if (g_json_cls.ptr()) return g_json_cls(parsed);
       return parsed;
     }
   }
   return nb::none();
 }
 
-nb::tuple row_to_tuple(const tm::Row& row) {
+nb::tuple row_to_tuple(const td::Row& row) {
   nb::object t = nb::steal(PyTuple_New(static_cast<Py_ssize_t>(row.size())));
   for (size_t i = 0; i < row.size(); ++i)
     PyTuple_SET_ITEM(t.ptr(), static_cast<Py_ssize_t>(i), from_value(row[i]).release().ptr());
   return nb::borrow<nb::tuple>(t);
 }
 
-tm::Row to_row(nb::handle seq) {
-  tm::Row row;
+td::Row to_row(nb::handle seq) {
+  td::Row row;
   for (nb::handle h : seq) row.push_back(to_value(h));
   return row;
 }
 
-tm::DType parse_dtype(const std::string& s) {
-  static const std::pair<const char*, tm::DType> kNames[] = {
-      {"any", tm::DType::kAny},       {"none", tm::DType::kNone},         {"bool", tm::DType::kBool},
-      {"int", tm::DType::kInt},       {"float", tm::DType::kFloat},       {"str", tm::DType::kString},
-      {"bytes", tm::DType::kBytes},   {"pointer", tm::DType::kPointer},   {"tuple", tm::DType::kTuple},
-      {"datetime_naive", tm::DType::kDateTimeNaive}, {"datetime_utc", tm::DType::kDateTimeUtc},
-      {"duration", tm::DType::kDuration}, {"json", tm::DType::kJson}};
+td::DType parse_dtype(const std::string& s) {
+  static const std::pair<const char*, td::DType> kNames[] = {
+      {"any", td::DType::kAny},       {"none", td::DType::kNone},         {"bool", td::DType::kBool},
+      {"int", td::DType::kInt},       {"float", td::DType::kFloat},       {"str", td::DType::kString},
+      {"bytes", td::DType::kBytes},   {"pointer", td::DType::kPointer},   {"tuple", td::DType::kTuple},
+      {"datetime_naive", td::DType::kDateTimeNaive}, {"datetime_utc", td::DType::kDateTimeUtc},
+      {"duration", td::DType::kDuration}, {"json", td::DType::kJson}};
   for (auto& [n, d] : kNames)
     if (s == n) return d;
   throw std::invalid_argument("unknown type name '" + s + "'");
 }
 
-tm::Type make_type(const std::string& dtype, bool optional) { return tm::Type{parse_dtype(dtype), optional}; }
+td::Type make_type(const std::string& dtype, bool optional) { return td::Type{parse_dtype(dtype), optional}; }
 
 // Schema from [(name, dtype, optional), ...]
 using PySchema = std::vector<std::tuple<std::string, std::string, bool>>;
-tm::Schema make_schema(const PySchema& cols) {
-  std::vector<tm::Column> out;
+td::Schema make_schema(const PySchema& cols) {
+  std::vector<td::Column> out;
   for (auto& [n, d, o] : cols) out.push_back({n, make_type(d, o)});
-  return tm::Schema(std::move(out));
+  return td::Schema(std::move(out));
 }
-PySchema schema_to_py(const tm::Schema& s) {
+PySchema schema_to_py(const td::Schema& s) {
   PySchema out;
-  for (auto& c : s.columns()) out.emplace_back(c.name, tm::dtype_name(c.type.base), c.type.optional);
+  for (auto& c : s.columns()) out.emplace_back(c.name, td::dtype_name(c.type.base), c.type.optional);
   return out;
 }
 
@@ -215,18 +221,30 @@ void remember_error(nb::python_error& e) {
   }
 }
 
-std::string describe_args(const std::vector<tm::Value>& args) {
+// "ZeroDivisionError: division by zero"
+std::string describe_exception(nb::python_error& e) {
+  try {
+    std::string name = nb::cast<std::string>(e.type().attr("__qualname__"));
+    std::string msg = nb::cast<std::string>(nb::str(e.value()));
+    return msg.empty() ? name : name + ": " + msg;
+  } catch (...) {
+    std::string what = e.what();
+    return what.substr(0, what.find('\n'));
+  }
+}
+
+std::string describe_args(const std::vector<td::Value>& args) {
   std::string s = "(";
   for (size_t i = 0; i < args.size(); ++i) {
     if (i) s += ", ";
-    s += args[i].type() == tm::DType::kString ? "'" + args[i].to_string() + "'" : args[i].to_string();
+    s += args[i].type() == td::DType::kString ? "'" + args[i].to_string() + "'" : args[i].to_string();
   }
   return s + ")";
 }
 
-tm::UserFunction make_udf(nb::object fn, std::string label) {
+td::UserFunction make_udf(nb::object fn, std::string label) {
   auto holder = std::make_shared<PyCallable>(std::move(fn));
-  return [holder, label](const std::vector<tm::Value>& args) -> tm::Value {
+  return [holder, label](const std::vector<td::Value>& args) -> td::Value {
     nb::gil_scoped_acquire gil;
     try {
       nb::object t = nb::steal(PyTuple_New(static_cast<Py_ssize_t>(args.size())));
@@ -236,9 +254,7 @@ tm::UserFunction make_udf(nb::object fn, std::string label) {
       if (!r.is_valid()) throw nb::python_error();
       return to_value(r);
     } catch (nb::python_error& e) {
-      std::string what = e.what();
-      // First line of the Python message: "ZeroDivisionError: division by zero"
-      std::string first = what.substr(0, what.find('\n'));
+      std::string first = describe_exception(e);
       remember_error(e);
       throw std::runtime_error(label + " raised " + first + " on arguments " + describe_args(args));
     } catch (const std::invalid_argument& e) {
@@ -252,19 +268,19 @@ tm::UserFunction make_udf(nb::object fn, std::string label) {
 // Graph and tables
 
 struct PyGraph {
-  std::unique_ptr<tm::Graph> g = std::make_unique<tm::Graph>();
+  std::unique_ptr<td::Graph> g = std::make_unique<td::Graph>();
   bool ran = false;
   // Subjects and sinks keep Python objects; they live as long as the graph.
 };
 
 struct PyTable {
   std::shared_ptr<PyGraph> graph;
-  tm::Table t;
+  td::Table t;
 };
 
-using Outputs = std::vector<std::pair<std::string, tm::Expr>>;
-std::vector<tm::NamedExpr> named(const Outputs& o) {
-  std::vector<tm::NamedExpr> out;
+using Outputs = std::vector<std::pair<std::string, td::Expr>>;
+std::vector<td::NamedExpr> named(const Outputs& o) {
+  std::vector<td::NamedExpr> out;
   for (auto& [n, e] : o) out.push_back({n, e});
   return out;
 }
@@ -273,24 +289,24 @@ void check_graph(const PyTable& t) {
   if (t.graph->ran) throw std::invalid_argument("this table belongs to a graph that has already been run; build the pipeline again");
 }
 
-PyTable wrap(const PyTable& like, tm::Table t) { return PyTable{like.graph, t}; }
+PyTable wrap(const PyTable& like, td::Table t) { return PyTable{like.graph, t}; }
 
-tm::io::Format parse_format(const std::string& f) {
-  if (f == "csv") return tm::io::Format::kCsv;
-  if (f == "json" || f == "jsonlines") return tm::io::Format::kJsonLines;
-  if (f == "plaintext") return tm::io::Format::kPlaintext;
-  if (f == "binary") return tm::io::Format::kBinary;
+td::io::Format parse_format(const std::string& f) {
+  if (f == "csv") return td::io::Format::kCsv;
+  if (f == "json" || f == "jsonlines") return td::io::Format::kJsonLines;
+  if (f == "plaintext") return td::io::Format::kPlaintext;
+  if (f == "binary") return td::io::Format::kBinary;
   throw std::invalid_argument("unknown format '" + f + "' (csv, json, plaintext or binary)");
 }
 
-tm::io::fs::ReadOptions read_options(const std::string& format, const PySchema& schema, const std::string& mode,
+td::io::fs::ReadOptions read_options(const std::string& format, const PySchema& schema, const std::string& mode,
                                      const std::string& name, const std::vector<std::string>& pk,
                                      uint64_t autocommit_ms, bool skip_bad_rows, const std::string& delimiter) {
-  tm::io::fs::ReadOptions o;
+  td::io::fs::ReadOptions o;
   o.format = parse_format(format);
   o.schema = make_schema(schema);
-  if (mode == "static") o.mode = tm::io::Mode::kStatic;
-  else if (mode == "streaming") o.mode = tm::io::Mode::kStreaming;
+  if (mode == "static") o.mode = td::io::Mode::kStatic;
+  else if (mode == "streaming") o.mode = td::io::Mode::kStreaming;
   else throw std::invalid_argument("mode must be 'static' or 'streaming', not '" + mode + "'");
   o.name = name;
   o.primary_key = pk;
@@ -301,10 +317,10 @@ tm::io::fs::ReadOptions read_options(const std::string& format, const PySchema& 
   return o;
 }
 
-tm::persistence::AwsS3Settings make_s3(const std::string& bucket, const std::string& access_key,
+td::persistence::AwsS3Settings make_s3(const std::string& bucket, const std::string& access_key,
                                        const std::string& secret, bool path_style, const std::string& region,
                                        const std::string& endpoint, const std::string& token) {
-  tm::persistence::AwsS3Settings s;
+  td::persistence::AwsS3Settings s;
   s.bucket_name = bucket;
   s.access_key = access_key;
   s.secret_access_key = secret;
@@ -329,26 +345,27 @@ struct RunResult {
   std::string message;
 };
 
-RunResult run_graph(PyGraph& g, std::optional<tm::persistence::Config> cfg, bool handle_signals) {
+RunResult run_graph(PyGraph& g, std::optional<td::persistence::Config> cfg, bool handle_signals) {
   if (g.ran) throw std::invalid_argument("this graph has already been run");
   g.ran = true;
-  tm::RunOptions opts;
+  td::RunOptions opts;
   opts.persistence_config = std::move(cfg);
   opts.handle_signals = handle_signals;
-  tm::Status st;
+  td::Status st;
   {
     nb::gil_scoped_release release;
-    st = tm::run(*g.g, opts);
+    st = td::run(*g.g, opts);
   }
-  return RunResult{st.is_ok(), tm::status_code_name(st.code()), st.message()};
+  return RunResult{st.is_ok(), td::status_code_name(st.code()), st.message()};
 }
 
 }  // namespace
 
 NB_MODULE(_engine, m) {
   m.doc() = "Tidemark engine binding (use `import tidemark as pw`).";
+  nb::set_leak_warnings(false);
 
-  nb::exception<tm::GraphError>(m, "GraphError", PyExc_ValueError);
+  nb::exception<td::GraphError>(m, "GraphError", PyExc_ValueError);
 
   nb::class_<PyKey>(m, "Pointer")
       .def("__repr__", [](const PyKey& k) { return "^" + k.key.to_string(); })
@@ -357,29 +374,29 @@ NB_MODULE(_engine, m) {
         return nb::isinstance<PyKey>(b) && a.key == nb::cast<PyKey&>(b).key;
       })
       .def("__lt__", [](const PyKey& a, const PyKey& b) { return a.key < b.key; })
-      .def("__hash__", [](const PyKey& k) { return static_cast<Py_ssize_t>(tm::KeyHash{}(k.key) >> 1); })
+      .def("__hash__", [](const PyKey& k) { return static_cast<Py_ssize_t>(td::KeyHash{}(k.key) >> 1); })
       .def_prop_ro("lo", [](const PyKey& k) { return k.key.lo; })
       .def_prop_ro("hi", [](const PyKey& k) { return k.key.hi; });
-  m.def("key_from_values", [](nb::handle values) { return PyKey{tm::key_from_values(to_row(values))}; });
-  m.def("_set_classes", [](nb::object json_cls) { g_json_cls = json_cls; });
-  m.def("_roundtrip", [](nb::handle v) { return from_value(to_value(v)); });
+  m.def("key_from_values", [](nb::handle values) { return PyKey{td::key_from_values(to_row(values))}; });
+  m.def("_set_classes", [](nb::object json_cls) { g_json_cls = json_cls.release(); });
+  m.def("_roundtrip", [](nb::handle v) { return from_value(to_value(v)); }, "v"_a.none());
   m.def("_take_pending_error", &take_pending_error);
 
   // ----- expressions
-  nb::class_<tm::Expr>(m, "Expr");
-  m.def("lit", [](nb::handle v) { return tm::lit(to_value(v)); });
-  m.def("col", &tm::col);
-  m.def("left", &tm::left);
-  m.def("right", &tm::right);
-  m.def("id", &tm::id);
-  m.def("left_id", &tm::left_id);
-  m.def("right_id", &tm::right_id);
-  m.def("binop", [](const std::string& op, tm::Expr a, tm::Expr b) -> tm::Expr {
+  nb::class_<td::Expr>(m, "Expr");
+  m.def("lit", [](nb::handle v) { return td::lit(to_value(v)); });
+  m.def("col", &td::col);
+  m.def("left", &td::left);
+  m.def("right", &td::right);
+  m.def("id", &td::id);
+  m.def("left_id", &td::left_id);
+  m.def("right_id", &td::right_id);
+  m.def("binop", [](const std::string& op, td::Expr a, td::Expr b) -> td::Expr {
     if (op == "+") return a + b;
     if (op == "-") return a - b;
     if (op == "*") return a * b;
     if (op == "/") return a / b;
-    if (op == "//") return tm::floordiv(a, b);
+    if (op == "//") return td::floordiv(a, b);
     if (op == "%") return a % b;
     if (op == "==") return a == b;
     if (op == "!=") return a != b;
@@ -391,36 +408,37 @@ NB_MODULE(_engine, m) {
     if (op == "|") return a || b;
     throw std::invalid_argument("unknown operator " + op);
   });
-  m.def("neg", [](tm::Expr a) { return -a; });
-  m.def("not_", [](tm::Expr a) { return !a; });
-  m.def("if_else", &tm::if_else);
-  m.def("coalesce", &tm::coalesce);
-  m.def("is_none", &tm::is_none);
-  m.def("is_not_none", &tm::is_not_none);
-  m.def("cast", [](tm::Expr a, const std::string& to) { return tm::cast(a, parse_dtype(to)); });
-  m.def("make_tuple", &tm::make_tuple);
-  m.def("get", &tm::get);
-  m.def("str_lower", &tm::str::lower);
-  m.def("str_upper", &tm::str::upper);
-  m.def("str_len", &tm::str::len);
-  m.def("str_strip", &tm::str::strip);
-  m.def("str_contains", &tm::str::contains);
-  m.def("str_startswith", &tm::str::startswith);
-  m.def("str_endswith", &tm::str::endswith);
-  m.def("str_replace", &tm::str::replace);
-  m.def("str_split", [](tm::Expr s, std::optional<tm::Expr> sep) { return sep ? tm::str::split(s, *sep) : tm::str::split(s); });
-  m.def("str_slice", &tm::str::slice);
-  m.def("apply", [](nb::object fn, std::vector<tm::Expr> args, const std::string& dtype, bool optional,
+  m.def("neg", [](td::Expr a) { return -a; });
+  m.def("not_", [](td::Expr a) { return !a; });
+  m.def("if_else", &td::if_else);
+  m.def("coalesce", &td::coalesce);
+  m.def("is_none", &td::is_none);
+  m.def("is_not_none", &td::is_not_none);
+  m.def("cast", [](td::Expr a, const std::string& to) { return td::cast(a, parse_dtype(to)); });
+  m.def("make_tuple", &td::make_tuple);
+  m.def("get", &td::get);
+  m.def("str_lower", &td::str::lower);
+  m.def("str_upper", &td::str::upper);
+  m.def("str_len", &td::str::len);
+  m.def("str_strip", &td::str::strip);
+  m.def("str_contains", &td::str::contains);
+  m.def("str_startswith", &td::str::startswith);
+  m.def("str_endswith", &td::str::endswith);
+  m.def("str_replace", &td::str::replace);
+  m.def("str_split", [](td::Expr s, std::optional<td::Expr> sep) { return sep ? td::str::split(s, *sep) : td::str::split(s); },
+        "s"_a, "sep"_a.none());
+  m.def("str_slice", &td::str::slice);
+  m.def("apply", [](nb::object fn, std::vector<td::Expr> args, const std::string& dtype, bool optional,
                     bool deterministic, std::string label) {
-    return tm::apply(make_udf(std::move(fn), std::move(label)), std::move(args), make_type(dtype, optional), deterministic);
+    return td::apply(make_udf(std::move(fn), std::move(label)), std::move(args), make_type(dtype, optional), deterministic);
   });
-  m.def("apply_cached", [](nb::object fn, std::vector<tm::Expr> args, const std::string& dtype, bool optional,
+  m.def("apply_cached", [](nb::object fn, std::vector<td::Expr> args, const std::string& dtype, bool optional,
                            const std::string& cache_name, uint64_t size_limit, std::string label) {
-    return tm::apply(make_udf(std::move(fn), std::move(label)), std::move(args), make_type(dtype, optional),
-                     tm::UdfCache{cache_name, size_limit});
+    return td::apply(make_udf(std::move(fn), std::move(label)), std::move(args), make_type(dtype, optional),
+                     td::UdfCache{cache_name, size_limit});
   });
-  m.def("reducer", [](const std::string& name, std::optional<tm::Expr> e) -> tm::Expr {
-    namespace r = tm::reducers;
+  m.def("reducer", [](const std::string& name, std::optional<td::Expr> e) -> td::Expr {
+    namespace r = td::reducers;
     if (name == "count") return r::count();
     if (!e) throw std::invalid_argument("reducer " + name + " needs an argument");
     if (name == "sum") return r::sum(*e);
@@ -434,7 +452,7 @@ NB_MODULE(_engine, m) {
     if (name == "tuple") return r::tuple(*e);
     if (name == "sorted_tuple") return r::sorted_tuple(*e);
     throw std::invalid_argument("unknown reducer " + name);
-  });
+  }, "name"_a, "e"_a.none());
 
   // ----- graph and tables
   nb::class_<PyGraph>(m, "Graph")
@@ -450,7 +468,7 @@ NB_MODULE(_engine, m) {
       .def("with_columns", [](const PyTable& t, const Outputs& o) { check_graph(t); return wrap(t, t.t.with_columns(named(o))); })
       .def("without", [](const PyTable& t, std::vector<std::string> c) { check_graph(t); return wrap(t, t.t.without(std::move(c))); })
       .def("rename", [](const PyTable& t, std::vector<std::pair<std::string, std::string>> m) { check_graph(t); return wrap(t, t.t.rename(std::move(m))); })
-      .def("filter", [](const PyTable& t, tm::Expr p) { check_graph(t); return wrap(t, t.t.filter(p)); })
+      .def("filter", [](const PyTable& t, td::Expr p) { check_graph(t); return wrap(t, t.t.filter(p)); })
       .def("groupby_reduce", [](const PyTable& t, std::vector<std::string> by, const Outputs& o) {
         check_graph(t);
         return wrap(t, t.t.groupby(std::move(by)).reduce(named(o)));
@@ -459,8 +477,8 @@ NB_MODULE(_engine, m) {
       .def("join_select", [](const PyTable& t, const PyTable& other, std::vector<std::pair<std::string, std::string>> on,
                              const std::string& mode, const Outputs& o) {
         check_graph(t);
-        tm::JoinMode jm = mode == "left" ? tm::JoinMode::kLeft : mode == "right" ? tm::JoinMode::kRight
-                        : mode == "outer" ? tm::JoinMode::kOuter : tm::JoinMode::kInner;
+        td::JoinMode jm = mode == "left" ? td::JoinMode::kLeft : mode == "right" ? td::JoinMode::kRight
+                        : mode == "outer" ? td::JoinMode::kOuter : td::JoinMode::kInner;
         return wrap(t, t.t.join(other.t, std::move(on), jm).select(named(o)));
       })
       .def("concat", [](const PyTable& t, const PyTable& o) { check_graph(t); return wrap(t, t.t.concat(o.t)); })
@@ -469,47 +487,47 @@ NB_MODULE(_engine, m) {
       .def("difference", [](const PyTable& t, const PyTable& o) { check_graph(t); return wrap(t, t.t.difference(o.t)); })
       .def("intersect", [](const PyTable& t, const PyTable& o) { check_graph(t); return wrap(t, t.t.intersect(o.t)); })
       .def("restrict", [](const PyTable& t, const PyTable& o) { check_graph(t); return wrap(t, t.t.restrict(o.t)); })
-      .def("deduplicate", [](const PyTable& t, tm::Expr value, nb::object acceptor, std::optional<tm::Expr> instance,
+      .def("deduplicate", [](const PyTable& t, td::Expr value, nb::object acceptor, std::optional<td::Expr> instance,
                              const std::string& name) {
         check_graph(t);
-        tm::DeduplicateOptions o;
-        o.value = value;
+        td::DeduplicateOptions o{value, {}, std::nullopt, ""};
         if (!acceptor.is_none()) {
           auto holder = std::make_shared<PyCallable>(acceptor);
-          o.acceptor = [holder](const tm::Value& nv, const tm::Value& ov) -> bool {
+          o.acceptor = [holder](const td::Value& nv, const td::Value& ov) -> bool {
             nb::gil_scoped_acquire gil;
             try {
               return nb::cast<bool>(holder->fn(from_value(nv), from_value(ov)));
             } catch (nb::python_error& e) {
-              std::string what = e.what();
+              std::string what = describe_exception(e);
               remember_error(e);
-              throw std::runtime_error("deduplicate acceptor raised " + what.substr(0, what.find('\n')));
+              throw std::runtime_error("deduplicate acceptor raised " + what);
             }
           };
         } else {
-          o.acceptor = [](const tm::Value&, const tm::Value&) { return true; };
+          o.acceptor = [](const td::Value&, const td::Value&) { return true; };
         }
         o.instance = instance;
         o.name = name;
         return wrap(t, t.t.deduplicate(std::move(o)));
-      })
+      }, "value"_a, "acceptor"_a.none(), "instance"_a.none(), "name"_a)
       .def("flatten", [](const PyTable& t, const std::string& c) { check_graph(t); return wrap(t, t.t.flatten(c)); })
-      .def("sort", [](const PyTable& t, tm::Expr key, std::optional<tm::Expr> inst) { check_graph(t); return wrap(t, t.t.sort(key, inst)); })
-      .def("ix", [](const PyTable& t, const PyTable& src, tm::Expr ptr, bool optional) {
+      .def("sort", [](const PyTable& t, td::Expr key, std::optional<td::Expr> inst) { check_graph(t); return wrap(t, t.t.sort(key, inst)); }, "key"_a, "instance"_a.none())
+      .def("ix", [](const PyTable& t, const PyTable& src, td::Expr ptr, bool optional) {
         check_graph(t);
         return wrap(t, t.t.ix(src.t, ptr, optional));
       })
-      .def("windowby_reduce", [](const PyTable& t, tm::Expr time, const std::string& kind, nb::handle duration,
-                                 nb::handle hop, nb::handle origin, nb::handle max_gap, std::optional<tm::Expr> inst,
+      .def("windowby_reduce", [](const PyTable& t, td::Expr time, const std::string& kind, nb::handle duration,
+                                 nb::handle hop, nb::handle origin, nb::handle max_gap, std::optional<td::Expr> inst,
                                  const Outputs& o) {
         check_graph(t);
-        tm::Window w;
-        if (kind == "tumbling") w = tm::tumbling(to_value(duration), to_value(origin));
-        else if (kind == "sliding") w = tm::sliding(to_value(hop), to_value(duration), to_value(origin));
-        else if (kind == "session") w = tm::session(to_value(max_gap));
+        td::Window w;
+        if (kind == "tumbling") w = td::tumbling(to_value(duration), to_value(origin));
+        else if (kind == "sliding") w = td::sliding(to_value(hop), to_value(duration), to_value(origin));
+        else if (kind == "session") w = td::session(to_value(max_gap));
         else throw std::invalid_argument("unknown window kind " + kind);
         return wrap(t, t.t.windowby(time, w, inst).reduce(named(o)));
-      });
+      }, "time"_a, "kind"_a, "duration"_a.none(), "hop"_a.none(), "origin"_a.none(), "max_gap"_a.none(),
+         "instance"_a.none(), "outputs"_a);
 
   // ----- sources and sinks
   m.def("fs_read", [](std::shared_ptr<PyGraph> g, const std::string& path, const std::string& format,
@@ -517,31 +535,31 @@ NB_MODULE(_engine, m) {
                       const std::vector<std::string>& pk, uint64_t autocommit_ms, bool skip_bad_rows,
                       const std::string& delimiter) {
     auto o = read_options(format, schema, mode, name, pk, autocommit_ms, skip_bad_rows, delimiter);
-    return PyTable{g, tm::io::fs::read(*g->g, path, o)};
+    return PyTable{g, td::io::fs::read(*g->g, path, o)};
   });
   m.def("s3_read", [](std::shared_ptr<PyGraph> g, const std::string& path, const std::string& format,
                       const PySchema& schema, const std::string& mode, const std::string& name,
                       const std::vector<std::string>& pk, uint64_t autocommit_ms, bool skip_bad_rows,
-                      const std::string& delimiter, const tm::persistence::AwsS3Settings& s) {
+                      const std::string& delimiter, const td::persistence::AwsS3Settings& s) {
     auto o = read_options(format, schema, mode, name, pk, autocommit_ms, skip_bad_rows, delimiter);
-    return PyTable{g, tm::io::s3::read(*g->g, path, o, s)};
+    return PyTable{g, td::io::s3::read(*g->g, path, o, s)};
   });
   m.def("fs_write", [](const PyTable& t, const std::string& path, const std::string& format, const std::string& name) {
     check_graph(t);
-    tm::io::fs::write(t.t, path, {parse_format(format), name});
+    td::io::fs::write(t.t, path, {parse_format(format), name});
   });
   m.def("subscribe", [](const PyTable& t, nb::object on_change, nb::object on_time_end, nb::object on_end,
                         const std::string& name) {
     check_graph(t);
-    tm::io::SubscribeCallbacks cb;
+    td::io::SubscribeCallbacks cb;
     auto wrap_err = [](nb::python_error& e, const char* what) {
-      std::string w = e.what();
+      std::string w = describe_exception(e);
       remember_error(e);
-      throw std::runtime_error(std::string(what) + " raised " + w.substr(0, w.find('\n')));
+      throw std::runtime_error(std::string(what) + " raised " + w);
     };
     if (!on_change.is_none()) {
       auto h = std::make_shared<PyCallable>(on_change);
-      cb.on_change = [h, wrap_err](const tm::Key& key, const tm::Row& row, uint64_t time, bool add) {
+      cb.on_change = [h, wrap_err](const td::Key& key, const td::Row& row, uint64_t time, bool add) {
         nb::gil_scoped_acquire gil;
         try {
           h->fn(PyKey{key}, row_to_tuple(row), time, add);
@@ -566,37 +584,37 @@ NB_MODULE(_engine, m) {
         } catch (nb::python_error& e) { wrap_err(e, "subscribe on_end"); }
       };
     }
-    tm::io::subscribe(t.t, std::move(cb), name);
-  });
+    td::io::subscribe(t.t, std::move(cb), name);
+  }, "table"_a, "on_change"_a.none(), "on_time_end"_a.none(), "on_end"_a.none(), "name"_a);
 
-  nb::class_<tm::io::Subject>(m, "Subject")
-      .def(nb::new_([]() { return std::make_shared<tm::io::Subject>(); }))
-      .def("next", [](tm::io::Subject& s, nb::handle row) { s.next(to_row(row)); })
-      .def("next_with_key", [](tm::io::Subject& s, const PyKey& k, nb::handle row) { s.next_with_key(k.key, to_row(row)); })
-      .def("remove_with_key", [](tm::io::Subject& s, const PyKey& k, nb::handle row) { s.remove_with_key(k.key, to_row(row)); })
-      .def("commit", &tm::io::Subject::commit, nb::call_guard<nb::gil_scoped_release>())
-      .def("close", &tm::io::Subject::close, nb::call_guard<nb::gil_scoped_release>());
-  m.def("read_subject", [](std::shared_ptr<PyGraph> g, std::shared_ptr<tm::io::Subject> s, const PySchema& schema,
+  nb::class_<td::io::Subject>(m, "Subject")
+      .def(nb::new_([]() { return std::make_shared<td::io::Subject>(); }))
+      .def("next", [](td::io::Subject& s, nb::handle row) { s.next(to_row(row)); })
+      .def("next_with_key", [](td::io::Subject& s, const PyKey& k, nb::handle row) { s.next_with_key(k.key, to_row(row)); })
+      .def("remove_with_key", [](td::io::Subject& s, const PyKey& k, nb::handle row) { s.remove_with_key(k.key, to_row(row)); })
+      .def("commit", &td::io::Subject::commit, nb::call_guard<nb::gil_scoped_release>())
+      .def("close", &td::io::Subject::close, nb::call_guard<nb::gil_scoped_release>());
+  m.def("read_subject", [](std::shared_ptr<PyGraph> g, std::shared_ptr<td::io::Subject> s, const PySchema& schema,
                            const std::string& name, std::vector<std::string> pk) {
-    return PyTable{g, tm::io::read_subject(*g->g, std::move(s), make_schema(schema), name, std::move(pk))};
+    return PyTable{g, td::io::read_subject(*g->g, std::move(s), make_schema(schema), name, std::move(pk))};
   });
   m.def("table_from_markdown", [](std::shared_ptr<PyGraph> g, const std::string& text) {
-    return PyTable{g, tm::debug::table_from_markdown(*g->g, text)};
+    return PyTable{g, td::debug::table_from_markdown(*g->g, text)};
   });
 
   // ----- persistence
-  nb::class_<tm::persistence::AwsS3Settings>(m, "AwsS3Settings")
+  nb::class_<td::persistence::AwsS3Settings>(m, "AwsS3Settings")
       .def(nb::new_(&make_s3))
-      .def_rw("bucket_name", &tm::persistence::AwsS3Settings::bucket_name)
-      .def_rw("access_key", &tm::persistence::AwsS3Settings::access_key)
-      .def_rw("secret_access_key", &tm::persistence::AwsS3Settings::secret_access_key)
-      .def_rw("with_path_style", &tm::persistence::AwsS3Settings::with_path_style)
-      .def_rw("region", &tm::persistence::AwsS3Settings::region)
-      .def_rw("endpoint", &tm::persistence::AwsS3Settings::endpoint)
-      .def_rw("session_token", &tm::persistence::AwsS3Settings::session_token);
+      .def_rw("bucket_name", &td::persistence::AwsS3Settings::bucket_name)
+      .def_rw("access_key", &td::persistence::AwsS3Settings::access_key)
+      .def_rw("secret_access_key", &td::persistence::AwsS3Settings::secret_access_key)
+      .def_rw("with_path_style", &td::persistence::AwsS3Settings::with_path_style)
+      .def_rw("region", &td::persistence::AwsS3Settings::region)
+      .def_rw("endpoint", &td::persistence::AwsS3Settings::endpoint)
+      .def_rw("session_token", &td::persistence::AwsS3Settings::session_token);
 
-  using tm::persistence::Backend;
-  using tm::persistence::SnapshotEvent;
+  using td::persistence::Backend;
+  using td::persistence::SnapshotEvent;
   nb::class_<SnapshotEvent>(m, "SnapshotEvent")
       .def_static("insert", [](const PyKey& k, nb::handle values) { return SnapshotEvent::insert(k.key, to_row(values)); })
       .def_static("delete", [](const PyKey& k, nb::handle values) { return SnapshotEvent::remove(k.key, to_row(values)); })
@@ -613,38 +631,38 @@ NB_MODULE(_engine, m) {
       .def("describe", &Backend::describe);
   m.def("make_config", [](const Backend& meta, const Backend& snap, uint64_t interval, const std::string& access,
                           const std::string& mode, bool cont) {
-    tm::persistence::Config c;
+    td::persistence::Config c;
     c.metadata_storage = meta;
     c.snapshot_storage = snap;
     c.snapshot_interval_ms = interval;
-    auto a = tm::persistence::parse_snapshot_access(access);
+    auto a = td::persistence::parse_snapshot_access(access);
     if (!a) throw std::invalid_argument(a.status().message());
-    auto pm = tm::persistence::parse_persistence_mode(mode);
+    auto pm = td::persistence::parse_persistence_mode(mode);
     if (!pm) throw std::invalid_argument(pm.status().message());
     c.snapshot_access = *a;
     c.persistence_mode = *pm;
     c.continue_after_replay = cont;
     return c;
   });
-  nb::class_<tm::persistence::Config>(m, "Config");
+  nb::class_<td::persistence::Config>(m, "Config");
 
   // ----- running
   nb::class_<RunResult>(m, "RunResult")
       .def_ro("ok", &RunResult::ok)
       .def_ro("code", &RunResult::code)
       .def_ro("message", &RunResult::message);
-  m.def("run", [](PyGraph& g, std::optional<tm::persistence::Config> cfg, bool handle_signals) {
+  m.def("run", [](PyGraph& g, std::optional<td::persistence::Config> cfg, bool handle_signals) {
     return run_graph(g, std::move(cfg), handle_signals);
   }, "graph"_a, "config"_a.none(), "handle_signals"_a = true);
   m.def("compute_changes", [](const PyTable& t) {
     check_graph(t);
     t.graph->ran = true;
-    std::vector<tm::debug::Change> changes;
+    std::vector<td::debug::Change> changes;
     std::string error;
     {
       nb::gil_scoped_release release;
       try {
-        changes = tm::debug::compute_changes(t.t);
+        changes = td::debug::compute_changes(t.t);
       } catch (const std::exception& e) {
         error = e.what();
       }

@@ -26,7 +26,8 @@ PEOPLE_ROWS = [("alice", 30, "paris"), ("bob", 25, "rome"), ("carol", 30, "rome"
 def rows_of(table):
     keys, cols = pw.debug.table_to_dicts(table)
     names = list(cols)
-    return sorted(tuple(cols[n][k] for n in names) for k in keys)
+    return sorted((tuple(cols[n][k] for n in names) for k in keys),
+                  key=lambda r: [(x is None, type(x).__name__, x if x is not None else 0) for x in r])
 
 
 def test_import_starts_no_threads():
