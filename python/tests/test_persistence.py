@@ -400,3 +400,26 @@ def test_sigkill_at_random_moments_equals_a_clean_run(tmp_path):
     rows = [(w, int(c), int(d)) for w, c, _t, d in read_changes_csv(out)]
     # no duplicated or lost change, and the final state is the clean word count
     assert apply_changes({}, rows) == dict(counts_in(inp))
+
+
+@pytest.mark.skipif(not os.environ.get("TIDEMARK_S3_ENDPOINT"),
+                    reason="needs the test RGW (scripts/test.sh starts it and sets TIDEMARK_S3_ENDPOINT)")
+def test_state_on_s3(tmp_path):
+    import uuid
+    settings = pw.io.s3.AwsS3Settings(bucket_name="tidemark-test", access_key="TESTACCESSKEY",
+                                      secret_access_key="TESTSECRETKEY", with_path_style=True,
+                                      region="us-east-1", endpoint=os.environ["TIDEMARK_S3_ENDPOINT"])
+    root = f"pytest/{uuid.uuid4().hex}"
+    inp = tmp_path / "in"
+    inp.mkdir()
+    write_file(str(inp / "1.txt"), "s3 state s3\n")
+    prev = collections.Counter()
+    for step in range(2):
+        if step == 1:
+            write_file(str(inp / "2.txt"), "state more\n")
+        seen = []
+        build_wordcount(str(inp), sink_changes=seen)
+        pw.run(persistence_config=pw.persistence.Config(pw.persistence.Backend.s3(root, settings)))
+        cur = counts_in(inp)
+        assert collections.Counter(seen) == expected_changes(prev, cur), f"run {step + 1}"
+        prev = cur
