@@ -325,3 +325,88 @@ def test_table_from_graph_that_ran_is_refused():
     pw.debug.table_to_dicts(t)
     with pytest.raises(ValueError, match="already been run"):
         t.select(pw.this.name)
+
+
+def test_run_releases_the_gil_and_callbacks_take_it():
+    """The subject's thread waits for the engine to report the first batch (a subscribe
+    callback) before pushing the second: possible only while the engine runs without the GIL."""
+    first_done = threading.Event()
+    got = []
+
+    class Two(pw.io.python.ConnectorSubject):
+        def run(self):
+            self.next(v=1)
+            self.commit()
+            assert first_done.wait(30), "the engine did not deliver the first batch"
+            self.next(v=2)
+            self.commit()
+
+    class S(pw.Schema):
+        v: int
+
+    t = pw.io.python.read(Two(), schema=S)
+
+    def on_change(key, row, time, is_addition):
+        got.append(row["v"])
+        first_done.set()
+
+    pw.io.subscribe(t, on_change=on_change)
+    pw.run()
+    assert got == [1, 2]
+
+
+def test_star_rename_without_with_columns_getitem():
+    t = pw.debug.table_from_markdown(PEOPLE)
+    r = t.select(*pw.this, next_age=pw.this.age + 1).without(pw.this.city).rename(years=pw.this.age)
+    assert r.column_names() == ["name", "years", "next_age"]
+    r = r.with_columns(next_age=pw.this.next_age * 10)
+    sub = t[["name", "city"]]
+    assert sub.column_names() == ["name", "city"]
+    assert rows_of(r) == sorted((n, a, (a + 1) * 10) for n, a, _ in PEOPLE_ROWS)
+
+
+def test_sort_and_ix():
+    t = pw.debug.table_from_markdown(PEOPLE)
+    s = t.sort(key=pw.this.age)
+    nxt = t.ix(s.next, optional=True)  # for every row: the row after it in age order
+    keys, names = pw.debug.table_to_dicts(t.select(pw.this.name))
+    pw.clear_graph()
+    t = pw.debug.table_from_markdown(PEOPLE)
+    s = t.sort(key=pw.this.age)
+    nkeys, nxt_names = pw.debug.table_to_dicts(t.ix(s.next, optional=True).select(pw.this.name))
+    got = {names["name"][k]: nxt_names["name"][k] for k in keys}
+    ages = {n: a for n, a, _ in PEOPLE_ROWS}
+    # following "next" from the one row nobody points to visits everyone, in age order
+    first = [n for n in got if n not in got.values()]
+    assert len(first) == 1
+    walk = [first[0]]
+    while got[walk[-1]] is not None:
+        walk.append(got[walk[-1]])
+    assert sorted(walk) == sorted(ages) and [ages[w] for w in walk] == sorted(ages.values())
+
+
+def test_windowby_sliding_and_session():
+    t = pw.debug.table_from_markdown("""
+       | t  | v
+     1 | 1  | 1
+     2 | 2  | 2
+     3 | 10 | 3
+     4 | 11 | 4
+    """)
+    ses = t.windowby(pw.this.t, window=pw.temporal.session(max_gap=3)).reduce(
+        total=pw.reducers.sum(pw.this.v), n=pw.reducers.count())
+    assert rows_of(ses) == [(3, 2), (7, 2)]
+    pw.clear_graph()
+    t = pw.debug.table_from_markdown("""
+       | t  | v
+     1 | 1  | 1
+     2 | 6  | 2
+    """)
+    sl = t.windowby(pw.this.t, window=pw.temporal.sliding(hop=5, duration=10)).reduce(
+        start=pw.this._pw_window_start, total=pw.reducers.sum(pw.this.v))
+    want = collections.Counter()
+    for ts, v in [(1, 1), (6, 2)]:
+        for start in range(-10, 10, 5):
+            if start <= ts < start + 10:
+                want[start] += v
+    assert rows_of(sl) == sorted(want.items())
