@@ -13,7 +13,7 @@ inp, out, state = sys.argv[1:4]
 
 
 class Review(pw.Schema):
-    id: int = pw.column_definition(primary_key=True)
+    review_id: int = pw.column_definition(primary_key=True)
     text: str
 
 
@@ -29,7 +29,7 @@ def word_count(text: str) -> int:
 
 
 reviews = pw.io.csv.read(inp, schema=Review, mode="streaming", name="reviews")
-scored = reviews.select(pw.this.id, score=sentiment(pw.this.text), words=word_count(pw.this.text))
+scored = reviews.select(pw.this.review_id, score=sentiment(pw.this.text), words=word_count(pw.this.text))
 summary = scored.reduce(n=pw.reducers.count(), avg_score=pw.reducers.avg(pw.this.score),
                         words=pw.reducers.sum(pw.this.words))
 pw.io.csv.write(summary, out, name="summary")
