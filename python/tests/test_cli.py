@@ -80,3 +80,15 @@ def test_replay_into_a_csv_file_sink(tmp_path):
     tidemark("spawn", "--record", "--record-path", rec, PROG, str(inp), str(tmp_path / "o1.csv"), "csv")
     tidemark("replay", "--record-path", rec, PROG, str(inp), str(tmp_path / "o2.csv"), "csv")
     assert final(str(tmp_path / "o2.csv")) == {"a": 2, "b": 1}
+
+
+def test_persistence_inspect_and_verify(tmp_path):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    write_file(str(inp / "1.txt"), "a b\n")
+    rec = str(tmp_path / "rec")
+    tidemark("spawn", "--record", "--record-path", rec, PROG, str(inp), str(tmp_path / "o1.csv"))
+    r = tidemark("persistence", "verify", rec)
+    assert r.stdout.strip() or r.stderr.strip()
+    r = tidemark("persistence", "inspect", rec)
+    assert "lines" in r.stdout
