@@ -410,3 +410,23 @@ def test_windowby_sliding_and_session():
             if start <= ts < start + 10:
                 want[start] += v
     assert rows_of(sl) == sorted(want.items())
+
+
+def test_column_of_another_table_is_refused():
+    t = pw.debug.table_from_markdown(PEOPLE)
+    t2 = t.select(age=pw.this.age + 100)
+    with pytest.raises(ValueError, match="another table"):
+        t2.select(x=t.age)  # would otherwise silently read t2.age
+
+
+def test_failing_subscriber_stops_the_run(tmp_path):
+    write_file(str(tmp_path / "a.txt"), "x\n")
+    t = pw.io.plaintext.read(str(tmp_path / "a.txt"), mode="static")
+
+    def on_change(key, row, time, is_addition):
+        raise RuntimeError("subscriber broke")
+
+    pw.io.subscribe(t, on_change=on_change)
+    with pytest.raises(pw.EngineError, match="subscriber broke") as info:
+        pw.run()
+    assert isinstance(info.value.__cause__, RuntimeError)

@@ -131,6 +131,15 @@ class ColumnReference(ColumnExpression):
                 return _engine.left_id() if n == "id" else _engine.left(n)
             if self._table is ctx.right:
                 return _engine.right_id() if n == "id" else _engine.right(n)
+            raise ValueError(f"column '{n}' belongs to a table that is not a side of this join; "
+                             "use pw.left / pw.right or the joined tables' columns")
+        if ctx.table is not None and self._table is not ctx.table and \
+                not any(a is self._table for a in getattr(ctx.table, "_row_subset_of", ())):
+            # The engine resolves columns by name in the table being operated on, so a column of
+            # another table (even one with the same keys) cannot be read here: refuse rather
+            # than silently read this table's column of that name.
+            raise ValueError(f"column '{n}' belongs to another table; an operator reads its own table's "
+                             "columns (pw.this.x or t.x of that table): join or ix the other table first")
         return _engine.id() if n == "id" else _engine.col(n)
 
     def __repr__(self):

@@ -33,6 +33,9 @@ class Table:
         object.__setattr__(self, "_cpp", cpp)
         object.__setattr__(self, "_state", state)
         object.__setattr__(self, "_cols", None)
+        # Tables whose rows this one holds unchanged (a filter's input, ...): their columns may
+        # be referenced in this table's operators (t.filter(...).select(t.x)).
+        object.__setattr__(self, "_row_subset_of", ())
 
     # ----- columns
     def _columns(self):
@@ -79,6 +82,11 @@ class Table:
 
     def _new(self, cpp) -> "Table":
         return Table(cpp, self._state)
+
+    def _subset(self, cpp) -> "Table":
+        t = Table(cpp, self._state)
+        object.__setattr__(t, "_row_subset_of", (self, *self._row_subset_of))
+        return t
 
     def _ctx(self):
         return _Ctx(table=self)
@@ -135,7 +143,7 @@ class Table:
         return self.rename(names_mapping)
 
     def filter(self, filter_expression) -> "Table":
-        return self._new(self._cpp.filter(_wrap(filter_expression)._build(self._ctx())))
+        return self._subset(self._cpp.filter(_wrap(filter_expression)._build(self._ctx())))
 
     def groupby(self, *args, id=None, sort_by=None, instance=None, **kwargs) -> "GroupedTable":
         cols = [_name_of(a) for a in args]
@@ -176,16 +184,16 @@ class Table:
     __lshift__ = update_cells
 
     def difference(self, other: "Table") -> "Table":
-        return self._new(self._cpp.difference(other._cpp))
+        return self._subset(self._cpp.difference(other._cpp))
 
     def intersect(self, *tables: "Table") -> "Table":
         t = self
         for o in tables:
-            t = t._new(t._cpp.intersect(o._cpp))
+            t = t._subset(t._cpp.intersect(o._cpp))
         return t
 
     def restrict(self, other: "Table") -> "Table":
-        return self._new(self._cpp.restrict(other._cpp))
+        return self._subset(self._cpp.restrict(other._cpp))
 
     def deduplicate(self, *, value, instance=None, acceptor=None, name: Optional[str] = None,
                     persistent_id: Optional[str] = None) -> "Table":
