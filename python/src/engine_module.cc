@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "storage/azure_store.h"
 #include "tidemark/tidemark.h"
 
 namespace nb = nanobind;
@@ -645,6 +646,17 @@ NB_MODULE(_engine, m) {
     return c;
   });
   nb::class_<td::persistence::Config>(m, "Config");
+  // Set-up helper (tests, scripts): creates an Azure container; OK if it exists.
+  m.def("_create_azure_container", [](const std::string& account, const std::string& key,
+                                      const std::string& container, const std::string& endpoint) {
+    td::storage::AzureOptions o;
+    o.account = account;
+    o.key = key;
+    o.container = container;
+    o.endpoint = endpoint;
+    td::Status st = td::storage::create_azure_container(o);
+    if (!st.is_ok()) throw std::runtime_error(st.to_string());
+  });
 
   // ----- running
   nb::class_<RunResult>(m, "RunResult")

@@ -423,3 +423,59 @@ def test_state_on_s3(tmp_path):
         cur = counts_in(inp)
         assert collections.Counter(seen) == expected_changes(prev, cur), f"run {step + 1}"
         prev = cur
+
+
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@pytest.mark.skipif(not os.environ.get("TIDEMARK_AZURE_ENDPOINT"),
+                    reason="needs Azurite (scripts/test.sh starts it and sets TIDEMARK_AZURE_ENDPOINT)")
+def test_state_on_azure(tmp_path):
+    import uuid
+    from tidemark import _engine
+    endpoint = os.environ["TIDEMARK_AZURE_ENDPOINT"]
+    _engine._create_azure_container("devstoreaccount1", AZURITE_KEY, "tidemark-py", endpoint)
+    backend = pw.persistence.Backend.azure(f"pytest/{uuid.uuid4().hex}", "devstoreaccount1", AZURITE_KEY,
+                                           "tidemark-py", endpoint)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    write_file(str(inp / "1.txt"), "blob state blob\n")
+    prev = collections.Counter()
+    for step in range(2):
+        if step == 1:
+            write_file(str(inp / "2.txt"), "state more\n")
+        seen = []
+        build_wordcount(str(inp), sink_changes=seen)
+        pw.run(persistence_config=pw.persistence.Config(backend))
+        cur = counts_in(inp)
+        assert collections.Counter(seen) == expected_changes(prev, cur), f"run {step + 1}"
+        prev = cur
+
+
+@pytest.mark.skipif(not os.environ.get("TIDEMARK_S3_ENDPOINT"), reason="needs the test RGW")
+def test_s3_read_connector(tmp_path):
+    import shutil
+    import uuid
+    if not shutil.which("curl"):
+        pytest.skip("needs curl to upload test objects")
+    endpoint = os.environ["TIDEMARK_S3_ENDPOINT"]
+    prefix = f"pytest-read/{uuid.uuid4().hex}"
+
+    def put(key, body):
+        src = tmp_path / "body"
+        src.write_text(body)
+        subprocess.run(["curl", "-sf", "-X", "PUT", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user",
+                        "TESTACCESSKEY:TESTSECRETKEY", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                        "--data-binary", f"@{src}", f"{endpoint}/tidemark-test/{prefix}/{key}"], check=True)
+
+    put("a.txt", "up down up\n")
+    put("b.txt", "down\n")
+    settings = pw.io.s3.AwsS3Settings(bucket_name="tidemark-test", access_key="TESTACCESSKEY",
+                                      secret_access_key="TESTSECRETKEY", with_path_style=True,
+                                      region="us-east-1", endpoint=endpoint)
+    lines = pw.io.s3.read(f"s3://tidemark-test/{prefix}", format="plaintext", aws_s3_settings=settings,
+                          mode="static")
+    words = lines.select(word=pw.this.data.str.split()).flatten(pw.this.word)
+    counts = words.groupby(pw.this.word).reduce(pw.this.word, count=pw.reducers.count())
+    keys, cols = pw.debug.table_to_dicts(counts)
+    assert {cols["word"][k]: cols["count"][k] for k in keys} == {"up": 2, "down": 2}
