@@ -2,7 +2,7 @@
 # Builds and installs the Python package `tidemark` into the venv build/venv (created on first
 # use; pinned build and test tools from PyPI), then prints the venv's python.
 #
-#   bash scripts/python-package.sh        # pip install . (incremental: build dir build-py/)
+#   bash scripts/python-package.sh        # pip install . (incremental: build dir build-pkg/)
 #
 # ccache is shared with the C++ build: same compiler, generator and flags, and a base dir, so
 # the library objects the C++ build compiled are reused.
@@ -24,5 +24,6 @@ export CCACHE_BASEDIR=$ROOT CCACHE_NOHASHDIR=1
 export CMAKE_GENERATOR="Unix Makefiles"
 export CXX=${CXX:-c++}
 export CMAKE_BUILD_PARALLEL_LEVEL=${JOBS:-$(nproc)}
-"$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation "$ROOT" >&2
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation \
+  --config-settings=build-dir=build-pkg "$ROOT" >&2
 echo "$VENV/bin/python"
