@@ -430,3 +430,22 @@ def test_failing_subscriber_stops_the_run(tmp_path):
     with pytest.raises(pw.EngineError, match="subscriber broke") as info:
         pw.run()
     assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_with_id_from_and_pointer_from_agree():
+    users = pw.debug.table_from_markdown("""
+       | user | country
+     1 | ann  | fr
+     2 | bob  | it
+    """)
+    orders = pw.debug.table_from_markdown("""
+       | user | amount
+     7 | ann  | 3
+     8 | bob  | 4
+     9 | ann  | 5
+    """)
+    by_name = users.with_id_from(users.user)
+    looked_up = by_name.ix(orders.select(p=orders.pointer_from(orders.user)).p)
+    keys, cols = pw.debug.table_to_dicts(looked_up.select(pw.this.user, pw.this.country))
+    assert sorted((cols["user"][k], cols["country"][k]) for k in keys) == [("ann", "fr"), ("ann", "fr"),
+                                                                            ("bob", "it")]

@@ -376,7 +376,8 @@ def test_signal_stops_a_streaming_run_cleanly(tmp_path, sig):
     assert new == expected_changes(first, counts_in(inp))
 
 
-def test_sigkill_at_random_moments_equals_a_clean_run(tmp_path):
+@pytest.mark.parametrize("pmode", ["persisting", "operator_persisting"])
+def test_sigkill_at_random_moments_equals_a_clean_run(tmp_path, pmode):
     import random
     import signal
     import time
@@ -386,7 +387,7 @@ def test_sigkill_at_random_moments_equals_a_clean_run(tmp_path):
     vocab = "alpha beta gamma delta eps zeta eta theta".split()
     n_files = 0
     for attempt in range(int(os.environ.get("TIDEMARK_CRASH_RUNS", "5"))):
-        p = _start([str(inp), out, state, "streaming"])
+        p = _start([str(inp), out, state, "streaming", pmode])
         for _ in range(3):
             n_files += 1
             write_file(str(inp / f"{n_files:03}.txt"), " ".join(rnd.choice(vocab) for _ in range(50)) + "\n")
@@ -394,8 +395,8 @@ def test_sigkill_at_random_moments_equals_a_clean_run(tmp_path):
         time.sleep(rnd.uniform(0, 0.3))  # a random moment to crash at (not a synchronization)
         p.send_signal(signal.SIGKILL)
         p.communicate()
-    r = subprocess.run([sys.executable, os.path.join(PROGRAMS, "wordcount.py"), str(inp), out, state, "static"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, os.path.join(PROGRAMS, "wordcount.py"), str(inp), out, state, "static",
+                        pmode], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = [(w, int(c), int(d)) for w, c, _t, d in read_changes_csv(out)]
     # no duplicated or lost change, and the final state is the clean word count
