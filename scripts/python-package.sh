@@ -25,5 +25,5 @@ export CMAKE_GENERATOR="Unix Makefiles"
 export CXX=${CXX:-c++}
 export CMAKE_BUILD_PARALLEL_LEVEL=${JOBS:-$(nproc)}
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation \
-  --config-settings=build-dir=build-pkg "$ROOT" >&2
+  --config-settings=build-dir="${TIDEMARK_PKG_BUILD_DIR:-build-pkg}" "$ROOT" >&2
 echo "$VENV/bin/python"
