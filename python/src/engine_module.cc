@@ -385,7 +385,7 @@ NB_MODULE(_engine, m) {
 
   // ----- expressions
   nb::class_<td::Expr>(m, "Expr");
-  m.def("lit", [](nb::handle v) { return td::lit(to_value(v)); });
+  m.def("lit", [](nb::handle v) { return td::lit(to_value(v)); }, "v"_a.none());
   m.def("col", &td::col);
   m.def("left", &td::left);
   m.def("right", &td::right);

@@ -412,11 +412,34 @@ def test_windowby_sliding_and_session():
     assert rows_of(sl) == sorted(want.items())
 
 
-def test_column_of_another_table_is_refused():
+def test_columns_of_a_table_with_the_same_keys():
     t = pw.debug.table_from_markdown(PEOPLE)
     t2 = t.select(age=pw.this.age + 100)
-    with pytest.raises(ValueError, match="another table"):
-        t2.select(x=t.age)  # would otherwise silently read t2.age
+    r = t2.select(pw.this.age, orig=t.age, name=t.name, s=t2.age + t.age)  # t.age, not t2's age column
+    assert rows_of(r) == sorted((a + 100, a, n, 2 * a + 100) for n, a, _ in PEOPLE_ROWS)
+    pw.clear_graph()
+    t = pw.debug.table_from_markdown(PEOPLE)
+    t2 = t.select(age=pw.this.age + 100)
+    w = t2.with_columns(city=t.city).filter(t.age > 26)
+    assert w.column_names() == ["age", "city"]
+    assert rows_of(w) == sorted((a + 100, c) for n, a, c in PEOPLE_ROWS if a > 26)
+
+
+def test_ix_result_columns_in_select():
+    users = pw.debug.table_from_markdown("""
+       | user | country
+     1 | ann  | fr
+     2 | bob  | it
+    """).with_id_from(pw.this.user)
+    orders = pw.debug.table_from_markdown("""
+       | user | amount
+     7 | ann  | 3
+     8 | bob  | 4
+     9 | cid  | 5
+    """)
+    ptr = orders.select(p=orders.pointer_from(orders.user))
+    r = orders.select(orders.user, pw.this.amount, country=users.ix(ptr.p, optional=True).country)
+    assert rows_of(r) == [("ann", 3, "fr"), ("bob", 4, "it"), ("cid", 5, None)]
 
 
 def test_failing_subscriber_stops_the_run(tmp_path):

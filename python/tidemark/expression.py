@@ -11,10 +11,11 @@ from ._types import to_engine_type
 class _Ctx:
     """Where an expression is used: one table, or a join of two."""
 
-    def __init__(self, table=None, left=None, right=None):
+    def __init__(self, table=None, left=None, right=None, remap=None):
         self.table = table
         self.left = left
         self.right = right
+        self.remap = remap  # {(id(table), column): alias column in `table` (None: the id)}
 
     @property
     def is_join(self):
@@ -37,6 +38,14 @@ class ColumnExpression:
 
     def _tables(self):
         return []
+
+    def _children(self):
+        return ()
+
+    def _walk(self):
+        yield self
+        for c in self._children():
+            yield from c._walk()
 
     # arithmetic
     def __add__(self, o): return BinOp("+", self, _wrap(o))
@@ -133,6 +142,10 @@ class ColumnReference(ColumnExpression):
                 return _engine.right_id() if n == "id" else _engine.right(n)
             raise ValueError(f"column '{n}' belongs to a table that is not a side of this join; "
                              "use pw.left / pw.right or the joined tables' columns")
+        remap = getattr(ctx, "remap", None)
+        if remap and (id(self._table), n) in remap:
+            alias = remap[(id(self._table), n)]
+            return _engine.id() if alias is None else _engine.col(alias)
         if ctx.table is not None and self._table is not ctx.table and \
                 not any(a is self._table for a in getattr(ctx.table, "_row_subset_of", ())):
             # The engine resolves columns by name in the table being operated on, so a column of
@@ -180,6 +193,9 @@ class BinOp(ColumnExpression):
     def _tables(self):
         return self.a._tables() + self.b._tables()
 
+    def _children(self):
+        return (self.a, self.b)
+
     def _build(self, ctx):
         return _engine.binop(self.op, self.a._build(ctx), self.b._build(ctx))
 
@@ -195,6 +211,9 @@ class Unary(ColumnExpression):
 
     def _tables(self):
         return self.a._tables()
+
+    def _children(self):
+        return (self.a,)
 
     def _build(self, ctx):
         e = self.a._build(ctx)
@@ -213,6 +232,9 @@ class Call(ColumnExpression):
     def _tables(self):
         return [t for a in self.args for t in a._tables()]
 
+    def _children(self):
+        return tuple(self.args)
+
     def _build(self, ctx):
         built = [a._build(ctx) for a in self.args]
         if self.list_arg:
@@ -228,6 +250,9 @@ class Reducer(ColumnExpression):
 
     def _tables(self):
         return [] if self.arg is None else self.arg._tables()
+
+    def _children(self):
+        return () if self.arg is None else (self.arg,)
 
     def _build(self, ctx):
         return _engine.reducer(self.rname, None if self.arg is None else self.arg._build(ctx))
@@ -251,6 +276,9 @@ class Apply(ColumnExpression):
 
     def _tables(self):
         return [t for a in list(self.args) + list(self.kwargs.values()) for t in a._tables()]
+
+    def _children(self):
+        return tuple(self.args) + tuple(self.kwargs.values())
 
     def _build(self, ctx):
         args = [a._build(ctx) for a in self.args]

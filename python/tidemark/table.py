@@ -120,12 +120,61 @@ class Table:
             seen[n] = e
         return list(seen.items())
 
+    # ----- columns of other tables with the same keys (t.select(x=u.y), u.ix(...).y)
+    def _foreign(self, exprs):
+        groups = {}
+        for e in exprs:
+            if not isinstance(e, ColumnExpression):
+                continue
+            for node in e._walk():
+                if isinstance(node, ColumnReference) and node.table is not self and \
+                        not any(a is node.table for a in self._row_subset_of):
+                    groups.setdefault(id(node.table), (node.table, []))
+                    if node.name not in groups[id(node.table)][1]:
+                        groups[id(node.table)][1].append(node.name)
+        return list(groups.values())
+
+    def _attach(self, foreign):
+        """This table with the referenced columns of other tables (same keys: the reference's
+        same-universe rule) attached as hidden columns; keys missing there read None."""
+        cpp = self._cpp
+        remap = {}
+        aliases = []
+        none_any = _engine.get(_engine.make_tuple([_engine.lit(None)]), _engine.lit(1))  # None, type Any
+        for i, (u, cols) in enumerate(foreign):
+            if u._state is not self._state:
+                raise ValueError("a column of a table from another (already run) graph")
+            pairs = []
+            for c in cols:
+                if c == "id":
+                    remap[(id(u), c)] = None
+                    continue
+                alias = f"_pw_ref{len(aliases)}_{c}"
+                aliases.append(alias)
+                remap[(id(u), c)] = alias
+                pairs.append((c, alias))
+            if pairs:
+                cpp = cpp.with_columns([(a, none_any) for _, a in pairs])
+                cpp = cpp.update_cells(u._cpp.select([(a, _engine.col(c)) for c, a in pairs]))
+        ext = Table(cpp, self._state)
+        object.__setattr__(ext, "_row_subset_of", (self, *self._row_subset_of))
+        return ext, _Ctx(table=ext, remap=remap), aliases
+
+    def _prepared(self, exprs):
+        foreign = self._foreign(exprs)
+        if not foreign:
+            return self, self._ctx(), []
+        return self._attach(foreign)
+
     # ----- operators
     def select(self, *args, **kwargs) -> "Table":
-        return self._new(self._cpp.select(self._outputs(args, kwargs, self._ctx(), lambda s: self.column_names())))
+        base, ctx, _ = self._prepared(list(args) + list(kwargs.values()))
+        return self._new(base._cpp.select(self._outputs(args, kwargs, ctx, lambda s: self.column_names())))
 
     def with_columns(self, *args, **kwargs) -> "Table":
-        return self._new(self._cpp.with_columns(self._outputs(args, kwargs, self._ctx(), lambda s: self.column_names())))
+        base, ctx, aliases = self._prepared(list(args) + list(kwargs.values()))
+        cpp = base._cpp.with_columns(self._outputs(args, kwargs, ctx, lambda s: self.column_names()))
+        return self._new(cpp.without(aliases) if aliases else cpp)
 
     def without(self, *columns) -> "Table":
         return self._new(self._cpp.without([_name_of(c) for c in columns]))
@@ -143,7 +192,9 @@ class Table:
         return self.rename(names_mapping)
 
     def filter(self, filter_expression) -> "Table":
-        return self._subset(self._cpp.filter(_wrap(filter_expression)._build(self._ctx())))
+        base, ctx, aliases = self._prepared([filter_expression])
+        cpp = base._cpp.filter(_wrap(filter_expression)._build(ctx))
+        return self._subset(cpp.without(aliases) if aliases else cpp)
 
     def groupby(self, *args, id=None, sort_by=None, instance=None, **kwargs) -> "GroupedTable":
         cols = [_name_of(a) for a in args]
