@@ -24,4 +24,16 @@ echo "restart commit crash" > "$work/input/part-9.txt"
 build/bin/wordcount --input "$work/input" --output "$work/persisted.csv" --persistent-storage "$work/state"
 echo "== changes emitted by the resumed run (only what the new file changed):"
 awk -F, 'NR>1' "$work/persisted.csv" | tail -n 6
+echo "== the same word count in Python (import tidemark as pw), installed into build/venv"
+PYTHON_BIN=$(bash scripts/python-package.sh)
+"$PYTHON_BIN" - "$work/input" "$work/py-counts.csv" <<'PY'
+import sys
+import tidemark as pw
+lines = pw.io.plaintext.read(sys.argv[1], mode="static")
+words = lines.select(word=pw.this.data.str.split()).flatten(pw.this.word)
+counts = words.groupby(pw.this.word).reduce(pw.this.word, count=pw.reducers.count())
+pw.io.csv.write(counts, sys.argv[2])
+pw.run()
+PY
+awk -F, 'NR>1 {c[$1]+=$2*$4} END {for (w in c) if (c[w]) print "  " w, c[w]}' "$work/py-counts.csv" | sort
 echo "demo files are in $work"

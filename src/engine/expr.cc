@@ -527,7 +527,8 @@ class OpExpr final : public CompiledExpr {
             i = j;
           }
         } else {
-          const std::string& sep = need_str(args_[1]->eval(c), "split");
+          Value sep_value = args_[1]->eval(c);  // need_str returns a reference into it
+          const std::string& sep = need_str(sep_value, "split");
           if (sep.empty()) throw RuntimeError("split(): empty separator");
           size_t i = 0;
           for (;;) {
