@@ -69,9 +69,6 @@ def test_pathway_variables_are_aliases(tmp_path):
     assert final(str(tmp_path / "o2.csv")) == {"x": 2, "y": 1}
 
 
-@pytest.mark.xfail(strict=True, reason="engine: in replay modes the replay runs before file sinks are opened "
-                                       "(src/persistence/runtime.cc before_start), so a csv output fails with "
-                                       "'Bad file descriptor'")
 def test_replay_into_a_csv_file_sink(tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()

@@ -121,6 +121,7 @@ Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& h
   if (hooks.check) sched.set_output_gate(hooks.check);
   if (hooks.before_start) TM_RETURN_IF_ERROR(hooks.before_start(sched));
   for (SinkNode* s : sched.sinks()) TM_RETURN_IF_ERROR(s->sink().open().with_context(s->label()));
+  if (hooks.after_sinks_open) TM_RETURN_IF_ERROR(hooks.after_sinks_open(sched));
   // Sources a replay marked finished (continue_after_replay = false) are never opened.
   for (SourceNode* s : sched.sources())
     if (!s->finished) TM_RETURN_IF_ERROR(s->source().open().with_context(s->label()));

@@ -45,8 +45,10 @@ class Scheduler {
 
 // Hooks the persistence layer installs into run(); all optional.
 struct RunHooks {
-  // After sinks and sources are created, before sources open: replay, seek, truncate sinks.
+  // After sinks and sources are created, before anything opens: lock, fence, truncate sinks.
   std::function<Status(Scheduler&)> before_start;
+  // After sinks opened, before sources open: replay (replay modes emit to the sinks), seek.
+  std::function<Status(Scheduler&)> after_sinks_open;
   // After each completed time (all sinks written).
   std::function<Status(Scheduler&, Time)> after_time;
   // Once all sources finished or a stop was requested, after the final flush.

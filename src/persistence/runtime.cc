@@ -165,6 +165,8 @@ struct Runtime::Impl {
   std::vector<std::string> superseded;  // merged chunks to delete after the next commit
 
   Status before_start(Scheduler& sched);
+  Status after_sinks_open(Scheduler& sched);
+  std::optional<Manifest> resume;  // the commit being resumed, between the two recovery phases
   Status fence(Scheduler& sched, std::optional<Manifest>& manifest, Manifest& fenced,
                std::vector<storage::ObjectInfo>& objects);
   Status check_lease() const { return lock ? lock->check() : Status::ok(); }
@@ -189,6 +191,7 @@ engine::RunHooks Runtime::hooks() {
   engine::RunHooks h;
   Impl* p = impl_.get();
   h.before_start = [p](Scheduler& s) { return p->before_start(s); };
+  h.after_sinks_open = [p](Scheduler& s) { return p->after_sinks_open(s); };
   h.after_time = [p](Scheduler& s, Time t) { return p->after_time(s, t); };
   h.at_end = [p](Scheduler& s, bool stopped) { return p->at_end(s, stopped); };
   h.check = [p]() { return p->check_lease(); };
@@ -298,7 +301,8 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
 
   // Outputs: cut back to the committed position (exactly-once), or start empty.
   for (auto& s : sinks) {
-    const SinkState* st = manifest ? manifest->find_sink(s.id) : nullptr;
+    // Replay modes re-emit everything into fresh outputs; the others continue theirs.
+    const SinkState* st = manifest && !is_replay_mode(mode) ? manifest->find_sink(s.id) : nullptr;
     TM_RETURN_IF_ERROR(s.node->sink().truncate_to(st ? st->position : "0").with_context(s.node->label()));
   }
 
@@ -314,6 +318,15 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
   if (manifest && access != SnapshotAccess::kRecord) TM_RETURN_IF_ERROR(restore_owners());
   if (access == SnapshotAccess::kRecord)
     for (auto& o : owners) o.st.chunks.clear();  // recording from scratch
+  resume = std::move(manifest);
+  return {};
+}
+
+// Second phase of recovery, once outputs are open (replay modes emit while replaying).
+Status Runtime::Impl::after_sinks_open(Scheduler& sched) {
+  const PersistenceMode mode = cfg.persistence_mode;
+  const SnapshotAccess access = cfg.snapshot_access;
+  const std::optional<Manifest>& manifest = resume;
   if (manifest) {
     for (auto& ps : sources)
       if (const SourceState* st = manifest->find_source(ps.id)) {
@@ -353,6 +366,7 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
                                                  std::to_string(stats.replayed_events) + " events replayed, " +
                                                  std::to_string(stats.restored_entries) + " state entries loaded)"
                                            : ", no earlier commit"));
+  resume.reset();
   return {};
 }
 

@@ -130,6 +130,31 @@ void fencing_test(bool s3) {
 
 TEST(Fencing, SecondProcessIsRefusedAndDeadHolderDoesNotBlock) { fencing_test(false); }
 
+// Replay modes emit while replaying: the outputs must be open by then (a CSV output used to
+// fail with "Bad file descriptor").
+TEST(Replay, BatchAndSpeedrunReplayIntoACsvOutput) {
+  fs::path root = fs::temp_directory_path() / ("tidemark-replay-" + std::to_string(getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "input");
+  std::ofstream(root / "input" / "a.txt") << "a b a\n";
+  std::string bin = std::string(TIDEMARK_BIN_DIR) + "/wordcount";
+  auto run = [&](const std::string& out, const std::string& mode, const std::string& access) {
+    return wait_exit(spawn({bin, "--input", (root / "input").string(), "--output", (root / out).string(),
+                            "--persistent-storage", (root / "rec").string(), "--persistence-mode", mode,
+                            "--snapshot-access", access, "--continue-after-replay", "false"},
+                           root / "log.txt"));
+  };
+  ASSERT_EQ(run("recorded.csv", "persisting", "record"), 0) << read_text_file(root / "log.txt");
+  for (const char* mode : {"batch", "speedrun_replay"}) {
+    std::string out = std::string(mode) + ".csv";
+    ASSERT_EQ(run(out, mode, "replay"), 0) << read_text_file(root / "log.txt");
+    std::string text = read_text_file(root / out);
+    EXPECT_NE(text.find("\na,2,"), std::string::npos) << mode << ":\n" << text;
+    EXPECT_NE(text.find("\nb,1,"), std::string::npos) << mode << ":\n" << text;
+  }
+  if (!::testing::Test::HasFailure()) fs::remove_all(root);
+}
+
 TEST(Fencing, OnS3SecondProcessIsRefusedAndDeadHolderDoesNotBlock) {
   REQUIRE_TEST_S3();
   fencing_test(true);
