@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from nothing: installs what is missing, builds, starts the object-store
 # servers the tests use (Ceph RGW for S3, Azurite for Azure; on 127.0.0.1 only), runs every
-# test, and stops the servers again.
+# test, and stops the servers again. Then a short fuzzing pass (scripts/fuzz.sh, about 3 s per
+# target; TIDEMARK_FUZZ_SECONDS=N to change, 0 to skip) that fails the command on any crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -24,3 +25,7 @@ export TIDEMARK_AZURE_ENDPOINT="http://127.0.0.1:$AZURE_PORT/devstoreaccount1"
 
 cd build
 ctest --output-on-failure -j"${TEST_JOBS:-2}" --timeout 900
+cd "$ROOT"
+if [[ ${TIDEMARK_FUZZ_SECONDS:-3} != 0 ]]; then
+  bash scripts/fuzz.sh "${TIDEMARK_FUZZ_SECONDS:-3}"
+fi
