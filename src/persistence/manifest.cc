@@ -2,7 +2,9 @@
 
 #include <xxhash.h>
 
+#include <cstdint>
 #include <cstdio>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 
 #include "engine/codec.h"
@@ -80,10 +82,23 @@ json chunk_json(const ChunkRef& c) {
   if (c.level) j["level"] = c.level;
   return j;
 }
+// Integer fields must be JSON unsigned integers in range: nlohmann's get<uint64_t>() converts
+// a float by a cast, which is undefined behavior for 1e300 or -1.5 (found by fuzz_manifest).
+struct BadField : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+uint64_t uint_field(const json& j, const char* name, uint64_t max = UINT64_MAX) {
+  const json& v = j.at(name);
+  if (!v.is_number_unsigned() || v.get<uint64_t>() > max)
+    throw BadField(std::string("field '") + name + "' is not an unsigned integer" +
+                   (max == UINT64_MAX ? "" : " up to " + std::to_string(max)));
+  return v.get<uint64_t>();
+}
+
 ChunkRef chunk_from_json(const json& jc) {
-  ChunkRef c{jc.at("key").get<std::string>(), jc.at("records").get<uint64_t>(), jc.at("bytes").get<uint64_t>(),
-             jc.at("max_time").get<uint64_t>()};
-  c.level = jc.value("level", 0u);
+  ChunkRef c{jc.at("key").get<std::string>(), uint_field(jc, "records"), uint_field(jc, "bytes"),
+             uint_field(jc, "max_time")};
+  c.level = jc.contains("level") ? static_cast<uint32_t>(uint_field(jc, "level", UINT32_MAX)) : 0;
   return c;
 }
 }  // namespace
@@ -128,14 +143,14 @@ Result<Manifest> decode_manifest(const std::string& key, std::string_view data) 
   Manifest m;
   try {
     json j = json::parse(rec->data);
-    m.format_version = j.at("format_version").get<uint32_t>();
+    m.format_version = static_cast<uint32_t>(uint_field(j, "format_version", UINT32_MAX));
     if (m.format_version > kManifestFormatVersion)
       return Status::not_supported("manifest '" + key + "' has format version " + std::to_string(m.format_version) +
                                    ", this build reads up to " + std::to_string(kManifestFormatVersion) +
                                    "; upgrade Tidemark");
-    m.seq = j.at("seq").get<uint64_t>();
-    m.run = j.at("run").get<uint64_t>();
-    m.committed_time = j.at("committed_time").get<uint64_t>();
+    m.seq = uint_field(j, "seq");
+    m.run = uint_field(j, "run");
+    m.committed_time = uint_field(j, "committed_time");
     m.mode = j.value("mode", "");
     for (const auto& js : j.at("sources")) {
       SourceState s;
@@ -162,6 +177,8 @@ Result<Manifest> decode_manifest(const std::string& key, std::string_view data) 
     for (const auto& js : j.at("sinks"))
       m.sinks.push_back({js.at("id").get<std::string>(), js.at("position").get<std::string>()});
   } catch (const json::exception& e) {
+    return Status::corruption("manifest '" + key + "' is malformed: " + e.what());
+  } catch (const BadField& e) {
     return Status::corruption("manifest '" + key + "' is malformed: " + e.what());
   }
   return m;
