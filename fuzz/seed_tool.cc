@@ -34,19 +34,19 @@ int entries(const std::string& out) {
   for (size_t s = 0; s < specs.size(); ++s) {
     for (uint64_t seed : {1, 2}) {
       auto p = fuzz::build_pipeline(specs[s]);
-      if (p->stateful.empty()) continue;
-      for (size_t i : p->stateful) p->node(i).track_state_changes();
+      if (p->states.empty()) continue;
+      for (auto* state : p->states) state->track_state_changes();
       // Live entries per stateful node, as a restore would see them.
-      std::vector<std::map<std::string, std::string>> live(p->stateful.size());
+      std::vector<std::map<std::string, std::string>> live(p->states.size());
       std::mt19937_64 rng(seed);
       std::vector<std::map<uint64_t, Row>> rows;
       const int steps = seed == 1 ? 3 : 12;
       for (int t = 0; t < steps; ++t) {
         fuzz::g_epoch = t;
         fuzz::step(*p, static_cast<engine::Time>(2 * t), fuzz::random_step(*p, rng, rows));
-        for (size_t n = 0; n < p->stateful.size(); ++n) {
+        for (size_t n = 0; n < p->states.size(); ++n) {
           engine::StateChanges changes;
-          p->node(p->stateful[n]).take_state_changes(changes);
+          p->states[n]->take_state_changes(changes);
           for (auto& c : changes) {
             if (c.erase) live[n].erase(c.key);
             else live[n][c.key] = c.value;
