@@ -221,8 +221,9 @@ Status read_input_chunk(const std::string& key, std::string_view data, std::vect
       case kRecordInsert:
       case kRecordDelete: {
         uint64_t mult;
+        // A multiplicity above INT64_MAX has no diff (negating it was undefined behavior).
         if (!codec::get_key(p, &e.update.key) || !codec::get_row(p, &e.update.row) || !codec::get_varint(p, &mult) ||
-            !p.empty())
+            !p.empty() || mult > static_cast<uint64_t>(INT64_MAX))
           return Status::corruption("chunk '" + key + "': malformed row record");
         e.update.diff = rec->type == kRecordInsert ? static_cast<int64_t>(mult) : -static_cast<int64_t>(mult);
         break;

@@ -8,6 +8,7 @@
 
 #include "engine/codec.h"
 #include "persistence/manifest.h"
+#include "persistence/state_store.h"
 #include "storage/chunk_format.h"
 
 namespace tidemark::persistence {
@@ -81,6 +82,40 @@ TEST(DecoderBounds, InputChunkWithDeeplyNestedValueIsCorruption) {
   Status st = read_input_chunk("store/streams/x/1", w.finish(), &events);
   EXPECT_EQ(st.code(), StatusCode::kCorruption);
   EXPECT_THAT(st.message(), HasSubstr("store/streams/x/1"));
+}
+
+std::string row_record(uint64_t mult) {
+  std::string payload;
+  codec::put_key(payload, Key{7, 8});
+  codec::put_row(payload, Row{Value("w")});
+  codec::put_varint(payload, mult);
+  return payload;
+}
+
+TEST(DecoderBounds, MultiplicityAboveInt64IsCorruption) {
+  // 2^63 became INT64_MIN and a delete negated it (signed overflow).
+  for (uint8_t type : {kRecordInsert, kRecordDelete}) {
+    storage::ChunkWriter w;
+    ASSERT_TRUE(w.append(type, row_record(uint64_t{1} << 63)).is_ok());
+    std::vector<InputEvent> events;
+    Status st = read_input_chunk("store/streams/x/2", w.finish(), &events);
+    EXPECT_EQ(st.code(), StatusCode::kCorruption);
+    EXPECT_THAT(st.message(), HasSubstr("store/streams/x/2"));
+  }
+}
+
+TEST(DecoderBounds, MergedMultiplicitiesThatOverflowAreCorruption) {
+  storage::ChunkWriter w;
+  ASSERT_TRUE(w.append(kRecordInsert, row_record(static_cast<uint64_t>(INT64_MAX))).is_ok());
+  ASSERT_TRUE(w.append(kRecordAdvance, encode_advance_payload(1, "")).is_ok());
+  std::string chunk = w.finish();
+  uint64_t records = 0, max_time = 0;
+  auto merged = merge_input_chunks({{"streams/x/1", chunk}, {"streams/x/2", chunk}}, &records, &max_time);
+  ASSERT_FALSE(merged.is_ok());
+  EXPECT_EQ(merged.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(merged.status().message(), HasSubstr("overflow"));
+  // One of them alone merges fine.
+  EXPECT_TRUE(merge_input_chunks({{"streams/x/1", chunk}}, &records, &max_time).is_ok());
 }
 
 }  // namespace
