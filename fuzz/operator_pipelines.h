@@ -42,8 +42,9 @@ inline const Schema& group_schema() {
 
 inline int64_t g_epoch = 0;  // read by the non-deterministic UDF: memoized results matter
 inline Value epoch_plus(const std::vector<Value>& v) {
-  if (!v[0].type() == DType::kInt) return Value();
-  return Value(v[0].as_int() * 1000 + g_epoch);
+  if (v[0].type() != DType::kInt) return Value();
+  // Wrapping arithmetic: restored rows may hold any integer.
+  return Value(static_cast<int64_t>(static_cast<uint64_t>(v[0].as_int()) * 1000 + static_cast<uint64_t>(g_epoch)));
 }
 
 inline const std::vector<PipelineSpec>& pipeline_specs() {
@@ -105,7 +106,7 @@ inline const std::vector<PipelineSpec>& pipeline_specs() {
        }},
       {"udf_cache", {kGV}, [](std::vector<Table>& in) {
          return in[0].select({{"x", apply([](const std::vector<Value>& v) {
-                                             return v[0].type() == DType::kInt ? Value(v[0].as_int() * 3) : Value();
+                                             return v[0].type() == DType::kInt ? Value(static_cast<int64_t>(static_cast<uint64_t>(v[0].as_int()) * 3)) : Value();
                                            },
                                            {col("v")}, optional(t_int()), UdfCache{"fuzz", 400})}});
        }},

@@ -38,13 +38,14 @@ run_workload() {  # MODE FORMAT: four runs over one storage, input changed betwe
   for i in 1 2 3; do for w in alpha beta gamma "delta$i" alpha; do word "$w"; done > "$dir/in/f$i.$ext"; done
   local args=(--input "$dir/in" --output "$dir/out.csv" --format "$format" --persistent-storage "$dir/state"
               --persistence-mode "$mode")
-  $WC "${args[@]}" >/dev/null
+  snap() { $WC "${args[@]}" >/dev/null 2>&1; cp -r "$dir/state" "$dir/state-$1"; }  # keep each run's objects
+  snap 1
   word "epsilon" >> "$dir/in/f1.$ext"; for w in zeta eta; do word "$w"; done > "$dir/in/f4.$ext"
-  $WC "${args[@]}" >/dev/null
+  snap 2
   rm "$dir/in/f2.$ext"
-  $WC "${args[@]}" >/dev/null
+  snap 3
   for w in theta theta alpha; do word "$w"; done > "$dir/in/f3.$ext"
-  $WC "${args[@]}" >/dev/null
+  snap 4
 }
 for mode in persisting operator_persisting; do
   for format in plaintext jsonlines; do run_workload "$mode" "$format"; done
@@ -65,11 +66,11 @@ while IFS= read -r -d '' f; do
     */manifests/*) copy "$f" manifest chunk ;;
     */streams/*) copy "$f" input_chunk chunk ;;
     */operators/*|*/contents/*) copy "$f" state_chunk chunk ;;
-    */state/lock) copy "$f" lock ;;
+    */lock) copy "$f" lock ;;
   esac
-done < <(find "$work" -path '*/state/*' -type f ! -name '.lock' -print0)
+done < <(find "$work" -path '*/state*/*' -type f ! -name '.lock' -print0)
 
-mapfile -t manifests < <(find "$work" -path '*/state/manifests/*' -type f)
+mapfile -t manifests < <(find "$work" -path '*/state*/manifests/*' -type f)
 "$SEED_TOOL" offsets "$OUT/fs_offset" "${manifests[@]}"
 "$SEED_TOOL" entries "$OUT/operator_state"
 "$SEED_TOOL" lock "$OUT/lock"
