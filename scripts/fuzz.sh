@@ -28,6 +28,7 @@ failed=()
 printf '%-16s %12s %10s %8s %s\n' target executions exec/s corpus result
 for t in $TARGETS; do
   corpus=build-fuzz/corpus/$t crashes=build-fuzz/crashes/$t log=build-fuzz/logs/$t.log
+  rm -rf "$crashes"  # crashes of an earlier run are stale (reproduce them before re-running)
   mkdir -p "$corpus" "$crashes" build-fuzz/logs
   seeds=build-fuzz/seeds/$t; [[ -d $seeds ]] || seeds=""
   rc=0
