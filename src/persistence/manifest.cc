@@ -83,7 +83,7 @@ json chunk_json(const ChunkRef& c) {
   return j;
 }
 // Integer fields must be JSON unsigned integers in range: nlohmann's get<uint64_t>() converts
-// a float by a cast, which is undefined behavior for 1e300 or -1.5 (found by fuzz_manifest).
+// a float by a cast, which is undefined behavior for 1e300 or -1.5.
 struct BadField : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
