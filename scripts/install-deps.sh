@@ -6,7 +6,8 @@ PKGS=(build-essential cmake g++ ccache pkg-config git curl
       libgtest-dev libgmock-dev libbenchmark-dev
       nlohmann-json3-dev libcli11-dev libxxhash-dev libzstd-dev libjemalloc-dev
       libcurl4-openssl-dev libssl-dev
-      python3 python3-dev python3-venv)
+      python3 python3-dev python3-venv
+      clang-14 libclang-rt-14-dev)  # clang + libFuzzer/sanitizer runtimes: scripts/fuzz.sh, scripts/sanitize.sh
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

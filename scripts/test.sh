@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from nothing: installs what is missing, builds, starts the object-store
 # servers the tests use (Ceph RGW for S3, Azurite for Azure; on 127.0.0.1 only), runs every
-# test, and stops the servers again.
+# test, and stops the servers again. Then a short fuzzing pass (scripts/fuzz.sh, about 3 s per
+# target; TIDEMARK_FUZZ_SECONDS=N to change, 0 to skip) that fails the command on any crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -32,3 +33,7 @@ PYTHON_BIN=$(bash scripts/python-package.sh)
 # shared, so it catches Python on the data path (a Python UDF per row is ~1.8x), not noise.
 "$PYTHON_BIN" bench/python/wordcount_vs_cpp.py --words "${TIDEMARK_PY_BENCH_WORDS:-5000000}" --repeat 2 \
   --max-ratio "${TIDEMARK_PY_BENCH_MAX_RATIO:-1.5}"
+# Fuzzing: a few seconds per decoder harness (scripts/fuzz.sh; fails on any crash).
+if [[ ${TIDEMARK_FUZZ_SECONDS:-3} != 0 ]]; then
+  bash scripts/fuzz.sh "${TIDEMARK_FUZZ_SECONDS:-3}"
+fi

@@ -530,7 +530,7 @@ Status FsSource::seek(std::string_view in) {
     uint64_t nkeys;
     if (!codec::get_bytes(in, &path) || !codec::get_u64(in, &e.size) || !codec::get_i64(in, &e.mtime_ns) ||
         !codec::get_u64(in, &e.hash) || !codec::get_varint(in, &e.rows) || !codec::get_i64(in, &e.read_ns) ||
-        !codec::get_varint(in, &nkeys) || nkeys > in.size())
+        !codec::get_varint(in, &nkeys) || nkeys > in.size() / 16)  // a key is 16 bytes
       return bad("truncated");
     if ((pk_.empty() && nkeys != 0) || (!pk_.empty() && nkeys != e.rows))
       return bad("written by a source with a different primary key");

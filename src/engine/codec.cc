@@ -115,7 +115,19 @@ bool get_bytes(std::string_view& in, std::string* s) {
 }
 bool get_key(std::string_view& in, Key* k) { return get_u64(in, &k->lo) && get_u64(in, &k->hi); }
 
-bool get_value(std::string_view& in, Value* v) {
+namespace {
+// Deepest tuple nesting a reader accepts (values nest far less in practice).
+constexpr int kMaxValueDepth = 200;
+bool get_value_at(std::string_view& in, Value* v, int depth);
+bool get_row_at(std::string_view& in, Row* r, int depth);
+}  // namespace
+
+bool get_value(std::string_view& in, Value* v) { return get_value_at(in, v, 0); }
+bool get_row(std::string_view& in, Row* r) { return get_row_at(in, r, 0); }
+
+namespace {
+
+bool get_value_at(std::string_view& in, Value* v, int depth) {
   uint8_t tag;
   if (!get_u8(in, &tag)) return false;
   switch (static_cast<DType>(tag)) {
@@ -165,8 +177,10 @@ bool get_value(std::string_view& in, Value* v) {
       return true;
     }
     case DType::kTuple: {
+      // Tuples nest by recursion: bounded, so damaged bytes (two bytes per level) cannot
+      // overflow the stack here or in the recursive destructor of the value.
       Row r;
-      if (!get_row(in, &r)) return false;
+      if (depth >= kMaxValueDepth || !get_row_at(in, &r, depth + 1)) return false;
       *v = Value::tuple(std::move(r));
       return true;
     }
@@ -186,17 +200,19 @@ bool get_value(std::string_view& in, Value* v) {
   }
 }
 
-bool get_row(std::string_view& in, Row* r) {
+bool get_row_at(std::string_view& in, Row* r, int depth) {
   uint64_t n;
-  if (!get_varint(in, &n) || n > in.size()) return false;
+  if (!get_varint(in, &n) || n > in.size()) return false;  // every value takes at least a byte
   r->clear();
   r->reserve(n);
   for (uint64_t i = 0; i < n; ++i) {
     Value v;
-    if (!get_value(in, &v)) return false;
+    if (!get_value_at(in, &v, depth)) return false;
     r->push_back(std::move(v));
   }
   return true;
 }
+
+}  // namespace
 
 }  // namespace tidemark::codec

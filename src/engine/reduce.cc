@@ -28,7 +28,25 @@ class ReducerState {
   virtual Value result(int64_t group_count) const = 0;
   virtual void save(std::string& out) const = 0;
   virtual bool load(std::string_view& in) = 0;
+  // After load(): whether the loaded state can belong to a group of `group_count` live rows.
+  // A reducer that counts rows counts each live row at most once, with positive counts (zero
+  // counts are erased; with deterministic arguments, which correct retractions need anyway,
+  // counts never go negative). A damaged count would otherwise make a tuple result
+  // materialize billions of items (found by fuzz_operator_state).
+  virtual bool fits(int64_t group_count) const { return true; }
 };
+
+// Counts all positive and summing to at most `limit`.
+template <typename Map, typename CountOf>
+bool counts_fit(const Map& m, int64_t limit, CountOf&& count_of) {
+  int64_t left = limit;
+  for (const auto& kv : m) {
+    const int64_t c = count_of(kv.second);
+    if (c <= 0 || c > left) return false;
+    left -= c;
+  }
+  return true;
+}
 
 class CountState final : public ReducerState {
  public:
@@ -133,10 +151,12 @@ class MultisetState final : public ReducerState {
     for (uint64_t i = 0; i < n; ++i) {
       Value v;
       int64_t c;
-      if (!codec::get_value(in, &v) || !codec::get_i64(in, &c)) return false;
-      values_[v] = c;
+      if (!codec::get_value(in, &v) || !codec::get_i64(in, &c) || !values_.emplace(std::move(v), c).second) return false;
     }
     return true;
+  }
+  bool fits(int64_t group_count) const override {
+    return counts_fit(values_, group_count, [](int64_t c) { return c; });
   }
 
  private:
@@ -196,10 +216,14 @@ class OrderedState final : public ReducerState {
       if (!codec::get_key(in, &k) || !codec::get_u64(in, &e.time) || !codec::get_value(in, &e.value) ||
           !codec::get_i64(in, &e.count))
         return false;
+      if (by_key_.contains(k)) return false;
       order_.emplace(std::make_pair(e.time, k), e.value);
       by_key_.emplace(k, std::move(e));
     }
     return true;
+  }
+  bool fits(int64_t group_count) const override {
+    return counts_fit(by_key_, group_count, [](const Entry& e) { return e.count; });
   }
 
  private:
@@ -366,7 +390,7 @@ class GroupByNode final : public Node {
       return false;
     g->emitted = emitted != 0;
     for (auto& s : g->states)
-      if (!s->load(in)) return false;
+      if (!s->load(in) || !s->fits(g->count)) return false;
     return true;
   }
   Row output_row(const Group& g) const {

@@ -2,7 +2,9 @@
 
 #include <xxhash.h>
 
+#include <cstdint>
 #include <cstdio>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 
 #include "engine/codec.h"
@@ -82,12 +84,25 @@ json chunk_json(const ChunkRef& c) {
   if (c.has_crc) j["crc32c"] = c.crc32c;
   return j;
 }
+// Integer fields must be JSON unsigned integers in range: nlohmann's get<uint64_t>() converts
+// a float by a cast, which is undefined behavior for 1e300 or -1.5.
+struct BadField : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+uint64_t uint_field(const json& j, const char* name, uint64_t max = UINT64_MAX) {
+  const json& v = j.at(name);
+  if (!v.is_number_unsigned() || v.get<uint64_t>() > max)
+    throw BadField(std::string("field '") + name + "' is not an unsigned integer" +
+                   (max == UINT64_MAX ? "" : " up to " + std::to_string(max)));
+  return v.get<uint64_t>();
+}
+
 ChunkRef chunk_from_json(const json& jc) {
-  ChunkRef c{jc.at("key").get<std::string>(), jc.at("records").get<uint64_t>(), jc.at("bytes").get<uint64_t>(),
-             jc.at("max_time").get<uint64_t>()};
-  c.level = jc.value("level", 0u);
+  ChunkRef c{jc.at("key").get<std::string>(), uint_field(jc, "records"), uint_field(jc, "bytes"),
+             uint_field(jc, "max_time")};
+  c.level = jc.contains("level") ? static_cast<uint32_t>(uint_field(jc, "level", UINT32_MAX)) : 0;
   if (jc.contains("crc32c")) {
-    c.crc32c = jc.at("crc32c").get<uint32_t>();
+    c.crc32c = static_cast<uint32_t>(uint_field(jc, "crc32c", UINT32_MAX));
     c.has_crc = true;
   }
   return c;
@@ -232,15 +247,15 @@ Result<Manifest> decode_manifest(const std::string& key, std::string_view data) 
   Manifest m;
   try {
     json j = json::parse(rec->data);
-    m.format_version = j.at("format_version").get<uint32_t>();
+    m.format_version = static_cast<uint32_t>(uint_field(j, "format_version", UINT32_MAX));
     if (m.format_version > kManifestFormatVersion)
       return Status::not_supported("manifest '" + key + "' has format version " + std::to_string(m.format_version) +
                                    ", this build reads up to " + std::to_string(kManifestFormatVersion) +
                                    "; upgrade Tidemark");
-    m.seq = j.at("seq").get<uint64_t>();
-    m.run = j.at("run").get<uint64_t>();
+    m.seq = uint_field(j, "seq");
+    m.run = uint_field(j, "run");
     m.writer = j.value("writer", "");
-    m.committed_time = j.at("committed_time").get<uint64_t>();
+    m.committed_time = uint_field(j, "committed_time");
     m.mode = j.value("mode", "");
     for (const auto& js : j.at("sources")) {
       SourceState s;
@@ -254,8 +269,9 @@ Result<Manifest> decode_manifest(const std::string& key, std::string_view data) 
       for (const auto& jc : js.at("chunks")) s.chunks.push_back(chunk_from_json(jc));
       if (js.contains("contents"))
         for (const auto& jc : js.at("contents"))
-          s.contents.push_back({jc.at("hash").get<uint64_t>(), jc.at("key").get<std::string>(),
-                                jc.at("bytes").get<uint64_t>(), jc.value("crc32c", 0u), jc.contains("crc32c")});
+          s.contents.push_back({uint_field(jc, "hash"), jc.at("key").get<std::string>(), uint_field(jc, "bytes"),
+                                jc.contains("crc32c") ? static_cast<uint32_t>(uint_field(jc, "crc32c", UINT32_MAX)) : 0u,
+                                jc.contains("crc32c")});
       m.sources.push_back(std::move(s));
     }
     if (j.contains("operators"))
@@ -269,7 +285,7 @@ Result<Manifest> decode_manifest(const std::string& key, std::string_view data) 
         m.operators.push_back(std::move(o));
       }
     for (const auto& js : j.at("sinks")) m.sinks.push_back({get_text(js, "id"), get_text(js, "position")});
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // json::exception, BadField, bad _hex names
     return Status::corruption("manifest '" + key + "' is malformed: " + e.what());
   }
   return m;
@@ -312,8 +328,9 @@ Status read_input_chunk(const std::string& key, std::string_view data, std::vect
       case kRecordInsert:
       case kRecordDelete: {
         uint64_t mult;
+        // A multiplicity above INT64_MAX has no diff (negating it was undefined behavior).
         if (!codec::get_key(p, &e.update.key) || !codec::get_row(p, &e.update.row) || !codec::get_varint(p, &mult) ||
-            !p.empty())
+            !p.empty() || mult > static_cast<uint64_t>(INT64_MAX))
           return Status::corruption("chunk '" + key + "': malformed row record");
         e.update.diff = rec->type == kRecordInsert ? static_cast<int64_t>(mult) : -static_cast<int64_t>(mult);
         break;

@@ -209,7 +209,9 @@ Result<std::string> merge_input_chunks(const std::vector<std::pair<std::string, 
     int64_t diff = 0;
     uint64_t t = 0;
     for (; j < rows.size() && rows[j].u.key == rows[i].u.key && rows[j].u.row == rows[i].u.row; ++j) {
-      diff += rows[j].u.diff;
+      if (__builtin_add_overflow(diff, rows[j].u.diff, &diff))  // only damaged multiplicities get here
+        return Status::corruption("input chunks '" + chunks.front().first + "'..'" + chunks.back().first +
+                                  "': the multiplicities of one row overflow 64 bits");
       t = std::max(t, rows[j].time);
     }
     if (diff != 0) live.push_back({{rows[i].u.key, std::move(rows[i].u.row), diff}, t});

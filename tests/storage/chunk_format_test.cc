@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include <cstring>
 #include <random>
@@ -324,6 +325,104 @@ TEST(ChunkFormat, ErrorIsSticky) {
   Status first = reader.next().status();
   EXPECT_EQ(first.code(), StatusCode::kCorruption);
   EXPECT_EQ(reader.next().status().message(), first.message());
+}
+
+
+// ---- Bounded decompression (regressions found while fuzzing the chunk decoder) ----
+
+// A chunk of one zstd block holding `frame`, whose header claims `raw_len` raw bytes, with
+// valid checksums (so only the length claims are wrong).
+std::string chunk_with_zstd_block(std::string_view frame, uint32_t raw_len) {
+  std::string empty = ChunkWriter().finish();  // file header + end marker
+  std::string chunk = empty.substr(0, format::kChunkFileHeaderSize);
+  std::string header(format::kChunkBlockHeaderCrcCoveredSize, '\0');
+  const auto compressed_len = static_cast<uint32_t>(frame.size());
+  std::memcpy(header.data(), &compressed_len, 4);
+  std::memcpy(header.data() + 4, &raw_len, 4);
+  header[8] = static_cast<char>(format::kCompressionZstd);
+  const uint32_t crc = crc32c_mask(crc32c_extend(crc32c_value(header), frame));
+  chunk += header;
+  chunk.append(reinterpret_cast<const char*>(&crc), 4);
+  chunk += frame;
+  chunk += empty.substr(format::kChunkFileHeaderSize);
+  return chunk;
+}
+
+// One zstd frame of `raw`; with `content_size` false the frame does not declare its size.
+std::string zstd_frame(std::string_view raw, bool content_size) {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, content_size ? 1 : 0);
+  std::string out(ZSTD_compressBound(raw.size()), '\0');
+  size_t n = ZSTD_compress2(cctx, out.data(), out.size(), raw.data(), raw.size());
+  ZSTD_freeCCtx(cctx);
+  EXPECT_FALSE(ZSTD_isError(n));
+  out.resize(n);
+  return out;
+}
+
+std::string one_record_block(size_t len) {
+  std::string raw(1, '\x07');  // record type, then varint length and the bytes
+  for (size_t v = len; ; v >>= 7) {
+    raw.push_back(static_cast<char>((v & 0x7f) | (v >= 0x80 ? 0x80 : 0)));
+    if (v < 0x80) break;
+  }
+  raw.append(len, 'z');
+  return raw;
+}
+
+TEST(ChunkFormat, ZstdFrameDeclaringAnotherSizeIsCorruptionBeforeAllocating) {
+  // A 1 KiB block whose header claims 1 GiB: refused from the frame's declared size, without
+  // allocating raw_len bytes first.
+  std::string chunk = chunk_with_zstd_block(zstd_frame(one_record_block(1024), true), format::kChunkMaxBlockRawSize);
+  ReadOutcome out = read_all(chunk);
+  EXPECT_EQ(out.status.code(), StatusCode::kCorruption);
+  EXPECT_THAT(out.status.message(), HasSubstr("chunk 'test/chunk' is corrupt at byte 16"));
+  EXPECT_THAT(out.status.message(), HasSubstr("declares"));
+}
+
+TEST(ChunkFormat, ZstdFrameWithoutDeclaredSizeIsBoundedByItsOutput) {
+  // Frames without a content size: a header claiming more than the frame produces is
+  // corruption (large claims take the incremental path), so is a frame producing more.
+  std::string frame = zstd_frame(one_record_block(1000), false);
+  for (uint32_t claim : {uint32_t{2000}, uint32_t{64} << 20, format::kChunkMaxBlockRawSize, uint32_t{500}}) {
+    SCOPED_TRACE(claim);
+    if (frame.size() >= claim) continue;
+    ReadOutcome out = read_all(chunk_with_zstd_block(frame, claim));
+    EXPECT_EQ(out.status.code(), StatusCode::kCorruption);
+    EXPECT_THAT(out.status.message(), HasSubstr("corrupt at byte 16"));
+  }
+  // The right claim reads.
+  ReadOutcome ok = read_all(chunk_with_zstd_block(frame, static_cast<uint32_t>(one_record_block(1000).size())));
+  ASSERT_OK(ok.status);
+  ASSERT_EQ(ok.records.size(), 1u);
+  EXPECT_EQ(ok.records[0].data, std::string(1000, 'z'));
+}
+
+TEST(ChunkFormat, TrailingBytesAfterTheZstdFrameAreCorruption) {
+  std::string raw = one_record_block(100);
+  std::string frame = zstd_frame(raw, true) + "xx";
+  ReadOutcome out = read_all(chunk_with_zstd_block(frame, static_cast<uint32_t>(raw.size())));
+  EXPECT_EQ(out.status.code(), StatusCode::kCorruption);
+  EXPECT_THAT(out.status.message(), HasSubstr("exactly one zstd frame"));
+}
+
+TEST(ChunkFormat, LargeCompressedRecordRoundTripsThroughIncrementalDecompression) {
+  // Above the eager limit (8 MiB) blocks decompress incrementally; with and without a declared
+  // frame size.
+  const size_t len = (size_t{9} << 20) + 123;
+  std::string raw = one_record_block(len);
+  for (bool declared : {true, false}) {
+    SCOPED_TRACE(declared);
+    ReadOutcome out = read_all(chunk_with_zstd_block(zstd_frame(raw, declared), static_cast<uint32_t>(raw.size())));
+    ASSERT_OK(out.status);
+    ASSERT_EQ(out.records.size(), 1u);
+    EXPECT_EQ(out.records[0].data.size(), len);
+  }
+  std::string big(len, 'q');
+  ReadOutcome written = read_all(write_chunk({{3, big}}));
+  ASSERT_OK(written.status);
+  ASSERT_EQ(written.records.size(), 1u);
+  EXPECT_EQ(written.records[0].data, big);
 }
 
 }  // namespace
