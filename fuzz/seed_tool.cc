@@ -94,8 +94,15 @@ int offsets(const std::string& out, int argc, char** argv) {
 }
 
 int lock(const std::string& out) {
-  storage::LockHolderInfo info{"tidemark pipeline 'wordcount'", 4242, "host-a", 1764633600000, 1764633660000,
-                               "0123456789abcdef0123456789abcdef"};
+  storage::LockHolderInfo info = storage::this_process_identity();
+  info.holder = "tidemark pipeline 'wordcount'";
+  info.pid = 4242;
+  info.host = "host-a";
+  info.started_at_ms = 1764633600000;
+  info.lease_expires_at_ms = 1764633660000;
+  info.lease_ms = 60000;
+  info.renewals = 3;
+  info.token = "0123456789abcdef0123456789abcdef";
   return write_file(out + "/encoded", storage::encode_lock_info(info)) ? 0 : 1;
 }
 
