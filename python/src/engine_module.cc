@@ -631,8 +631,9 @@ NB_MODULE(_engine, m) {
       .def_static("azure", &Backend::azure)
       .def("describe", &Backend::describe);
   m.def("make_config", [](const Backend& meta, const Backend& snap, uint64_t interval, const std::string& access,
-                          const std::string& mode, bool cont) {
+                          const std::string& mode, bool cont, uint64_t lock_lease_ms) {
     td::persistence::Config c;
+    c.lock_lease_ms = lock_lease_ms;
     c.metadata_storage = meta;
     c.snapshot_storage = snap;
     c.snapshot_interval_ms = interval;

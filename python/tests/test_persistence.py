@@ -376,6 +376,27 @@ def test_signal_stops_a_streaming_run_cleanly(tmp_path, sig):
     assert new == expected_changes(first, counts_in(inp))
 
 
+def test_second_program_on_a_storage_in_use_is_refused(tmp_path):
+    inp, out, state = tmp_path / "in", str(tmp_path / "out.csv"), str(tmp_path / "state")
+    inp.mkdir()
+    write_file(str(inp / "1.txt"), "one two two\n")
+    p = _start([str(inp), out, state, "streaming"])
+    try:
+        _wait_for_time(p)
+        r = subprocess.run([sys.executable, os.path.join(PROGRAMS, "wordcount.py"), str(inp),
+                            str(tmp_path / "other.csv"), state, "static"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0
+        assert "is in use by pid %d" % p.pid in r.stderr, r.stderr
+    finally:
+        p.terminate()
+        p.communicate(timeout=60)
+    assert p.returncode == 0
+    with pytest.raises(ValueError, match="lock_lease_ms"):
+        pw.persistence.Config(pw.persistence.Backend.filesystem(state), lock_lease_ms=10)
+    assert pw.persistence.Config(pw.persistence.Backend.filesystem(state), lock_lease_ms=5000).lock_lease_ms == 5000
+
+
 @pytest.mark.parametrize("pmode", ["persisting", "operator_persisting"])
 def test_sigkill_at_random_moments_equals_a_clean_run(tmp_path, pmode):
     import random

@@ -91,7 +91,7 @@ class Config:
                  snapshot_access: SnapshotAccess = SnapshotAccess.FULL,
                  persistence_mode: PersistenceMode = PersistenceMode.PERSISTING,
                  continue_after_replay: bool = True, worker_scaling_enabled: bool = False,
-                 workload_tracking_window_ms: int = 120000):
+                 workload_tracking_window_ms: int = 120000, lock_lease_ms: int = 60000):
         if backend is not None:
             metadata_storage = metadata_storage or backend
             snapshot_storage = snapshot_storage or backend
@@ -110,6 +110,10 @@ class Config:
         self.snapshot_access = snapshot_access
         self.persistence_mode = persistence_mode
         self.continue_after_replay = bool(continue_after_replay)
+        if int(lock_lease_ms) < 1000:
+            raise ValueError("lock_lease_ms must be at least 1000 (the storage lock's lease)")
+        # Tidemark's own: the lease of the storage lock (docs/format/layout-lock.md).
+        self.lock_lease_ms = int(lock_lease_ms)
         self.worker_scaling_enabled = worker_scaling_enabled
         self.workload_tracking_window_ms = workload_tracking_window_ms
 
@@ -125,7 +129,7 @@ class Config:
     def _cpp(self):
         return _engine.make_config(self.metadata_storage._cpp, self.snapshot_storage._cpp, self.snapshot_interval_ms,
                                    self.snapshot_access.value, self.persistence_mode.value,
-                                   self.continue_after_replay)
+                                   self.continue_after_replay, self.lock_lease_ms)
 
     def __repr__(self):
         return (f"pw.persistence.Config(metadata_storage={self.metadata_storage!r}, "
