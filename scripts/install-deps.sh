@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(build-essential cmake g++ ccache pkg-config git curl
       libgtest-dev libgmock-dev libbenchmark-dev
       nlohmann-json3-dev libcli11-dev libxxhash-dev libzstd-dev libjemalloc-dev
-      libcurl4-openssl-dev libssl-dev)
+      libcurl4-openssl-dev libssl-dev
+      librdkafka-dev openjdk-17-jre-headless maven)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
