@@ -8,8 +8,9 @@
 # The Apache Kafka jars (org.apache.kafka:kafka_2.13 $KAFKA_VERSION and its runtime
 # dependencies) come from Maven Central through `mvn dependency:copy-dependencies` on first use,
 # into build/kafka-$KAFKA_VERSION/libs (override with KAFKA_HOME). Needs Java 17 and Maven.
-# DIR holds the configuration, the KRaft log directory, the pid file and the server log; every
-# start formats a fresh log directory. stop kills only the pid recorded in DIR.
+# DIR holds the configuration, the KRaft log directory, the pid file and the server log; the
+# first start in a DIR formats its log directory, a later one (a restart) keeps the data.
+# stop kills only the pid recorded in DIR.
 set -euo pipefail
 
 KAFKA_VERSION=${KAFKA_VERSION:-4.1.0}
@@ -65,7 +66,6 @@ start() {
     echo "controller port $cport on 127.0.0.1 is already in use; pick another PORT" >&2; exit 1
   fi
   install_jars
-  rm -rf "$DIR/logs"
   cat >"$DIR/log4j2.properties" <<'EOF'
 status = warn
 appender.console.type = Console
@@ -101,10 +101,12 @@ auto.create.topics.enable=false
 log.flush.interval.messages=1
 transaction.max.timeout.ms=900000
 EOF
+  if [[ ! -f $DIR/logs/meta.properties ]]; then  # a new DIR: format it (a restart keeps the data)
   cid=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
   kafka_java kafka.tools.StorageTool format -t "$cid" -c "$DIR/server.properties" --standalone >"$DIR/format.log" 2>&1 ||
     kafka_java kafka.tools.StorageTool format -t "$cid" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1 || {
       echo "kafka storage format failed; log $DIR/format.log:" >&2; cat "$DIR/format.log" >&2; exit 1; }
+  fi
   nohup java -Xms256m -Xmx768m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$DIR/log4j2.properties" -Dtidemark.kafka.dir="$DIR" \
     -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$DIR/server.properties" >"$DIR/kafka.log" 2>&1 </dev/null &
