@@ -299,6 +299,7 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
   // Outputs: cut back to the committed position (exactly-once), or start empty.
   for (auto& s : sinks) {
     const SinkState* st = manifest ? manifest->find_sink(s.id) : nullptr;
+    s.node->sink().set_persistent_identity(cfg.metadata_storage.describe() + "\n" + s.id);
     TM_RETURN_IF_ERROR(s.node->sink().truncate_to(st ? st->position : "0").with_context(s.node->label()));
   }
 
@@ -822,6 +823,8 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
   have_last_commit = true;
   dirty = false;
   ++stats.commits;
+  // Outputs that publish only committed data (Kafka transactions) do so now that it is.
+  for (auto& s : sinks) TM_RETURN_IF_ERROR(s.node->sink().committed().with_context(s.node->label()));
   if (!final_commit) schedule_merges();
   return {};
 }
