@@ -13,7 +13,12 @@
 //    committed position landed; the others are published again, in one transaction.
 #include <librdkafka/rdkafka.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <nlohmann/json.hpp>
 #include <xxhash.h>
@@ -29,6 +34,24 @@ namespace tidemark::connectors {
 
 namespace {
 constexpr int kTxnTimeoutMs = 60000;
+
+// Crash injection for the tests (tests/kafka/kafka_sink_test.cc): with
+// TIDEMARK_KAFKA_SINK_CRASH=<point>:<k> the process SIGKILLs itself at the k-th publish of the
+// run, at <point> = before_publish (our commit durable, nothing sent), mid_transaction (messages
+// sent, transaction open) or after_transaction (transaction committed).
+void maybe_crash(const char* point, uint64_t publish_no, rd_kafka_t* flush_first = nullptr) {
+  static const char* spec = std::getenv("TIDEMARK_KAFKA_SINK_CRASH");
+  if (!spec) return;
+  std::string sp(spec);
+  size_t colon = sp.find(':');
+  if (colon == std::string::npos || sp.substr(0, colon) != point) return;
+  if (std::strtoull(sp.c_str() + colon + 1, nullptr, 10) != publish_no) return;
+  if (flush_first) rd_kafka_flush(flush_first, 10000);  // the open transaction's messages reach the broker
+  std::fprintf(stderr, "[tidemark] test crash at %s of publish %llu\n", point, static_cast<unsigned long long>(publish_no));
+  ::kill(::getpid(), SIGKILL);
+}
+
+void log_info(const std::string& message) { std::fprintf(stderr, "[tidemark] %s\n", message.c_str()); }
 
 std::string hex64(uint64_t v) {
   char buf[17];
@@ -101,7 +124,16 @@ class KafkaSink final : public engine::Sink {
     // commit was already requested, in which case it completes).
     TM_RETURN_IF_ERROR(txn_call(rd_kafka_init_transactions(rk_.get(), kTxnTimeoutMs), "init_transactions"));
     TM_ASSIGN_OR_RETURN(int64_t marker, read_marker());
-    while (!pending_.empty() && static_cast<int64_t>(pending_.front().no) <= marker) pending_.pop_front();
+    size_t landed = 0;
+    while (!pending_.empty() && static_cast<int64_t>(pending_.front().no) <= marker) {
+      pending_.pop_front();
+      ++landed;
+    }
+    if (!pending_.empty())
+      log_warning(describe() + ": re-publishing " + std::to_string(pending_.size()) +
+                  " committed batch(es) that had not reached Kafka (marker " + std::to_string(marker) + ")");
+    else if (landed)
+      log_info(describe() + ": the committed batch(es) had reached Kafka (marker " + std::to_string(marker) + ")");
     if (static_cast<int64_t>(next_batch_) <= marker) next_batch_ = static_cast<uint64_t>(marker) + 1;
     acked_ = marker;
     // What the storage committed but Kafka does not have: publish it now.
@@ -269,6 +301,8 @@ class KafkaSink final : public engine::Sink {
   // a fatal error (fenced) stops the run.
   Status publish() {
     if (pending_.empty() || pending_.front().no > publish_upto_) return {};
+    ++publishes_;
+    maybe_crash("before_publish", publishes_);
     uint64_t last = 0;
     Status st = txn_call(rd_kafka_begin_transaction(rk_.get()), "begin_transaction");
     bool retriable = false;
@@ -292,8 +326,12 @@ class KafkaSink final : public engine::Sink {
       rd_kafka_consumer_group_metadata_destroy(cgmd);
       rd_kafka_topic_partition_list_destroy(offs);
     }
-    if (st.is_ok()) st = txn_call(rd_kafka_commit_transaction(rk_.get(), kTxnTimeoutMs), "commit_transaction", &retriable);
     if (st.is_ok()) {
+      maybe_crash("mid_transaction", publishes_, rk_.get());
+      st = txn_call(rd_kafka_commit_transaction(rk_.get(), kTxnTimeoutMs), "commit_transaction", &retriable);
+    }
+    if (st.is_ok()) {
+      maybe_crash("after_transaction", publishes_);
       while (!pending_.empty() && pending_.front().no <= last) pending_.pop_front();
       acked_ = static_cast<int64_t>(last);
       return {};
@@ -320,6 +358,7 @@ class KafkaSink final : public engine::Sink {
   uint64_t next_batch_ = 1;
   mutable uint64_t publish_upto_ = 0;  // last batch of the last position() (the one committed)
   int64_t acked_ = 0;
+  uint64_t publishes_ = 0;
   engine::Time frontier_ = 0, durable_ = 0;
 };
 
