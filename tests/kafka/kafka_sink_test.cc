@@ -270,7 +270,9 @@ TEST(KafkaWrite, CrashAtEachPublishPointExactlyOnce) {
       return crashed || live_counts(read_committed(out)) == expected;
     }));
     send({"a d", "b"});
-    if (!crashed) ASSERT_TRUE(eventually([&] { return wc.exited(&st); })) << read_text(d / "log");
+    if (!crashed) {
+      ASSERT_TRUE(eventually([&] { return wc.exited(&st); })) << read_text(d / "log");
+    }
     ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << read_text(d / "log");
     Wordcount wc2;
     wc2.start(wordcount_args(in, out, d / "state"), d / "log");
@@ -370,6 +372,55 @@ TEST(KafkaWrite, WithoutPersistenceCsv) {
     got.insert(*m.key + "|" + v.substr(0, v.find(',', v.find(',') + 1)) + v.substr(v.rfind(',')));
   }
   EXPECT_EQ(got, (std::multiset<std::string>{"alice|alice,30,1", "bob|bob,25,1"}));
+}
+
+// kafka::write then kafka::read, json and csv: the values come back with their types.
+TEST(KafkaWrite, RoundTripJsonAndCsv) {
+  REQUIRE_KAFKA();
+  for (auto f : {io::kafka::Format::kJson, io::kafka::Format::kCsv}) {
+    std::string topic = unique_topic("roundtrip");
+    create_topic(topic, 2);
+    {
+      Graph g;
+      Table t = debug::table_from_markdown(g, R"(
+        | name    | age | score | ok
+        | alice   | 30  | 1.5   | True
+        | b,"o"b  | 25  | -2.25 | False
+      )");
+      io::kafka::WriteOptions w;
+      w.bootstrap_servers = kafka_bootstrap();
+      w.topic = topic;
+      w.format = f;
+      w.key_column = "name";
+      io::kafka::write(t, w);
+      Status st = run(g, quiet_options());
+      ASSERT_TRUE(st.is_ok()) << st.to_string();
+    }
+    Graph g;
+    io::kafka::ReadOptions r;
+    r.bootstrap_servers = kafka_bootstrap();
+    r.topic = topic;
+    r.format = f;
+    r.schema = Schema{{"name", t_str()}, {"age", t_int()}, {"score", t_float()}, {"ok", t_bool()},
+                      {"time", t_int()}, {"diff", t_int()}};
+    r.key_column = "key";
+    r.autocommit_duration_ms = 100;
+    Table back = io::kafka::read(g, r).select(
+        {{"name", col("name")}, {"age", col("age")}, {"score", col("score")}, {"ok", col("ok")},
+         {"diff", col("diff")}, {"key", col("key")}});
+    Collector c;
+    io::subscribe(back, c.callbacks());
+    std::atomic<bool> stop{false};
+    Status rs;
+    std::thread th([&] { rs = run(g, quiet_options(&stop)); });
+    EXPECT_TRUE(c.wait([&] { return c.live.size() >= 2; }));
+    stop = true;
+    th.join();
+    ASSERT_TRUE(rs.is_ok()) << rs.to_string();
+    EXPECT_EQ(c.live, (std::multiset<std::string>{"(alice, 30, 1.5, True, 1, alice)",
+                                                  "(b,\"o\"b, 25, -2.25, False, 1, b,\"o\"b)"}))
+        << (f == io::kafka::Format::kJson ? "json" : "csv");
+  }
 }
 
 }  // namespace
