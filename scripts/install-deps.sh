@@ -7,6 +7,7 @@ PKGS=(build-essential cmake g++ ccache pkg-config git curl
       nlohmann-json3-dev libcli11-dev libxxhash-dev libzstd-dev libjemalloc-dev
       libcurl4-openssl-dev libssl-dev
       python3 python3-dev python3-venv
+      librdkafka-dev openjdk-17-jre-headless maven
       clang-14 libclang-rt-14-dev)  # clang + libFuzzer/sanitizer runtimes: scripts/fuzz.sh, scripts/sanitize.sh
 missing=()
 for p in "${PKGS[@]}"; do

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tidemark/persistence.h"
@@ -66,6 +67,72 @@ namespace s3 {
 Table read(Graph& g, const std::string& path, fs::ReadOptions options, persistence::AwsS3Settings settings = {});
 
 }  // namespace s3
+
+namespace kafka {
+
+enum class Format { kRaw, kPlaintext, kJson, kCsv };
+enum class StartFrom { kEarliest, kLatest, kTimestamp };
+
+struct ReadOptions {
+  // "host:port[,host:port...]".
+  std::string bootstrap_servers;
+  std::string topic;
+  // raw: one column `data` (bytes) per message; plaintext: `data` (str); json: one JSON object
+  // per message, fields by `schema`; csv: one CSV record per message (no header), fields in
+  // `schema` order.
+  Format format = Format::kRaw;
+  Schema schema;
+  // Where a partition is read from when the persistent storage has no offset for it (first
+  // run, or a partition added later: those always start at their beginning).
+  StartFrom start_from = StartFrom::kEarliest;
+  int64_t start_timestamp_ms = 0;  // kTimestamp: first message at or after this time
+  std::string name;
+  uint64_t autocommit_duration_ms = 1500;
+  // Extra librdkafka settings (e.g. {"security.protocol", "ssl"}), applied last.
+  std::vector<std::pair<std::string, std::string>> rdkafka_settings;
+  // Optional metadata columns (appended after the data columns when named): the message key
+  // (optional str; bytes for raw), the headers (json object name -> str), the partition (int)
+  // and the offset (int).
+  std::string key_column;
+  std::string headers_column;
+  std::string partition_column;
+  std::string offset_column;
+  // Malformed messages: false = the run stops with an error naming topic, partition, offset;
+  // true = the message is skipped and logged.
+  bool skip_bad_rows = false;
+  // How often new partitions are looked for.
+  uint64_t partition_discovery_ms = 1000;
+  // Unreachable brokers / missing topic fail open() after this long, naming them.
+  uint64_t connect_timeout_ms = 5000;
+};
+
+// Reads every partition of a topic (manual assignment, no consumer group). Offsets are kept in
+// Tidemark's persistence (the source's offset: next offset per partition), so a restart resumes
+// exactly after the last committed message of each partition. Rows are appended, never
+// retracted; row keys derive from (topic, partition, offset).
+Table read(Graph& g, ReadOptions options);
+
+struct WriteOptions {
+  std::string bootstrap_servers;
+  std::string topic;
+  // json: {"col": value, ..., "time": t, "diff": d}; csv: the columns then time, diff.
+  Format format = Format::kJson;
+  // Column whose value (as text; bytes as is) is the message key; empty = no key.
+  std::string key_column;
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> rdkafka_settings;
+  // Transactional id used with persistence; empty = derived from the persistent storage and
+  // the sink's id ("tidemark-<hash>").
+  std::string transactional_id;
+};
+
+// Writes every change as one message. With persistence the output is exactly-once for
+// consumers reading with isolation.level=read_committed: the changes of a commit are published
+// in one Kafka transaction after the commit is durable (docs/kafka.md). Without persistence the
+// messages are produced as they come (idempotent producer, at-least-once across crashes).
+void write(const Table& table, WriteOptions options);
+
+}  // namespace kafka
 
 // A source fed by the program itself. Thread-safe: next/remove/commit/close may be called from
 // any thread while the graph runs. Rows pushed are delivered at the next commit().

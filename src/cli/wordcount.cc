@@ -1,6 +1,7 @@
 // wordcount: counts words in the files of a directory and writes the changing counts as CSV.
 //
-//   wordcount (--input DIR | --input-s3 s3://bucket/prefix) --output counts.csv
+//   wordcount (--input DIR | --input-s3 s3://bucket/prefix | --input-kafka HOST:PORT/TOPIC)
+//             (--output counts.csv | --output-kafka HOST:PORT/TOPIC)
 //             [--format plaintext|jsonlines]
 //             [--mode static|streaming] [--autocommit-ms N]
 //             [--persistent-storage DIR [--snapshot-interval-ms N] [--persistence-mode M] [--lock-lease-ms N]
@@ -20,7 +21,7 @@
 using namespace tidemark;
 
 int main(int argc, char** argv) {
-  std::string input, input_s3, output, format = "plaintext", mode = "static";
+  std::string input, input_s3, input_kafka, output, output_kafka, format = "plaintext", mode = "static";
   uint64_t autocommit_ms = 1500;
   CLI::App app{"Counts words in the files under a directory; writes word,count,time,diff as CSV."};
   auto* input_opt = app.add_option("--input", input, "Input file or directory (read recursively)");
@@ -28,7 +29,16 @@ int main(int argc, char** argv) {
                                       "Input objects under s3://bucket/prefix (credentials, region and endpoint "
                                       "from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL)");
   input_opt->excludes(input_s3_opt);
-  app.add_option("--output", output, "Output CSV file (overwritten; continued across runs with --persistent-storage)")->required();
+  auto* input_kafka_opt = app.add_option("--input-kafka", input_kafka,
+                                         "Input Kafka topic HOST:PORT/TOPIC (each message one or more words; "
+                                         "always streaming; offsets kept in the persistent storage)");
+  input_kafka_opt->excludes(input_opt)->excludes(input_s3_opt);
+  auto* output_opt = app.add_option("--output", output, "Output CSV file (overwritten; continued across runs with --persistent-storage)");
+  auto* output_kafka_opt = app.add_option("--output-kafka", output_kafka,
+                                          "Output Kafka topic HOST:PORT/TOPIC: one JSON message "
+                                          "{\"word\",\"count\",\"time\",\"diff\"} per change (exactly-once for "
+                                          "read_committed consumers with --persistent-storage)");
+  output_opt->excludes(output_kafka_opt);
   app.add_option("--format", format, "Input format")
       ->check(CLI::IsMember({"plaintext", "jsonlines"}))
       ->capture_default_str();
@@ -67,10 +77,28 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  if (input.empty() && input_s3.empty()) {
-    std::fprintf(stderr, "wordcount: error: --input is required (or --input-s3)\n");
+  if (input.empty() && input_s3.empty() && input_kafka.empty()) {
+    std::fprintf(stderr, "wordcount: error: --input is required (or --input-s3, --input-kafka)\n");
     return 2;
   }
+  if (output.empty() && output_kafka.empty()) {
+    std::fprintf(stderr, "wordcount: error: --output is required (or --output-kafka)\n");
+    return 2;
+  }
+  // HOST:PORT/TOPIC -> (bootstrap servers, topic)
+  auto split_kafka = [](const std::string& spec, const char* flag, std::string* servers, std::string* topic) {
+    size_t slash = spec.rfind('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == spec.size()) {
+      std::fprintf(stderr, "wordcount: error: %s wants HOST:PORT/TOPIC, got '%s'\n", flag, spec.c_str());
+      return false;
+    }
+    *servers = spec.substr(0, slash);
+    *topic = spec.substr(slash + 1);
+    return true;
+  };
+  std::string in_servers, in_topic, out_servers, out_topic;
+  if (!input_kafka.empty() && !split_kafka(input_kafka, "--input-kafka", &in_servers, &in_topic)) return 2;
+  if (!output_kafka.empty() && !split_kafka(output_kafka, "--output-kafka", &out_servers, &out_topic)) return 2;
   RunOptions options;
   if (storage.empty() && s3_storage.empty())
     for (const char* flag : {"--snapshot-interval-ms", "--persistence-mode", "--snapshot-access", "--continue-after-replay",
@@ -105,6 +133,20 @@ int main(int argc, char** argv) {
       return input_s3.empty() ? io::fs::read(g, input, r) : io::s3::read(g, input_s3, r);
     };
     Table words = [&] {
+      if (!input_kafka.empty()) {
+        io::kafka::ReadOptions kr;
+        kr.bootstrap_servers = in_servers;
+        kr.topic = in_topic;
+        kr.name = "input";
+        kr.autocommit_duration_ms = autocommit_ms;
+        if (format == "jsonlines") {
+          kr.format = io::kafka::Format::kJson;
+          kr.schema = Schema{{"word", t_str()}};
+          return io::kafka::read(g, kr);
+        }
+        kr.format = io::kafka::Format::kPlaintext;
+        return io::kafka::read(g, kr).select({{"word", str::split(col("data"))}}).flatten("word");
+      }
       if (format == "jsonlines") {
         ro.format = io::Format::kJsonLines;
         ro.schema = Schema{{"word", t_str()}};
@@ -114,7 +156,17 @@ int main(int argc, char** argv) {
       return read(ro).select({{"word", str::split(col("data"))}}).flatten("word");
     }();
     Table counts = words.groupby({"word"}).reduce({{"word", col("word")}, {"count", reducers::count()}});
-    io::fs::write(counts, output, {io::Format::kCsv, "output"});
+    if (!output_kafka.empty()) {
+      io::kafka::WriteOptions kw;
+      kw.bootstrap_servers = out_servers;
+      kw.topic = out_topic;
+      kw.format = io::kafka::Format::kJson;
+      kw.key_column = "word";
+      kw.name = "output";
+      io::kafka::write(counts, kw);
+    } else {
+      io::fs::write(counts, output, {io::Format::kCsv, "output"});
+    }
     io::subscribe(counts, {[&](const Key&, const Row&, uint64_t, bool) { ++changes; }, nullptr, nullptr},
                   "progress");
     Status s = run(g, options);
@@ -127,7 +179,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::fprintf(stderr, "wordcount: %zu changes written to %s by this run in %.2f s\n", changes, output.c_str(),
+  std::fprintf(stderr, "wordcount: %zu changes written to %s by this run in %.2f s\n", changes,
+               output.empty() ? output_kafka.c_str() : output.c_str(),
                secs);
   return 0;
 }

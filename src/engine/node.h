@@ -202,6 +202,13 @@ class Sink {
   // to a position returned earlier, before open() of a resumed run.
   virtual std::string position() const { return {}; }
   virtual Status truncate_to(std::string_view position) { return {}; }
+  // Persistence, before truncate_to(): a stable identity of this output within its persistent
+  // storage ("<storage>\n<sink id>"), e.g. to derive a Kafka transactional id from.
+  virtual void set_persistent_identity(std::string_view identity) {}
+  // Persistence: called after a commit's manifest is durable (the position() it recorded is
+  // committed). Outputs that publish only committed data (Kafka transactions) do so here. An
+  // error stops the run.
+  virtual Status committed() { return {}; }
 };
 
 class SourceNode final : public Node {

@@ -303,6 +303,7 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
   for (auto& s : sinks) {
     // Replay modes re-emit everything into fresh outputs; the others continue theirs.
     const SinkState* st = manifest && !is_replay_mode(mode) ? manifest->find_sink(s.id) : nullptr;
+    s.node->sink().set_persistent_identity(cfg.metadata_storage.describe() + "\n" + s.id);
     TM_RETURN_IF_ERROR(s.node->sink().truncate_to(st ? st->position : "0").with_context(s.node->label()));
   }
 
@@ -836,6 +837,8 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
   have_last_commit = true;
   dirty = false;
   ++stats.commits;
+  // Outputs that publish only committed data (Kafka transactions) do so now that it is.
+  for (auto& s : sinks) TM_RETURN_IF_ERROR(s.node->sink().committed().with_context(s.node->label()));
   if (!final_commit) schedule_merges();
   return {};
 }
