@@ -89,9 +89,14 @@ struct Row_ {
   std::vector<std::pair<std::string, double>> fields;
 };
 std::vector<Row_> g_rows;
+void write_json(const std::string& path, const std::vector<std::pair<std::string, std::string>>& meta);
+std::string g_json_path;
+std::vector<std::pair<std::string, std::string>> g_meta;
 
+// Rows are written to the JSON file as they complete (a long run that is stopped keeps them).
 void record(const std::string& name, std::vector<std::pair<std::string, double>> fields) {
   g_rows.push_back({name, std::move(fields)});
+  if (!g_json_path.empty()) write_json(g_json_path, g_meta);
 }
 // A figure with a baseline: {"seconds", "baseline_seconds", "ratio", extra...}.
 void figure(const std::string& name, double secs, double base, std::vector<std::pair<std::string, double>> extra = {}) {
@@ -329,6 +334,12 @@ int main(int argc, char** argv) {
     }
   }
   auto want = [&](const char* g) { return only.empty() || only.count(g); };
+  g_json_path = json_path;
+  {
+    std::string c;
+    for (int i = 0; i < argc; ++i) c += (i ? " " : "") + std::string(argv[i]);
+    g_meta = {{"command", c}, {"reps", std::to_string(g_reps)}};
+  }
   fs::remove_all(root);
   std::printf("| benchmark | measure | value | ratio |\n|---|---|---|---|\n");
   std::fflush(stdout);
@@ -619,15 +630,6 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   fs::remove_all(root);
-  if (!json_path.empty()) {
-    char host[256] = {0};
-    gethostname(host, sizeof host - 1);
-    write_json(json_path, {{"command", [&] {
-                              std::string c;
-                              for (int i = 0; i < argc; ++i) c += (i ? " " : "") + std::string(argv[i]);
-                              return c;
-                            }()},
-                           {"reps", std::to_string(R)}});
-  }
+  if (!json_path.empty()) write_json(json_path, g_meta);
   return 0;
 }

@@ -441,6 +441,11 @@ const std::string& need_str(const Value& v, const char* fn) {
   return v.as_string();
 }
 
+int64_t need_int(const Value& v, const char* fn) {
+  if (v.type() != DType::kInt) throw RuntimeError(std::string(fn) + "() expects int, got " + dtype_name(v.type()));
+  return v.as_int();
+}
+
 class OpExpr final : public CompiledExpr {
  public:
   OpExpr(Op op, std::vector<CompiledExprPtr> args, DType cast_to, Type t)
@@ -598,8 +603,8 @@ class OpExpr final : public CompiledExpr {
         const std::string& s = need_str(a, "slice");
         int64_t n = static_cast<int64_t>(s.size());
         Value e = args_[2]->eval(c);
-        int64_t from = b.is_none() ? 0 : b.as_int();
-        int64_t to = e.is_none() ? n : e.as_int();
+        int64_t from = b.is_none() ? 0 : need_int(b, "slice");
+        int64_t to = e.is_none() ? n : need_int(e, "slice");
         if (from < 0) from = std::max<int64_t>(0, from + n);
         if (to < 0) to = std::max<int64_t>(0, to + n);
         from = std::min(from, n);
@@ -719,6 +724,8 @@ Type op_type(const CompileScope& s, Op op, const std::vector<CompiledExprPtr>& a
       return {DType::kTuple, t(0).optional};
     case Op::kSlice:
       expect(0, DType::kString);
+      expect(1, DType::kInt);
+      expect(2, DType::kInt);
       return {DType::kString, t(0).optional};
   }
   return {DType::kAny, true};

@@ -65,6 +65,7 @@ class SelectNode final : public Node {
     }
   }
   bool stateful() const override { return memoize_; }
+  bool needs_consolidated_input() const override { return memoize_; }
   void save_state(std::string& out) const override { save_key_rows(out, memo_); }
   Status load_state(std::string_view in) override {
     return load_key_rows(in, &memo_) ? Status() : state_corrupt(label());
@@ -119,6 +120,15 @@ class FilterNode final : public Node {
     }
   }
   bool stateful() const override { return memoize_; }
+  bool needs_consolidated_input() const override { return memoize_; }
+  void process_consuming(Time t, std::span<Batch* const> in, Batch& out) override {
+    if (memoize_) return Node::process_consuming(t, in, out);
+    for (Update& u : *in[0]) {
+      EvalContext ctx{u.row.data(), &u.key};
+      Value v = pred_->eval(ctx);
+      if (!v.is_none() && v.type() == DType::kBool && v.as_bool()) out.push_back(std::move(u));
+    }
+  }
   void save_state(std::string& out) const override {
     codec::put_varint(out, passed_.size());
     for (const auto& [k, p] : passed_) {
@@ -151,23 +161,52 @@ class FlattenNode final : public Node {
   FlattenNode(size_t input, Schema schema, size_t column)
       : Node("flatten", {input}, std::move(schema)), column_(column) {}
 
+  bool needs_consolidated_input() const override { return false; }
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     for (const Update& u : *in[0]) {
-      const Value& v = u.row[column_];
-      if (v.is_none()) continue;
-      if (v.type() != DType::kTuple)
-        throw RuntimeError(std::string("flatten: column '") + schema()[column_].name + "' holds " +
-                           dtype_name(v.type()) + ", not a tuple");
-      const auto& items = v.as_tuple();
-      for (size_t i = 0; i < items.size(); ++i) {
+      const auto* items = tuple_of(u.row);
+      if (!items) continue;
+      for (size_t i = 0; i < items->size(); ++i) {
         Row r = u.row;
-        r[column_] = items[i];
+        r[column_] = (*items)[i];
         out.push_back({key_combine(u.key, Key{i, 0}), std::move(r), u.diff});
+      }
+    }
+  }
+  // The input is ours: the tuple's elements are copied once into the output rows, the other
+  // cells moved into the last element's row.
+  void process_consuming(Time, std::span<Batch* const> in, Batch& out) override {
+    size_t width = schema().size();
+    for (Update& u : *in[0]) {
+      const auto* items = tuple_of(u.row);
+      if (!items) continue;
+      Value keep = u.row[column_];  // holds the tuple alive while its cells are copied
+      for (size_t i = 0; i < items->size(); ++i) {
+        Key k = key_combine(u.key, Key{i, 0});
+        if (i + 1 == items->size()) {
+          u.row[column_] = (*items)[i];
+          out.push_back({k, std::move(u.row), u.diff});
+        } else if (width == 1) {
+          out.push_back({k, Row{(*items)[i]}, u.diff});
+        } else {
+          Row r = u.row;
+          r[column_] = (*items)[i];
+          out.push_back({k, std::move(r), u.diff});
+        }
       }
     }
   }
 
  private:
+  const std::vector<Value>* tuple_of(const Row& row) const {
+    const Value& v = row[column_];
+    if (v.is_none()) return nullptr;
+    if (v.type() != DType::kTuple)
+      throw RuntimeError(std::string("flatten: column '") + schema()[column_].name + "' holds " +
+                         dtype_name(v.type()) + ", not a tuple");
+    return &v.as_tuple();
+  }
+
   size_t column_;
 };
 

@@ -4,6 +4,8 @@
 // emitted (so a change emits exactly -old +new). Reducers keep what retraction needs:
 // count/sum/avg keep running totals; min/max/any/count_distinct/sorted_tuple a multiset of
 // values; earliest/latest/tuple the values by (arrival time, key) or key.
+#include <xxhash.h>
+
 #include <map>
 #include <unordered_map>
 #include <unordered_set>
@@ -20,6 +22,12 @@ namespace {
 using internal::CompiledExprPtr;
 using internal::EvalContext;
 using internal::ReducerSpec;
+
+// key_from_values over bytes already encoded as codec::put_key_row.
+Key key_from_encoded_row(const std::string& buf) {
+  XXH128_hash_t h = XXH3_128bits(buf.data(), buf.size());
+  return Key{h.low64, h.high64};
+}
 
 class ReducerState {
  public:
@@ -230,6 +238,77 @@ std::unique_ptr<ReducerState> make_state(const std::string& name) {
   throw GraphError("unknown reducer '" + name + "'");
 }
 
+// A flat open-addressing index from 128-bit keys (already uniform hashes) to dense slot
+// numbers: linear probing, backward-shift deletion, no per-entry allocation.
+class KeyIndex {
+ public:
+  static constexpr uint32_t kNone = ~uint32_t{0};
+  size_t size() const { return size_; }
+  uint32_t find(const Key& k) const {
+    if (cells_.empty()) return kNone;
+    for (size_t i = k.lo & mask_;; i = (i + 1) & mask_) {
+      const Cell& c = cells_[i];
+      if (c.slot == kNone) return kNone;
+      if (c.key == k) return c.slot;
+    }
+  }
+  // Precondition: k absent.
+  void insert(const Key& k, uint32_t slot) {
+    if ((size_ + 1) * 8 > cells_.size() * 7) grow();
+    place(k, slot);
+    ++size_;
+  }
+  void erase(const Key& k) {
+    size_t i = k.lo & mask_;
+    while (!(cells_[i].key == k) || cells_[i].slot == kNone) {
+      if (cells_[i].slot == kNone) return;
+      i = (i + 1) & mask_;
+    }
+    // Backward shift: move later entries of the probe run into the hole.
+    for (size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
+      if (cells_[j].slot == kNone) break;
+      size_t home = cells_[j].key.lo & mask_;
+      // Entry at j may fill hole i unless its home lies cyclically in (i, j].
+      bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+      if (movable) {
+        cells_[i] = cells_[j];
+        i = j;
+      }
+    }
+    cells_[i].slot = kNone;
+    --size_;
+  }
+  void clear() {
+    cells_.clear();
+    size_ = 0;
+    mask_ = 0;
+  }
+
+ private:
+  struct Cell {
+    Key key;
+    uint32_t slot = kNone;
+  };
+  void place(const Key& k, uint32_t slot) {
+    size_t i = k.lo & mask_;
+    while (cells_[i].slot != kNone) i = (i + 1) & mask_;
+    cells_[i] = {k, slot};
+  }
+  void grow() {
+    std::vector<Cell> old = std::move(cells_);
+    size_t n = old.empty() ? 64 : old.size() * 2;
+    cells_.assign(n, Cell{});
+    mask_ = n - 1;
+    for (const Cell& c : old)
+      if (c.slot != kNone) place(c.key, c.slot);
+  }
+  std::vector<Cell> cells_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+};
+
+bool ordered_reducer(const std::string& name) { return name == "earliest" || name == "latest" || name == "tuple"; }
+
 class GroupByNode final : public Node {
  public:
   GroupByNode(size_t input, Schema schema, std::vector<size_t> group_cols, std::vector<std::string> group_names,
@@ -238,13 +317,19 @@ class GroupByNode final : public Node {
         group_cols_(std::move(group_cols)),
         group_names_(std::move(group_names)),
         reducers_(std::move(reducers)),
-        outputs_(std::move(outputs)) {}
+        outputs_(std::move(outputs)) {
+    for (size_t i = 0; i < reducers_.size(); ++i)
+      if (reducers_[i].name != "count") active_.push_back(i);  // count is the group's own count
+    for (const auto& r : reducers_) ordered_ = ordered_ || ordered_reducer(r.name);
+  }
 
   bool order_dependent() const override {
     for (const auto& r : reducers_)
       if (r.name == "earliest" || r.name == "latest") return true;
     return false;
   }
+  // Sums and multisets only add diffs: any order of a time's changes gives the same state.
+  bool needs_consolidated_input() const override { return ordered_; }
   std::string signature() const override {
     std::string s = kind() + "(by: ";
     for (size_t i = 0; i < group_names_.size(); ++i) s += (i ? ", " : "") + group_names_[i];
@@ -260,9 +345,25 @@ class GroupByNode final : public Node {
   // version byte + live row count (i64) + emitted flag (u8) + the output row last emitted +
   // each reducer's state in reducer order (the reducers' own save/load encodings).
   void take_state_changes(StateChanges& out) override {
-    take_dirty_entries(
-        dirty_, groups_, kEntryVersion, [](const Row& vals, std::string& key) { codec::put_row(key, vals); },
-        [this](const Group& g, std::string& v) { save_group(v, g); }, out);
+    // Erases first: a group erased and created again since the last take ends up put.
+    for (auto& k : erased_) {
+      StateChange c;
+      c.key = std::move(k);
+      c.erase = true;
+      out.push_back(std::move(c));
+    }
+    erased_.clear();
+    for (uint32_t slot : dirty_) {
+      Group& g = groups_[slot];
+      if (!g.dirty) continue;
+      g.dirty = false;
+      StateChange c;
+      codec::put_row(c.key, g.values);
+      codec::put_u8(c.value, kEntryVersion);
+      save_group(c.value, g);
+      out.push_back(std::move(c));
+    }
+    dirty_.clear();
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     Row vals;
@@ -271,57 +372,79 @@ class GroupByNode final : public Node {
         !codec::get_u8(value, &version) || version != kEntryVersion)
       return state_corrupt(label());
     Group g = new_group();
-    if (!load_group(value, &g) || !value.empty() || g.count <= 0 || (g.emitted && g.last.size() != schema().size()) ||
-        groups_.contains(vals))
+    if (!load_group(value, &g) || !value.empty() || g.count <= 0 || (g.emitted && g.last.size() != schema().size()))
       return state_corrupt(label());
-    groups_.emplace(std::move(vals), std::move(g));
+    Key gkey = key_from_values(vals);
+    if (index_.find(gkey) != KeyIndex::kNone) return state_corrupt(label());
+    g.values = std::move(vals);
+    add_group(gkey, std::move(g));
     return {};
   }
   Status finish_state_restore() override { return {}; }
 
   void process(Time t, std::span<const Batch* const> in, Batch& out) override {
-    std::vector<Group*> touched;
-    Row gvals;
+    touched_.clear();
+    const bool tracking = tracking_state();
     for (const Update& u : *in[0]) {
-      gvals.clear();
-      for (size_t c : group_cols_) gvals.push_back(u.row[c]);
-      auto it = groups_.find(gvals);
-      if (it == groups_.end()) it = groups_.emplace(gvals, new_group()).first;
-      Group& g = it->second;
+      // One hash per row: the grouping values' key (the output key) finds the group.
+      buf_.clear();
+      codec::put_varint(buf_, group_cols_.size());
+      for (size_t c : group_cols_) codec::put_key_value(buf_, u.row[c]);
+      Key gkey = key_from_encoded_row(buf_);
+      uint32_t slot = index_.find(gkey);
+      if (slot == KeyIndex::kNone) {
+        Group g = new_group();
+        g.values.reserve(group_cols_.size());
+        for (size_t c : group_cols_) g.values.push_back(u.row[c]);
+        slot = add_group(gkey, std::move(g));
+      }
+      Group& g = groups_[slot];
       if (!g.touched) {
         g.touched = true;
-        g.values = &it->first;
-        touched.push_back(&g);
-        if (tracking_state()) dirty_.insert(it->first);
+        touched_.push_back(slot);
+        if (tracking && !g.dirty) {
+          g.dirty = true;
+          dirty_.push_back(slot);
+        }
       }
       g.count += u.diff;
-      EvalContext ctx{u.row.data(), &u.key};
-      for (size_t i = 0; i < reducers_.size(); ++i) {
-        Value v = reducers_[i].arg ? reducers_[i].arg->eval(ctx) : Value();
-        g.states[i]->add(v, u.diff, t, u.key);
+      if (!active_.empty()) {
+        EvalContext ctx{u.row.data(), &u.key};
+        for (size_t i : active_) {
+          Value v = reducers_[i].arg ? reducers_[i].arg->eval(ctx) : Value();
+          g.states[i]->add(v, u.diff, t, u.key);
+        }
       }
     }
-    for (Group* g : touched) {
-      g->touched = false;
-      Key gkey = key_from_values(*g->values);
-      if (g->emitted) out.push_back({gkey, g->last, -1});
-      if (g->count > 0) {
-        g->last = output_row(*g);
-        g->emitted = true;
-        out.push_back({gkey, g->last, 1});
-      } else if (g->count == 0) {
-        groups_.erase(*g->values);
+    out.reserve(out.size() + 2 * touched_.size());
+    for (uint32_t slot : touched_) {
+      Group& g = groups_[slot];
+      g.touched = false;
+      if (g.count > 0) {
+        Row next = output_row(g);
+        if (g.emitted) {
+          if (next == g.last) continue;  // unchanged output: nothing to emit
+          out.push_back({g.key, std::move(g.last), -1});
+        }
+        g.last = std::move(next);
+        g.emitted = true;
+        out.push_back({g.key, g.last, 1});
+      } else if (g.count == 0) {
+        if (g.emitted) out.push_back({g.key, std::move(g.last), -1});
+        remove_group(slot);
       } else {
-        throw RuntimeError("groupby: more retractions than insertions for group " + Value::tuple(*g->values).to_string());
+        throw RuntimeError("groupby: more retractions than insertions for group " + Value::tuple(g.values).to_string());
       }
     }
+    touched_.clear();
   }
 
   bool stateful() const override { return true; }
   void save_state(std::string& out) const override {
-    codec::put_varint(out, groups_.size());
-    for (const auto& [vals, g] : groups_) {
-      codec::put_row(out, vals);
+    codec::put_varint(out, index_.size());
+    for (const Group& g : groups_) {
+      if (!g.live) continue;
+      codec::put_row(out, g.values);
       save_group(out, g);
     }
   }
@@ -329,28 +452,63 @@ class GroupByNode final : public Node {
     uint64_t n;
     if (!codec::get_varint(in, &n)) return state_corrupt(label());
     groups_.clear();
+    free_.clear();
+    index_.clear();
     for (uint64_t i = 0; i < n; ++i) {
       Row vals;
       Group g = new_group();
       if (!codec::get_row(in, &vals) || !load_group(in, &g)) return state_corrupt(label());
-      groups_.emplace(std::move(vals), std::move(g));
+      Key gkey = key_from_values(vals);
+      if (index_.find(gkey) != KeyIndex::kNone) return state_corrupt(label());
+      g.values = std::move(vals);
+      add_group(gkey, std::move(g));
     }
     return {};
   }
 
  private:
   struct Group {
+    Key key;     // key_from_values(values): the output key and the index key
+    Row values;  // the grouping values
     int64_t count = 0;
     std::vector<std::unique_ptr<ReducerState>> states;
     Row last;
     bool emitted = false;
     bool touched = false;
-    const Row* values = nullptr;
+    bool dirty = false;  // changed since the last take (tracking only)
+    bool live = false;
   };
   Group new_group() const {
     Group g;
+    g.states.reserve(reducers_.size());
     for (const auto& r : reducers_) g.states.push_back(make_state(r.name));
     return g;
+  }
+  uint32_t add_group(const Key& gkey, Group g) {
+    g.key = gkey;
+    g.live = true;
+    uint32_t slot;
+    if (!free_.empty()) {
+      slot = free_.back();
+      free_.pop_back();
+      groups_[slot] = std::move(g);
+    } else {
+      slot = static_cast<uint32_t>(groups_.size());
+      groups_.push_back(std::move(g));
+    }
+    index_.insert(gkey, slot);
+    return slot;
+  }
+  void remove_group(uint32_t slot) {
+    Group& g = groups_[slot];
+    if (tracking_state()) {
+      std::string k;
+      codec::put_row(k, g.values);
+      erased_.push_back(std::move(k));
+    }
+    index_.erase(g.key);
+    g = Group{};
+    free_.push_back(slot);
   }
   // The group's state: count, emitted, last output, reducer states (shared by save_state and
   // the per-group entries).
@@ -370,7 +528,9 @@ class GroupByNode final : public Node {
     return true;
   }
   Row output_row(const Group& g) const {
-    Row ext = *g.values;
+    Row& ext = scratch_;
+    ext.clear();
+    ext.insert(ext.end(), g.values.begin(), g.values.end());
     for (const auto& s : g.states) ext.push_back(s->result(g.count));
     EvalContext ctx{ext.data(), nullptr};
     Row r;
@@ -383,16 +543,24 @@ class GroupByNode final : public Node {
   std::vector<std::string> group_names_;
   std::vector<ReducerSpec> reducers_;
   std::vector<CompiledExprPtr> outputs_;
-  std::unordered_map<Row, Group, RowHash> groups_;
+  std::vector<size_t> active_;  // reducers fed per row (all but count)
+  bool ordered_ = false;
+  std::vector<Group> groups_;    // dense slots; free_ lists the dead ones
+  std::vector<uint32_t> free_;
+  KeyIndex index_;
+  std::vector<uint32_t> touched_;
+  std::string buf_;
+  mutable Row scratch_;
   static constexpr uint8_t kEntryVersion = 1;
-  std::unordered_set<Row, RowHash> dirty_;  // groups touched since the last take
+  std::vector<uint32_t> dirty_;       // groups changed since the last take (tracking only)
+  std::vector<std::string> erased_;   // entry keys of groups removed since the last take
 };
 
 }  // namespace
 }  // namespace engine
 
 Table GroupedTable::reduce(std::vector<NamedExpr> outputs) const {
-  const Table& t = *table_;
+  const Table t(graph_, node_);
   const Schema& in = t.schema();
   std::string op = by_.empty() ? "reduce" : "groupby(" + [&] {
     std::string s;
@@ -434,6 +602,9 @@ Table GroupedTable::reduce(std::vector<NamedExpr> outputs) const {
                                                                   std::move(exprs)))),
       internal::describe(outputs));
 }
+
+GroupedTable::GroupedTable(const Table& t, std::vector<std::string> by)
+    : graph_(&t.graph()), node_(t.node()), by_(std::move(by)) {}
 
 GroupedTable Table::groupby(std::vector<std::string> columns) const {
   if (columns.empty()) throw GraphError("groupby: no grouping columns (use reduce() to reduce the whole table)");
