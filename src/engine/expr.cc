@@ -209,6 +209,7 @@ class ColumnExpr final : public CompiledExpr {
  public:
   ColumnExpr(size_t i, Type t) : i_(i) { type = t; }
   Value eval(const EvalContext& c) const override { return c.cols[i_]; }
+  int column_index() const override { return static_cast<int>(i_); }
 
  private:
   size_t i_;
@@ -483,7 +484,11 @@ class OpExpr final : public CompiledExpr {
       default:
         break;
     }
-    Value a = args_[0]->eval(c);
+    // The first argument by reference when it is a column (no copy of a string cell).
+    Value a_value;
+    int ai = args_[0]->column_index();
+    if (ai < 0) a_value = args_[0]->eval(c);
+    const Value& a = ai >= 0 ? c.cols[ai] : a_value;
     switch (op_) {
       case Op::kNeg:
         if (a.is_none()) return a;
@@ -499,7 +504,7 @@ class OpExpr final : public CompiledExpr {
       case Op::kCast: return do_cast(a, cast_to_);
       case Op::kTuple: {
         std::vector<Value> items;
-        items.push_back(std::move(a));
+        items.push_back(a);
         for (size_t i = 1; i < args_.size(); ++i) items.push_back(args_[i]->eval(c));
         return Value::tuple(std::move(items));
       }

@@ -20,8 +20,40 @@ constexpr uint8_t kEntryVersion = 1;
 
 class SelectNode final : public Node {
  public:
-  SelectNode(size_t input, Schema schema, std::vector<CompiledExprPtr> exprs, bool memoize)
-      : Node("select", {input}, std::move(schema)), exprs_(std::move(exprs)), memoize_(memoize) {}
+  SelectNode(size_t input, Schema schema, std::vector<CompiledExprPtr> exprs, bool memoize, size_t input_width)
+      : Node("select", {input}, std::move(schema)), exprs_(std::move(exprs)), memoize_(memoize) {
+    // Outputs that are distinct plain columns can be moved out of an input we own.
+    std::vector<bool> seen(input_width, false);
+    moves_ = !memoize_;
+    identity_ = !memoize_ && exprs_.size() == input_width;
+    for (size_t j = 0; j < exprs_.size(); ++j) {
+      int c = exprs_[j]->column_index();
+      if (c < 0 || seen[c]) {
+        moves_ = identity_ = false;
+        break;
+      }
+      seen[c] = true;
+      identity_ = identity_ && c == static_cast<int>(j);
+    }
+  }
+
+  // When the input is ours: an identity select passes the batch on, a projection or
+  // permutation of columns moves the cells.
+  void process_consuming(Time t, std::span<Batch* const> in, Batch& out) override {
+    if (identity_) {
+      if (out.empty()) out.swap(*in[0]);
+      else out.insert(out.end(), std::make_move_iterator(in[0]->begin()), std::make_move_iterator(in[0]->end()));
+      return;
+    }
+    if (!moves_) return Node::process_consuming(t, in, out);
+    out.reserve(out.size() + in[0]->size());
+    for (Update& u : *in[0]) {
+      Row r;
+      r.reserve(exprs_.size());
+      for (const auto& e : exprs_) r.push_back(std::move(u.row[e->column_index()]));
+      out.push_back({u.key, std::move(r), u.diff});
+    }
+  }
 
   // Persistent entries (memoized only): key = row key (16 bytes), value = version byte + the
   // row emitted for it.
@@ -74,6 +106,7 @@ class SelectNode final : public Node {
  private:
   std::vector<CompiledExprPtr> exprs_;
   bool memoize_;
+  bool moves_ = false, identity_ = false;
   std::unordered_map<Key, Row, KeyHash> memo_;
   std::unordered_set<Key, KeyHash> dirty_;
 };
@@ -304,7 +337,7 @@ Table Table::select(std::vector<NamedExpr> outputs) const {
   }
   return engine::with_params(
       Table(graph_, g.add(std::make_unique<engine::SelectNode>(node_, Schema(std::move(cols)), std::move(exprs),
-                                                               scope.saw_nondeterministic))),
+                                                               scope.saw_nondeterministic, schema().size()))),
       internal::describe(outputs));
 }
 

@@ -383,7 +383,14 @@ class GroupByNode final : public Node {
   Status finish_state_restore() override { return {}; }
 
   void process(Time t, std::span<const Batch* const> in, Batch& out) override {
+    // Pre-aggregation: the rows of this time are assigned to groups through one hash each; the
+    // count changes are summed per group in a dense array and each touched group's state is
+    // updated once at the end (only reducers other than count see every row).
     touched_.clear();
+    if (++epoch_ == 0) {  // wrapped: forget every stamp
+      std::fill(stamp_.begin(), stamp_.end(), 0);
+      epoch_ = 1;
+    }
     const bool tracking = tracking_state();
     for (const Update& u : *in[0]) {
       // One hash per row: the grouping values' key (the output key) finds the group.
@@ -398,17 +405,17 @@ class GroupByNode final : public Node {
         for (size_t c : group_cols_) g.values.push_back(u.row[c]);
         slot = add_group(gkey, std::move(g));
       }
-      Group& g = groups_[slot];
-      if (!g.touched) {
-        g.touched = true;
+      if (stamp_[slot] != epoch_) {
+        stamp_[slot] = epoch_;
         touched_.push_back(slot);
-        if (tracking && !g.dirty) {
-          g.dirty = true;
+        if (tracking && !groups_[slot].dirty) {
+          groups_[slot].dirty = true;
           dirty_.push_back(slot);
         }
       }
-      g.count += u.diff;
+      delta_[slot] += u.diff;
       if (!active_.empty()) {
+        Group& g = groups_[slot];
         EvalContext ctx{u.row.data(), &u.key};
         for (size_t i : active_) {
           Value v = reducers_[i].arg ? reducers_[i].arg->eval(ctx) : Value();
@@ -419,7 +426,8 @@ class GroupByNode final : public Node {
     out.reserve(out.size() + 2 * touched_.size());
     for (uint32_t slot : touched_) {
       Group& g = groups_[slot];
-      g.touched = false;
+      g.count += delta_[slot];
+      delta_[slot] = 0;
       if (g.count > 0) {
         Row next = output_row(g);
         if (g.emitted) {
@@ -452,6 +460,8 @@ class GroupByNode final : public Node {
     uint64_t n;
     if (!codec::get_varint(in, &n)) return state_corrupt(label());
     groups_.clear();
+    stamp_.clear();
+    delta_.clear();
     free_.clear();
     index_.clear();
     for (uint64_t i = 0; i < n; ++i) {
@@ -474,7 +484,6 @@ class GroupByNode final : public Node {
     std::vector<std::unique_ptr<ReducerState>> states;
     Row last;
     bool emitted = false;
-    bool touched = false;
     bool dirty = false;  // changed since the last take (tracking only)
     bool live = false;
   };
@@ -495,6 +504,8 @@ class GroupByNode final : public Node {
     } else {
       slot = static_cast<uint32_t>(groups_.size());
       groups_.push_back(std::move(g));
+      stamp_.push_back(0);
+      delta_.push_back(0);
     }
     index_.insert(gkey, slot);
     return slot;
@@ -547,6 +558,9 @@ class GroupByNode final : public Node {
   bool ordered_ = false;
   std::vector<Group> groups_;    // dense slots; free_ lists the dead ones
   std::vector<uint32_t> free_;
+  std::vector<uint32_t> stamp_;  // per slot: epoch_ of the last process() that touched it
+  std::vector<int64_t> delta_;   // per slot: count change in the current process()
+  uint32_t epoch_ = 0;
   KeyIndex index_;
   std::vector<uint32_t> touched_;
   std::string buf_;
