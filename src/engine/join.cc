@@ -18,6 +18,7 @@
 
 #include "engine/codec.h"
 #include "engine/expr_internal.h"
+#include "engine/flat_index.h"
 #include "engine/input_state.h"
 #include "engine/node.h"
 #include "engine/state_codec.h"
@@ -133,8 +134,11 @@ class JoinNode final : public Node {
     // The changes of this time grouped by bucket (the join values' 128-bit key) without
     // copying them: per touched bucket, a list of the updates of each side.
     touched_.clear();
-    touched_index_.clear();
     links_.clear();
+    if (++epoch_ == 0) {  // wrapped: forget every stamp
+      std::fill(stamp_.begin(), stamp_.end(), 0);
+      epoch_ = 1;
+    }
     for (int s = 0; s < 2; ++s)
       for (const Update& u : *in[s]) {
         Key bk;
@@ -143,9 +147,13 @@ class JoinNode final : public Node {
           continue;
         }
         inputs_.record(tracking_state(), s, u);
-        auto [it, fresh] = touched_index_.try_emplace(bk, touched_.size());
-        if (fresh) touched_.push_back({bk, {kEnd, kEnd}, {kEnd, kEnd}});
-        Touched& t = touched_[it->second];
+        uint32_t slot = bucket_slot(bk);
+        if (stamp_[slot] != epoch_) {
+          stamp_[slot] = epoch_;
+          touch_pos_[slot] = static_cast<uint32_t>(touched_.size());
+          touched_.push_back({slot, {kEnd, kEnd}, {kEnd, kEnd}});
+        }
+        Touched& t = touched_[touch_pos_[slot]];
         uint32_t link = static_cast<uint32_t>(links_.size());
         links_.push_back({&u, kEnd});
         if (t.head[s] == kEnd) t.head[s] = link;
@@ -158,7 +166,7 @@ class JoinNode final : public Node {
         delta[s].clear();
         for (uint32_t l = t.head[s]; l != kEnd; l = links_[l].next) delta[s].push_back(links_[l].u);
       }
-      Bucket& b = buckets_[t.key];
+      Bucket& b = buckets_[t.slot];
       std::array<bool, 2> was_empty{b.rows[0].empty(), b.rows[1].empty()};
       std::array<bool, 2> will_be_empty{};
       for (int s = 0; s < 2; ++s) {
@@ -184,10 +192,9 @@ class JoinNode final : public Node {
           for (const auto& [k, r] : b.rows[s]) emit_unmatched(s, k, r, 1);
         }
       }
-      if (b.rows[0].empty() && b.rows[1].empty()) buckets_.erase(t.key);
+      if (b.rows[0].empty() && b.rows[1].empty()) remove_bucket(t.slot);
     }
     touched_.clear();
-    touched_index_.clear();
     links_.clear();
     flush(out);
   }
@@ -197,9 +204,9 @@ class JoinNode final : public Node {
     codec::put_u8(out, kStateVersion);
     for (int s = 0; s < 2; ++s) {
       size_t n = 0;
-      for (const auto& [v, b] : buckets_) n += b.rows[s].size();
+      for (const auto& b : buckets_) n += b.rows[s].size();
       codec::put_varint(out, n);
-      for (const auto& [v, b] : buckets_)
+      for (const auto& b : buckets_)
         for (const auto& [k, r] : b.rows[s]) {
           codec::put_key(out, k);
           codec::put_row(out, r);
@@ -211,13 +218,17 @@ class JoinNode final : public Node {
     uint8_t version;
     if (!codec::get_u8(in, &version) || version != kStateVersion) return state_corrupt(label());
     buckets_.clear();
+    free_.clear();
+    stamp_.clear();
+    touch_pos_.clear();
+    index_.clear();
     for (int s = 0; s < 2; ++s) {
       RowsByKey rows;
       if (!load_key_rows(in, &rows)) return state_corrupt(label());
       for (auto& [k, r] : rows) {
         Key bk;
         if (r.size() != widths_[s] || !join_key(s, r, &bk)) return state_corrupt(label());
-        buckets_[bk].rows[s].insert(k, r);
+        buckets_[bucket_slot(bk)].rows[s].insert(k, r);
       }
     }
     return load_key_rows(in, &memo_) && in.empty() ? Status() : state_corrupt(label());
@@ -225,8 +236,31 @@ class JoinNode final : public Node {
 
  private:
   struct Bucket {
+    Key key;
     std::array<KeyedRows, 2> rows;
   };
+  // The slot of the bucket with join key `bk`, created empty if absent.
+  uint32_t bucket_slot(const Key& bk) {
+    uint32_t slot = index_.find(bk);
+    if (slot != KeyIndex::kNone) return slot;
+    if (!free_.empty()) {
+      slot = free_.back();
+      free_.pop_back();
+    } else {
+      slot = static_cast<uint32_t>(buckets_.size());
+      buckets_.emplace_back();
+      stamp_.push_back(0);
+      touch_pos_.push_back(0);
+    }
+    buckets_[slot].key = bk;
+    index_.insert(bk, slot);
+    return slot;
+  }
+  void remove_bucket(uint32_t slot) {
+    index_.erase(buckets_[slot].key);
+    buckets_[slot] = Bucket{};
+    free_.push_back(slot);
+  }
 
   // The bucket of a row: key_from_values of its normalized join values, computed over their
   // encoding without building them. False when a join value is None (the row matches nothing).
@@ -349,11 +383,18 @@ class JoinNode final : public Node {
   std::array<bool, 2> keep_;
   std::vector<CompiledExprPtr> exprs_;
   bool memoize_;
-  std::unordered_map<Key, Bucket, KeyHash> buckets_;
+  // Buckets in dense slots (free_ lists the empty ones), found through a flat index by the
+  // 128-bit key of their join values.
+  std::vector<Bucket> buckets_;
+  std::vector<uint32_t> free_;
+  KeyIndex index_;
+  std::vector<uint32_t> stamp_;      // per slot: epoch_ of the last process() touching it
+  std::vector<uint32_t> touch_pos_;  // per slot: its entry in touched_ (valid when stamped)
+  uint32_t epoch_ = 0;
   // process() scratch: touched buckets in first-touch order, their per-side update lists.
   static constexpr uint32_t kEnd = ~uint32_t{0};
   struct Touched {
-    Key key;
+    uint32_t slot;
     std::array<uint32_t, 2> head, tail;
   };
   struct Link {
@@ -361,7 +402,6 @@ class JoinNode final : public Node {
     uint32_t next;
   };
   std::vector<Touched> touched_;
-  std::unordered_map<Key, size_t, KeyHash> touched_index_;
   std::vector<Link> links_;
   std::string buf_;
   Row scratch_;

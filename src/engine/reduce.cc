@@ -12,6 +12,7 @@
 
 #include "engine/codec.h"
 #include "engine/expr_internal.h"
+#include "engine/flat_index.h"
 #include "engine/node.h"
 #include "engine/state_codec.h"
 
@@ -47,9 +48,35 @@ class CountState final : public ReducerState {
 };
 
 // sum and avg. Ints stay exact; floats accumulate (retractions subtract).
+// A time's changes to one group's sum/avg, summed before they reach the group's state.
+struct SumDelta {
+  int64_t isum = 0;
+  double fsum = 0;
+  int64_t n = 0;
+  bool saw_float = false, saw_duration = false, any = false;
+  void add(const Value& v, int64_t diff) {
+    if (v.is_none()) return;
+    switch (v.type()) {
+      case DType::kInt: isum += v.as_int() * diff; break;
+      case DType::kFloat: fsum += v.as_float() * static_cast<double>(diff); saw_float = true; break;
+      case DType::kDuration: isum += v.as_duration() * diff; saw_duration = true; break;
+      default: throw RuntimeError(std::string("sum/avg of ") + dtype_name(v.type()));
+    }
+    n += diff;
+    any = true;
+  }
+};
+
 class SumState final : public ReducerState {
  public:
   explicit SumState(bool avg) : avg_(avg) {}
+  void merge(const SumDelta& d) {
+    isum_ += d.isum;
+    fsum_ += d.fsum;
+    n_ += d.n;
+    saw_float_ = saw_float_ || d.saw_float;
+    saw_duration_ = saw_duration_ || d.saw_duration;
+  }
   void add(const Value& v, int64_t diff, Time, const Key&) override {
     if (v.is_none()) return;
     switch (v.type()) {
@@ -238,75 +265,6 @@ std::unique_ptr<ReducerState> make_state(const std::string& name) {
   throw GraphError("unknown reducer '" + name + "'");
 }
 
-// A flat open-addressing index from 128-bit keys (already uniform hashes) to dense slot
-// numbers: linear probing, backward-shift deletion, no per-entry allocation.
-class KeyIndex {
- public:
-  static constexpr uint32_t kNone = ~uint32_t{0};
-  size_t size() const { return size_; }
-  uint32_t find(const Key& k) const {
-    if (cells_.empty()) return kNone;
-    for (size_t i = k.lo & mask_;; i = (i + 1) & mask_) {
-      const Cell& c = cells_[i];
-      if (c.slot == kNone) return kNone;
-      if (c.key == k) return c.slot;
-    }
-  }
-  // Precondition: k absent.
-  void insert(const Key& k, uint32_t slot) {
-    if ((size_ + 1) * 8 > cells_.size() * 7) grow();
-    place(k, slot);
-    ++size_;
-  }
-  void erase(const Key& k) {
-    size_t i = k.lo & mask_;
-    while (!(cells_[i].key == k) || cells_[i].slot == kNone) {
-      if (cells_[i].slot == kNone) return;
-      i = (i + 1) & mask_;
-    }
-    // Backward shift: move later entries of the probe run into the hole.
-    for (size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
-      if (cells_[j].slot == kNone) break;
-      size_t home = cells_[j].key.lo & mask_;
-      // Entry at j may fill hole i unless its home lies cyclically in (i, j].
-      bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
-      if (movable) {
-        cells_[i] = cells_[j];
-        i = j;
-      }
-    }
-    cells_[i].slot = kNone;
-    --size_;
-  }
-  void clear() {
-    cells_.clear();
-    size_ = 0;
-    mask_ = 0;
-  }
-
- private:
-  struct Cell {
-    Key key;
-    uint32_t slot = kNone;
-  };
-  void place(const Key& k, uint32_t slot) {
-    size_t i = k.lo & mask_;
-    while (cells_[i].slot != kNone) i = (i + 1) & mask_;
-    cells_[i] = {k, slot};
-  }
-  void grow() {
-    std::vector<Cell> old = std::move(cells_);
-    size_t n = old.empty() ? 64 : old.size() * 2;
-    cells_.assign(n, Cell{});
-    mask_ = n - 1;
-    for (const Cell& c : old)
-      if (c.slot != kNone) place(c.key, c.slot);
-  }
-  std::vector<Cell> cells_;
-  size_t mask_ = 0;
-  size_t size_ = 0;
-};
-
 bool ordered_reducer(const std::string& name) { return name == "earliest" || name == "latest" || name == "tuple"; }
 
 class GroupByNode final : public Node {
@@ -319,7 +277,9 @@ class GroupByNode final : public Node {
         reducers_(std::move(reducers)),
         outputs_(std::move(outputs)) {
     for (size_t i = 0; i < reducers_.size(); ++i)
-      if (reducers_[i].name != "count") active_.push_back(i);  // count is the group's own count
+      if (reducers_[i].name == "sum" || reducers_[i].name == "avg") linear_.push_back(i);  // summed per time
+      else if (reducers_[i].name != "count") active_.push_back(i);  // count is the group's own count
+    sum_delta_.resize(linear_.size());
     for (const auto& r : reducers_) ordered_ = ordered_ || ordered_reducer(r.name);
   }
 
@@ -414,6 +374,15 @@ class GroupByNode final : public Node {
         }
       }
       delta_[slot] += u.diff;
+      if (!linear_.empty()) {
+        EvalContext ctx{u.row.data(), &u.key};
+        for (size_t j = 0; j < linear_.size(); ++j) {
+          const auto& arg = reducers_[linear_[j]].arg;
+          int c = arg->column_index();
+          if (c >= 0) sum_delta_[j][slot].add(u.row[c], u.diff);
+          else sum_delta_[j][slot].add(arg->eval(ctx), u.diff);
+        }
+      }
       if (!active_.empty()) {
         Group& g = groups_[slot];
         EvalContext ctx{u.row.data(), &u.key};
@@ -428,6 +397,11 @@ class GroupByNode final : public Node {
       Group& g = groups_[slot];
       g.count += delta_[slot];
       delta_[slot] = 0;
+      for (size_t j = 0; j < linear_.size(); ++j) {
+        SumDelta& d = sum_delta_[j][slot];
+        if (d.any) static_cast<SumState*>(g.states[linear_[j]].get())->merge(d);
+        d = SumDelta{};
+      }
       if (g.count > 0) {
         Row next = output_row(g);
         if (g.emitted) {
@@ -462,6 +436,7 @@ class GroupByNode final : public Node {
     groups_.clear();
     stamp_.clear();
     delta_.clear();
+    for (auto& v : sum_delta_) v.clear();
     free_.clear();
     index_.clear();
     for (uint64_t i = 0; i < n; ++i) {
@@ -506,6 +481,7 @@ class GroupByNode final : public Node {
       groups_.push_back(std::move(g));
       stamp_.push_back(0);
       delta_.push_back(0);
+      for (auto& v : sum_delta_) v.emplace_back();
     }
     index_.insert(gkey, slot);
     return slot;
@@ -554,7 +530,9 @@ class GroupByNode final : public Node {
   std::vector<std::string> group_names_;
   std::vector<ReducerSpec> reducers_;
   std::vector<CompiledExprPtr> outputs_;
-  std::vector<size_t> active_;  // reducers fed per row (all but count)
+  std::vector<size_t> active_;  // reducers fed per row (all but count, sum, avg)
+  std::vector<size_t> linear_;  // sum/avg: fed per time from sum_delta_
+  std::vector<std::vector<SumDelta>> sum_delta_;  // [linear reducer][slot]
   bool ordered_ = false;
   std::vector<Group> groups_;    // dense slots; free_ lists the dead ones
   std::vector<uint32_t> free_;
