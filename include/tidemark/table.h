@@ -57,8 +57,10 @@ class GroupedTable {
  private:
   friend class Table;
   friend class WindowedTable;
-  GroupedTable(const Table& t, std::vector<std::string> by) : table_(&t), by_(std::move(by)) {}
-  const Table* table_;
+  GroupedTable(const Table& t, std::vector<std::string> by);
+  // The table's handle (graph, node) by value: the Table it was called on may be a temporary.
+  Graph* graph_;
+  size_t node_;
   std::vector<std::string> by_;
 };
 
@@ -73,8 +75,10 @@ class JoinResult {
   friend class Table;
   JoinResult(const Table& l, const Table& r, std::vector<std::pair<std::string, std::string>> on,
              JoinMode mode);
-  const Table* left_;
-  const Table* right_;
+  // Handles (graph, node) by value: the tables may be temporaries.
+  Graph* graph_;
+  size_t left_;
+  size_t right_;
   std::vector<std::pair<std::string, std::string>> on_;
   JoinMode mode_;
 };
@@ -100,9 +104,10 @@ class WindowedTable {
 
  private:
   friend class Table;
-  WindowedTable(const Table& t, Expr time, Window w, std::optional<Expr> instance)
-      : table_(&t), time_(std::move(time)), window_(std::move(w)), instance_(std::move(instance)) {}
-  const Table* table_;
+  WindowedTable(const Table& t, Expr time, Window w, std::optional<Expr> instance);
+  // The table's handle (graph, node) by value: the Table it was called on may be a temporary.
+  Graph* graph_;
+  size_t node_;
   Expr time_;
   Window window_;
   std::optional<Expr> instance_;

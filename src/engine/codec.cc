@@ -1,5 +1,6 @@
 #include "engine/codec.h"
 
+#include <cmath>
 #include <cstring>
 
 namespace tidemark::codec {
@@ -57,6 +58,43 @@ void put_value(std::string& out, const Value& v) {
     case DType::kDateTimeUtc: put_i64(out, v.as_datetime_utc()); break;
     case DType::kDuration: put_i64(out, v.as_duration()); break;
   }
+}
+
+namespace {
+// The tags are the DType numbers (docs/format/values.md); they are persisted and never renumbered.
+static_assert(static_cast<uint8_t>(DType::kNone) == 1 && static_cast<uint8_t>(DType::kBool) == 2 &&
+              static_cast<uint8_t>(DType::kInt) == 3 && static_cast<uint8_t>(DType::kFloat) == 4 &&
+              static_cast<uint8_t>(DType::kString) == 5 && static_cast<uint8_t>(DType::kBytes) == 6 &&
+              static_cast<uint8_t>(DType::kPointer) == 7 && static_cast<uint8_t>(DType::kTuple) == 8 &&
+              static_cast<uint8_t>(DType::kDateTimeNaive) == 9 && static_cast<uint8_t>(DType::kDateTimeUtc) == 10 &&
+              static_cast<uint8_t>(DType::kDuration) == 11 && static_cast<uint8_t>(DType::kJson) == 12,
+              "value type tags are persisted: never renumber DType");
+}  // namespace
+
+void put_key_value(std::string& out, const Value& v) {
+  switch (v.type()) {
+    case DType::kFloat: {
+      double d = v.as_float();
+      uint64_t bits;
+      if (std::isnan(d)) bits = 0x7ff8000000000000ULL;
+      else if (d == 0) bits = 0;  // -0.0 == 0.0
+      else std::memcpy(&bits, &d, 8);
+      put_u8(out, static_cast<uint8_t>(DType::kFloat));
+      put_u64(out, bits);
+      return;
+    }
+    case DType::kTuple:
+      put_u8(out, static_cast<uint8_t>(DType::kTuple));
+      put_key_row(out, v.as_tuple());
+      return;
+    default:
+      put_value(out, v);
+  }
+}
+
+void put_key_row(std::string& out, const Row& r) {
+  put_varint(out, r.size());
+  for (const Value& v : r) put_key_value(out, v);
 }
 
 void put_row(std::string& out, const Row& r) {

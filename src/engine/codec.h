@@ -21,6 +21,11 @@ void put_bytes(std::string& out, std::string_view s);  // varint length + bytes
 void put_key(std::string& out, const Key& k);
 void put_value(std::string& out, const Value& v);
 void put_row(std::string& out, const Row& r);  // varint count + values
+// The encoding that keys and hashes are computed over: put_value/put_row with every float in
+// its canonical form (-0.0 as 0.0, every NaN as the quiet NaN 0x7ff8000000000000), so values
+// that compare equal encode, hash and key equally. Identical to put_value otherwise.
+void put_key_value(std::string& out, const Value& v);
+void put_key_row(std::string& out, const Row& r);
 
 // Readers consume from the front of `in`; they return false on truncated or invalid input.
 bool get_u8(std::string_view& in, uint8_t* v);

@@ -6,7 +6,10 @@ namespace tidemark::engine {
 
 Status BatchesSource::poll(Batch& out, bool* finished) {
   if (next_ < batches_.size()) {
-    for (auto& u : batches_[next_]) out.push_back(u);
+    // Each batch is emitted once (seek only moves forward, before open): hand it over and free it.
+    if (out.empty()) out.swap(batches_[next_]);
+    else out.insert(out.end(), std::make_move_iterator(batches_[next_].begin()), std::make_move_iterator(batches_[next_].end()));
+    Batch().swap(batches_[next_]);
     ++next_;
   }
   *finished = next_ >= batches_.size();

@@ -209,6 +209,7 @@ class ColumnExpr final : public CompiledExpr {
  public:
   ColumnExpr(size_t i, Type t) : i_(i) { type = t; }
   Value eval(const EvalContext& c) const override { return c.cols[i_]; }
+  int column_index() const override { return static_cast<int>(i_); }
 
  private:
   size_t i_;
@@ -441,6 +442,11 @@ const std::string& need_str(const Value& v, const char* fn) {
   return v.as_string();
 }
 
+int64_t need_int(const Value& v, const char* fn) {
+  if (v.type() != DType::kInt) throw RuntimeError(std::string(fn) + "() expects int, got " + dtype_name(v.type()));
+  return v.as_int();
+}
+
 class OpExpr final : public CompiledExpr {
  public:
   OpExpr(Op op, std::vector<CompiledExprPtr> args, DType cast_to, Type t)
@@ -478,7 +484,11 @@ class OpExpr final : public CompiledExpr {
       default:
         break;
     }
-    Value a = args_[0]->eval(c);
+    // The first argument by reference when it is a column (no copy of a string cell).
+    Value a_value;
+    int ai = args_[0]->column_index();
+    if (ai < 0) a_value = args_[0]->eval(c);
+    const Value& a = ai >= 0 ? c.cols[ai] : a_value;
     switch (op_) {
       case Op::kNeg:
         if (a.is_none()) return a;
@@ -494,7 +504,7 @@ class OpExpr final : public CompiledExpr {
       case Op::kCast: return do_cast(a, cast_to_);
       case Op::kTuple: {
         std::vector<Value> items;
-        items.push_back(std::move(a));
+        items.push_back(a);
         for (size_t i = 1; i < args_.size(); ++i) items.push_back(args_[i]->eval(c));
         return Value::tuple(std::move(items));
       }
@@ -599,8 +609,8 @@ class OpExpr final : public CompiledExpr {
         const std::string& s = need_str(a, "slice");
         int64_t n = static_cast<int64_t>(s.size());
         Value e = args_[2]->eval(c);
-        int64_t from = b.is_none() ? 0 : b.as_int();
-        int64_t to = e.is_none() ? n : e.as_int();
+        int64_t from = b.is_none() ? 0 : need_int(b, "slice");
+        int64_t to = e.is_none() ? n : need_int(e, "slice");
         if (from < 0) from = std::max<int64_t>(0, from + n);
         if (to < 0) to = std::max<int64_t>(0, to + n);
         from = std::min(from, n);
@@ -720,6 +730,8 @@ Type op_type(const CompileScope& s, Op op, const std::vector<CompiledExprPtr>& a
       return {DType::kTuple, t(0).optional};
     case Op::kSlice:
       expect(0, DType::kString);
+      expect(1, DType::kInt);
+      expect(2, DType::kInt);
       return {DType::kString, t(0).optional};
   }
   return {DType::kAny, true};

@@ -44,6 +44,9 @@ class CompiledExpr {
   virtual ~CompiledExpr() = default;
   // May throw engine::RuntimeError (bad cast, user function failure).
   virtual Value eval(const EvalContext& ctx) const = 0;
+  // A plain column reference: its index in the context's cells (else -1). Lets operators read
+  // or move the cell instead of copying it.
+  virtual int column_index() const { return -1; }
   Type type;
 };
 using CompiledExprPtr = std::unique_ptr<CompiledExpr>;

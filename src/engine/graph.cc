@@ -123,7 +123,7 @@ void Source::wait_for_data(uint64_t timeout_ms) {
 void SinkNode::process(Time t, std::span<const Batch* const> inputs, Batch&) {
   if (inputs[0]->empty()) return;
   Status s = sink_->write(t, *inputs[0], schema());
-  if (!s.is_ok()) throw RuntimeError(s.to_string());
+  if (!s.is_ok()) throw StatusError(std::move(s));
 }
 
 }  // namespace tidemark::engine

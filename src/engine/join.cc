@@ -6,6 +6,8 @@
 // is emitted unmatched while the other side of its bucket is empty, so its bucket's rows are
 // re-emitted only when that other side turns empty or non-empty.
 // Join values containing None never match (SQL semantics); such rows need no state.
+#include <xxhash.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -16,6 +18,7 @@
 
 #include "engine/codec.h"
 #include "engine/expr_internal.h"
+#include "engine/flat_index.h"
 #include "engine/input_state.h"
 #include "engine/node.h"
 #include "engine/state_codec.h"
@@ -28,18 +31,6 @@ using internal::CompiledExprPtr;
 using internal::EvalContext;
 
 using RowsByKey = std::unordered_map<Key, Row, KeyHash>;
-
-// Join values with their hash computed once: maps keyed by it never rehash rows, and
-// comparisons of different values almost always stop at the hash.
-struct HashedRow {
-  size_t hash;
-  Row values;
-  explicit HashedRow(Row v) : hash(RowHash{}(v)), values(std::move(v)) {}
-  bool operator==(const HashedRow& o) const { return hash == o.hash && values == o.values; }
-};
-struct HashedRowHash {
-  size_t operator()(const HashedRow& r) const noexcept { return r.hash; }
-};
 
 // The rows of one side of one join key. Most buckets hold a row or two, so rows live in a
 // vector (no per-bucket hash table); a key index is added once a bucket grows past a few rows,
@@ -140,46 +131,71 @@ class JoinNode final : public Node {
   Status finish_state_restore() override { return inputs_.replay(*this); }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
-    std::unordered_map<HashedRow, std::array<Batch, 2>, HashedRowHash> touched;
-    Row jv;
+    // The changes of this time grouped by bucket (the join values' 128-bit key) without
+    // copying them: per touched bucket, a list of the updates of each side.
+    touched_.clear();
+    links_.clear();
+    if (++epoch_ == 0) {  // wrapped: forget every stamp
+      std::fill(stamp_.begin(), stamp_.end(), 0);
+      epoch_ = 1;
+    }
     for (int s = 0; s < 2; ++s)
       for (const Update& u : *in[s]) {
-        if (!join_values(s, u.row, &jv)) {
+        Key bk;
+        if (!join_key(s, u.row, &bk)) {
           if (keep_[s]) emit_unmatched(s, u.key, u.row, u.diff);
           continue;
         }
         inputs_.record(tracking_state(), s, u);
-        touched[HashedRow(jv)][s].push_back(u);
+        uint32_t slot = bucket_slot(bk);
+        if (stamp_[slot] != epoch_) {
+          stamp_[slot] = epoch_;
+          touch_pos_[slot] = static_cast<uint32_t>(touched_.size());
+          touched_.push_back({slot, {kEnd, kEnd}, {kEnd, kEnd}});
+        }
+        Touched& t = touched_[touch_pos_[slot]];
+        uint32_t link = static_cast<uint32_t>(links_.size());
+        links_.push_back({&u, kEnd});
+        if (t.head[s] == kEnd) t.head[s] = link;
+        else links_[t.tail[s]].next = link;
+        t.tail[s] = link;
       }
-    for (auto& [values, delta] : touched) {
-      Bucket& b = buckets_[values];
+    std::array<std::vector<const Update*>, 2> delta;
+    for (const Touched& t : touched_) {
+      for (int s = 0; s < 2; ++s) {
+        delta[s].clear();
+        for (uint32_t l = t.head[s]; l != kEnd; l = links_[l].next) delta[s].push_back(links_[l].u);
+      }
+      Bucket& b = buckets_[t.slot];
       std::array<bool, 2> was_empty{b.rows[0].empty(), b.rows[1].empty()};
       std::array<bool, 2> will_be_empty{};
       for (int s = 0; s < 2; ++s) {
         int64_t n = static_cast<int64_t>(b.rows[s].size());
-        for (const Update& u : delta[s]) n += u.diff;
+        for (const Update* u : delta[s]) n += u->diff;
         will_be_empty[s] = n == 0;
       }
       // Kept rows stop being unmatched when the other side appears.
       for (int s = 0; s < 2; ++s)
         if (keep_[s] && was_empty[1 - s] && !will_be_empty[1 - s])
           for (const auto& [k, r] : b.rows[s]) emit_unmatched(s, k, r, -1);
-      for (const Update& u : delta[0])
-        for (const auto& [rk, rr] : b.rows[1]) emit_pair(u.key, u.row, rk, rr, u.diff);
+      for (const Update* u : delta[0])
+        for (const auto& [rk, rr] : b.rows[1]) emit_pair(u->key, u->row, rk, rr, u->diff, out);
       apply(0, b.rows[0], delta[0]);
-      for (const Update& u : delta[1])
-        for (const auto& [lk, lr] : b.rows[0]) emit_pair(lk, lr, u.key, u.row, u.diff);
+      for (const Update* u : delta[1])
+        for (const auto& [lk, lr] : b.rows[0]) emit_pair(lk, lr, u->key, u->row, u->diff, out);
       apply(1, b.rows[1], delta[1]);
       for (int s = 0; s < 2; ++s) {
         if (!keep_[s]) continue;
         if (was_empty[1 - s] && will_be_empty[1 - s]) {
-          for (const Update& u : delta[s]) emit_unmatched(s, u.key, u.row, u.diff);
+          for (const Update* u : delta[s]) emit_unmatched(s, u->key, u->row, u->diff);
         } else if (!was_empty[1 - s] && will_be_empty[1 - s]) {
           for (const auto& [k, r] : b.rows[s]) emit_unmatched(s, k, r, 1);
         }
       }
-      if (b.rows[0].empty() && b.rows[1].empty()) buckets_.erase(values);
+      if (b.rows[0].empty() && b.rows[1].empty()) remove_bucket(t.slot);
     }
+    touched_.clear();
+    links_.clear();
     flush(out);
   }
 
@@ -188,9 +204,9 @@ class JoinNode final : public Node {
     codec::put_u8(out, kStateVersion);
     for (int s = 0; s < 2; ++s) {
       size_t n = 0;
-      for (const auto& [v, b] : buckets_) n += b.rows[s].size();
+      for (const auto& b : buckets_) n += b.rows[s].size();
       codec::put_varint(out, n);
-      for (const auto& [v, b] : buckets_)
+      for (const auto& b : buckets_)
         for (const auto& [k, r] : b.rows[s]) {
           codec::put_key(out, k);
           codec::put_row(out, r);
@@ -202,13 +218,17 @@ class JoinNode final : public Node {
     uint8_t version;
     if (!codec::get_u8(in, &version) || version != kStateVersion) return state_corrupt(label());
     buckets_.clear();
-    Row jv;
+    free_.clear();
+    stamp_.clear();
+    touch_pos_.clear();
+    index_.clear();
     for (int s = 0; s < 2; ++s) {
       RowsByKey rows;
       if (!load_key_rows(in, &rows)) return state_corrupt(label());
       for (auto& [k, r] : rows) {
-        if (r.size() != widths_[s] || !join_values(s, r, &jv)) return state_corrupt(label());
-        buckets_[HashedRow(jv)].rows[s].insert(k, r);
+        Key bk;
+        if (r.size() != widths_[s] || !join_key(s, r, &bk)) return state_corrupt(label());
+        buckets_[bucket_slot(bk)].rows[s].insert(k, r);
       }
     }
     return load_key_rows(in, &memo_) && in.empty() ? Status() : state_corrupt(label());
@@ -216,21 +236,51 @@ class JoinNode final : public Node {
 
  private:
   struct Bucket {
+    Key key;
     std::array<KeyedRows, 2> rows;
   };
-
-  // False when a join value is None (the row matches nothing).
-  bool join_values(int side, const Row& row, Row* out) const {
-    out->clear();
-    for (size_t c : on_[side]) {
-      if (row[c].is_none()) return false;
-      out->push_back(normalize(row[c]));
+  // The slot of the bucket with join key `bk`, created empty if absent.
+  uint32_t bucket_slot(const Key& bk) {
+    uint32_t slot = index_.find(bk);
+    if (slot != KeyIndex::kNone) return slot;
+    if (!free_.empty()) {
+      slot = free_.back();
+      free_.pop_back();
+    } else {
+      slot = static_cast<uint32_t>(buckets_.size());
+      buckets_.emplace_back();
+      stamp_.push_back(0);
+      touch_pos_.push_back(0);
     }
+    buckets_[slot].key = bk;
+    index_.insert(bk, slot);
+    return slot;
+  }
+  void remove_bucket(uint32_t slot) {
+    index_.erase(buckets_[slot].key);
+    buckets_[slot] = Bucket{};
+    free_.push_back(slot);
+  }
+
+  // The bucket of a row: key_from_values of its normalized join values, computed over their
+  // encoding without building them. False when a join value is None (the row matches nothing).
+  bool join_key(int side, const Row& row, Key* out) {
+    buf_.clear();
+    codec::put_varint(buf_, on_[side].size());
+    for (size_t c : on_[side]) {
+      const Value& v = row[c];
+      if (v.is_none()) return false;
+      if (v.type() == DType::kFloat) codec::put_key_value(buf_, normalize(v));
+      else codec::put_key_value(buf_, v);
+    }
+    XXH128_hash_t h = XXH3_128bits(buf_.data(), buf_.size());
+    *out = Key{h.low64, h.high64};
     return true;
   }
 
-  void apply(int side, KeyedRows& rows, const Batch& delta) const {
-    for (const Update& u : delta) {
+  void apply(int side, KeyedRows& rows, const std::vector<const Update*>& delta) const {
+    for (const Update* up : delta) {
+      const Update& u = *up;
       bool ok = u.diff > 0 ? u.diff == 1 && rows.insert(u.key, u.row) : u.diff == -1 && rows.erase(u.key);
       if (!ok)
         throw RuntimeError(std::string("join: the ") + (side == 0 ? "left" : "right") + " input has key " +
@@ -238,7 +288,23 @@ class JoinNode final : public Node {
     }
   }
 
-  void emit_pair(const Key& lk, const Row& l, const Key& rk, const Row& r, int64_t diff) {
+  // Inner joins without memo emit pairs evaluated at once (no intermediate rows, no sort: the
+  // scheduler consolidates for consumers that need it); other joins collect and consolidate.
+  bool direct() const { return !memoize_ && !keep_[0] && !keep_[1]; }
+  void emit_pair(const Key& lk, const Row& l, const Key& rk, const Row& r, int64_t diff, Batch& out) {
+    if (direct()) {
+      if (inputs_.replaying()) return;  // restoring: the outputs were delivered before the restart
+      scratch_.resize(l.size() + r.size());
+      std::copy(l.begin(), l.end(), scratch_.begin());
+      std::copy(r.begin(), r.end(), scratch_.begin() + static_cast<ptrdiff_t>(l.size()));
+      Key okey = key_combine(lk, rk);
+      EvalContext ctx{scratch_.data(), &okey, &lk, &rk};
+      Row o;
+      o.reserve(exprs_.size());
+      for (const auto& e : exprs_) o.push_back(e->eval(ctx));
+      out.push_back({okey, std::move(o), diff});
+      return;
+    }
     Row cols = l;
     cols.insert(cols.end(), r.begin(), r.end());
     pending_.push_back({key_combine(lk, rk), std::move(cols), lk, rk, diff});
@@ -317,7 +383,28 @@ class JoinNode final : public Node {
   std::array<bool, 2> keep_;
   std::vector<CompiledExprPtr> exprs_;
   bool memoize_;
-  std::unordered_map<HashedRow, Bucket, HashedRowHash> buckets_;
+  // Buckets in dense slots (free_ lists the empty ones), found through a flat index by the
+  // 128-bit key of their join values.
+  std::vector<Bucket> buckets_;
+  std::vector<uint32_t> free_;
+  KeyIndex index_;
+  std::vector<uint32_t> stamp_;      // per slot: epoch_ of the last process() touching it
+  std::vector<uint32_t> touch_pos_;  // per slot: its entry in touched_ (valid when stamped)
+  uint32_t epoch_ = 0;
+  // process() scratch: touched buckets in first-touch order, their per-side update lists.
+  static constexpr uint32_t kEnd = ~uint32_t{0};
+  struct Touched {
+    uint32_t slot;
+    std::array<uint32_t, 2> head, tail;
+  };
+  struct Link {
+    const Update* u;
+    uint32_t next;
+  };
+  std::vector<Touched> touched_;
+  std::vector<Link> links_;
+  std::string buf_;
+  Row scratch_;
   RowsByKey memo_;
   std::vector<Change> pending_;
   static constexpr uint8_t kMemoPort = 2;
@@ -344,7 +431,7 @@ Schema with_optional(const Schema& s, bool optional) {
 
 JoinResult::JoinResult(const Table& l, const Table& r, std::vector<std::pair<std::string, std::string>> on,
                        JoinMode mode)
-    : left_(&l), right_(&r), on_(std::move(on)), mode_(mode) {
+    : graph_(&l.graph()), left_(l.node()), right_(r.node()), on_(std::move(on)), mode_(mode) {
   if (&l.graph() != &r.graph()) throw GraphError("in join: the tables belong to different graphs");
   for (const auto& [lc, rc] : on_) {
     auto li = l.schema().find(lc);
@@ -361,8 +448,8 @@ JoinResult::JoinResult(const Table& l, const Table& r, std::vector<std::pair<std
 }
 
 Table JoinResult::select(std::vector<NamedExpr> outputs) const {
-  const Table& l = *left_;
-  const Table& r = *right_;
+  const Table l(graph_, left_);
+  const Table r(graph_, right_);
   bool keep_left = mode_ == JoinMode::kLeft || mode_ == JoinMode::kOuter;
   bool keep_right = mode_ == JoinMode::kRight || mode_ == JoinMode::kOuter;
   // A side that can be missing reads as None, so its columns become optional.

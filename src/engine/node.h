@@ -50,6 +50,17 @@ class RuntimeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A failure that already has a Status (a sink's IoError, a full disk): the scheduler reports
+// it with its own code, prefixed with the operator's label.
+class StatusError : public std::runtime_error {
+ public:
+  explicit StatusError(Status s) : std::runtime_error(s.to_string()), status_(std::move(s)) {}
+  const Status& status() const { return status_; }
+
+ private:
+  Status status_;
+};
+
 // Incremental persistent state (operator persisting, UDF caches; docs/persistence.md).
 // A state is a map of entries: opaque key bytes -> value bytes. Changes are puts and erases,
 // applied in order (a later change of the same key wins). The persistence layer stores the
@@ -98,9 +109,19 @@ class Node : public PersistentState {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // Processes one time: inputs[i] holds the consolidated changes of input i (maybe empty).
-  // Appends output changes to `out` (the scheduler consolidates). May throw RuntimeError.
+  // Processes one time: inputs[i] holds the changes of input i (maybe empty), consolidated
+  // when needs_consolidated_input(). Appends output changes to `out` (the scheduler
+  // consolidates it only for consumers that need it). May throw RuntimeError.
   virtual void process(Time t, std::span<const Batch* const> inputs, Batch& out) = 0;
+  // As process(), when this node is the last reader of every input: it may move rows out of
+  // them (the scheduler frees them afterwards). Default: process().
+  virtual void process_consuming(Time t, std::span<Batch* const> inputs, Batch& out) {
+    process(t, std::span<const Batch* const>(const_cast<const Batch* const*>(inputs.data()), inputs.size()), out);
+  }
+  // Whether the inputs must be consolidated (sum of equal (key, row) pairs, a key's retraction
+  // before its insertion). Linear stateless operators (select, filter and flatten without
+  // memo) and order-independent aggregations do not need it.
+  virtual bool needs_consolidated_input() const { return true; }
 
   // Persistence hooks. A stateful node serializes everything process() depends on.
   virtual bool stateful() const { return false; }

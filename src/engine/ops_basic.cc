@@ -20,8 +20,40 @@ constexpr uint8_t kEntryVersion = 1;
 
 class SelectNode final : public Node {
  public:
-  SelectNode(size_t input, Schema schema, std::vector<CompiledExprPtr> exprs, bool memoize)
-      : Node("select", {input}, std::move(schema)), exprs_(std::move(exprs)), memoize_(memoize) {}
+  SelectNode(size_t input, Schema schema, std::vector<CompiledExprPtr> exprs, bool memoize, size_t input_width)
+      : Node("select", {input}, std::move(schema)), exprs_(std::move(exprs)), memoize_(memoize) {
+    // Outputs that are distinct plain columns can be moved out of an input we own.
+    std::vector<bool> seen(input_width, false);
+    moves_ = !memoize_;
+    identity_ = !memoize_ && exprs_.size() == input_width;
+    for (size_t j = 0; j < exprs_.size(); ++j) {
+      int c = exprs_[j]->column_index();
+      if (c < 0 || seen[c]) {
+        moves_ = identity_ = false;
+        break;
+      }
+      seen[c] = true;
+      identity_ = identity_ && c == static_cast<int>(j);
+    }
+  }
+
+  // When the input is ours: an identity select passes the batch on, a projection or
+  // permutation of columns moves the cells.
+  void process_consuming(Time t, std::span<Batch* const> in, Batch& out) override {
+    if (identity_) {
+      if (out.empty()) out.swap(*in[0]);
+      else out.insert(out.end(), std::make_move_iterator(in[0]->begin()), std::make_move_iterator(in[0]->end()));
+      return;
+    }
+    if (!moves_) return Node::process_consuming(t, in, out);
+    out.reserve(out.size() + in[0]->size());
+    for (Update& u : *in[0]) {
+      Row r;
+      r.reserve(exprs_.size());
+      for (const auto& e : exprs_) r.push_back(std::move(u.row[e->column_index()]));
+      out.push_back({u.key, std::move(r), u.diff});
+    }
+  }
 
   // Persistent entries (memoized only): key = row key (16 bytes), value = version byte + the
   // row emitted for it.
@@ -65,6 +97,7 @@ class SelectNode final : public Node {
     }
   }
   bool stateful() const override { return memoize_; }
+  bool needs_consolidated_input() const override { return memoize_; }
   void save_state(std::string& out) const override { save_key_rows(out, memo_); }
   Status load_state(std::string_view in) override {
     return load_key_rows(in, &memo_) ? Status() : state_corrupt(label());
@@ -73,6 +106,7 @@ class SelectNode final : public Node {
  private:
   std::vector<CompiledExprPtr> exprs_;
   bool memoize_;
+  bool moves_ = false, identity_ = false;
   std::unordered_map<Key, Row, KeyHash> memo_;
   std::unordered_set<Key, KeyHash> dirty_;
 };
@@ -119,6 +153,15 @@ class FilterNode final : public Node {
     }
   }
   bool stateful() const override { return memoize_; }
+  bool needs_consolidated_input() const override { return memoize_; }
+  void process_consuming(Time t, std::span<Batch* const> in, Batch& out) override {
+    if (memoize_) return Node::process_consuming(t, in, out);
+    for (Update& u : *in[0]) {
+      EvalContext ctx{u.row.data(), &u.key};
+      Value v = pred_->eval(ctx);
+      if (!v.is_none() && v.type() == DType::kBool && v.as_bool()) out.push_back(std::move(u));
+    }
+  }
   void save_state(std::string& out) const override {
     codec::put_varint(out, passed_.size());
     for (const auto& [k, p] : passed_) {
@@ -151,23 +194,52 @@ class FlattenNode final : public Node {
   FlattenNode(size_t input, Schema schema, size_t column)
       : Node("flatten", {input}, std::move(schema)), column_(column) {}
 
+  bool needs_consolidated_input() const override { return false; }
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     for (const Update& u : *in[0]) {
-      const Value& v = u.row[column_];
-      if (v.is_none()) continue;
-      if (v.type() != DType::kTuple)
-        throw RuntimeError(std::string("flatten: column '") + schema()[column_].name + "' holds " +
-                           dtype_name(v.type()) + ", not a tuple");
-      const auto& items = v.as_tuple();
-      for (size_t i = 0; i < items.size(); ++i) {
+      const auto* items = tuple_of(u.row);
+      if (!items) continue;
+      for (size_t i = 0; i < items->size(); ++i) {
         Row r = u.row;
-        r[column_] = items[i];
+        r[column_] = (*items)[i];
         out.push_back({key_combine(u.key, Key{i, 0}), std::move(r), u.diff});
+      }
+    }
+  }
+  // The input is ours: the tuple's elements are copied once into the output rows, the other
+  // cells moved into the last element's row.
+  void process_consuming(Time, std::span<Batch* const> in, Batch& out) override {
+    size_t width = schema().size();
+    for (Update& u : *in[0]) {
+      const auto* items = tuple_of(u.row);
+      if (!items) continue;
+      Value keep = u.row[column_];  // holds the tuple alive while its cells are copied
+      for (size_t i = 0; i < items->size(); ++i) {
+        Key k = key_combine(u.key, Key{i, 0});
+        if (i + 1 == items->size()) {
+          u.row[column_] = (*items)[i];
+          out.push_back({k, std::move(u.row), u.diff});
+        } else if (width == 1) {
+          out.push_back({k, Row{(*items)[i]}, u.diff});
+        } else {
+          Row r = u.row;
+          r[column_] = (*items)[i];
+          out.push_back({k, std::move(r), u.diff});
+        }
       }
     }
   }
 
  private:
+  const std::vector<Value>* tuple_of(const Row& row) const {
+    const Value& v = row[column_];
+    if (v.is_none()) return nullptr;
+    if (v.type() != DType::kTuple)
+      throw RuntimeError(std::string("flatten: column '") + schema()[column_].name + "' holds " +
+                         dtype_name(v.type()) + ", not a tuple");
+    return &v.as_tuple();
+  }
+
   size_t column_;
 };
 
@@ -265,7 +337,7 @@ Table Table::select(std::vector<NamedExpr> outputs) const {
   }
   return engine::with_params(
       Table(graph_, g.add(std::make_unique<engine::SelectNode>(node_, Schema(std::move(cols)), std::move(exprs),
-                                                               scope.saw_nondeterministic))),
+                                                               scope.saw_nondeterministic, schema().size()))),
       internal::describe(outputs));
 }
 

@@ -4,12 +4,15 @@
 // emitted (so a change emits exactly -old +new). Reducers keep what retraction needs:
 // count/sum/avg keep running totals; min/max/any/count_distinct/sorted_tuple a multiset of
 // values; earliest/latest/tuple the values by (arrival time, key) or key.
+#include <xxhash.h>
+
 #include <map>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "engine/codec.h"
 #include "engine/expr_internal.h"
+#include "engine/flat_index.h"
 #include "engine/node.h"
 #include "engine/state_codec.h"
 
@@ -20,6 +23,12 @@ namespace {
 using internal::CompiledExprPtr;
 using internal::EvalContext;
 using internal::ReducerSpec;
+
+// key_from_values over bytes already encoded as codec::put_key_row.
+Key key_from_encoded_row(const std::string& buf) {
+  XXH128_hash_t h = XXH3_128bits(buf.data(), buf.size());
+  return Key{h.low64, h.high64};
+}
 
 class ReducerState {
  public:
@@ -57,9 +66,35 @@ class CountState final : public ReducerState {
 };
 
 // sum and avg. Ints stay exact; floats accumulate (retractions subtract).
+// A time's changes to one group's sum/avg, summed before they reach the group's state.
+struct SumDelta {
+  int64_t isum = 0;
+  double fsum = 0;
+  int64_t n = 0;
+  bool saw_float = false, saw_duration = false, any = false;
+  void add(const Value& v, int64_t diff) {
+    if (v.is_none()) return;
+    switch (v.type()) {
+      case DType::kInt: isum += v.as_int() * diff; break;
+      case DType::kFloat: fsum += v.as_float() * static_cast<double>(diff); saw_float = true; break;
+      case DType::kDuration: isum += v.as_duration() * diff; saw_duration = true; break;
+      default: throw RuntimeError(std::string("sum/avg of ") + dtype_name(v.type()));
+    }
+    n += diff;
+    any = true;
+  }
+};
+
 class SumState final : public ReducerState {
  public:
   explicit SumState(bool avg) : avg_(avg) {}
+  void merge(const SumDelta& d) {
+    isum_ += d.isum;
+    fsum_ += d.fsum;
+    n_ += d.n;
+    saw_float_ = saw_float_ || d.saw_float;
+    saw_duration_ = saw_duration_ || d.saw_duration;
+  }
   void add(const Value& v, int64_t diff, Time, const Key&) override {
     if (v.is_none()) return;
     switch (v.type()) {
@@ -254,6 +289,8 @@ std::unique_ptr<ReducerState> make_state(const std::string& name) {
   throw GraphError("unknown reducer '" + name + "'");
 }
 
+bool ordered_reducer(const std::string& name) { return name == "earliest" || name == "latest" || name == "tuple"; }
+
 class GroupByNode final : public Node {
  public:
   GroupByNode(size_t input, Schema schema, std::vector<size_t> group_cols, std::vector<std::string> group_names,
@@ -262,13 +299,21 @@ class GroupByNode final : public Node {
         group_cols_(std::move(group_cols)),
         group_names_(std::move(group_names)),
         reducers_(std::move(reducers)),
-        outputs_(std::move(outputs)) {}
+        outputs_(std::move(outputs)) {
+    for (size_t i = 0; i < reducers_.size(); ++i)
+      if (reducers_[i].name == "sum" || reducers_[i].name == "avg") linear_.push_back(i);  // summed per time
+      else if (reducers_[i].name != "count") active_.push_back(i);  // count is the group's own count
+    sum_delta_.resize(linear_.size());
+    for (const auto& r : reducers_) ordered_ = ordered_ || ordered_reducer(r.name);
+  }
 
   bool order_dependent() const override {
     for (const auto& r : reducers_)
       if (r.name == "earliest" || r.name == "latest") return true;
     return false;
   }
+  // Sums and multisets only add diffs: any order of a time's changes gives the same state.
+  bool needs_consolidated_input() const override { return ordered_; }
   std::string signature() const override {
     std::string s = kind() + "(by: ";
     for (size_t i = 0; i < group_names_.size(); ++i) s += (i ? ", " : "") + group_names_[i];
@@ -284,9 +329,25 @@ class GroupByNode final : public Node {
   // version byte + live row count (i64) + emitted flag (u8) + the output row last emitted +
   // each reducer's state in reducer order (the reducers' own save/load encodings).
   void take_state_changes(StateChanges& out) override {
-    take_dirty_entries(
-        dirty_, groups_, kEntryVersion, [](const Row& vals, std::string& key) { codec::put_row(key, vals); },
-        [this](const Group& g, std::string& v) { save_group(v, g); }, out);
+    // Erases first: a group erased and created again since the last take ends up put.
+    for (auto& k : erased_) {
+      StateChange c;
+      c.key = std::move(k);
+      c.erase = true;
+      out.push_back(std::move(c));
+    }
+    erased_.clear();
+    for (uint32_t slot : dirty_) {
+      Group& g = groups_[slot];
+      if (!g.dirty) continue;
+      g.dirty = false;
+      StateChange c;
+      codec::put_row(c.key, g.values);
+      codec::put_u8(c.value, kEntryVersion);
+      save_group(c.value, g);
+      out.push_back(std::move(c));
+    }
+    dirty_.clear();
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     Row vals;
@@ -295,57 +356,101 @@ class GroupByNode final : public Node {
         !codec::get_u8(value, &version) || version != kEntryVersion)
       return state_corrupt(label());
     Group g = new_group();
-    if (!load_group(value, &g) || !value.empty() || g.count <= 0 || (g.emitted && g.last.size() != schema().size()) ||
-        groups_.contains(vals))
+    if (!load_group(value, &g) || !value.empty() || g.count <= 0 || (g.emitted && g.last.size() != schema().size()))
       return state_corrupt(label());
-    groups_.emplace(std::move(vals), std::move(g));
+    Key gkey = key_from_values(vals);
+    if (index_.find(gkey) != KeyIndex::kNone) return state_corrupt(label());
+    g.values = std::move(vals);
+    add_group(gkey, std::move(g));
     return {};
   }
   Status finish_state_restore() override { return {}; }
 
   void process(Time t, std::span<const Batch* const> in, Batch& out) override {
-    std::vector<Group*> touched;
-    Row gvals;
+    // Pre-aggregation: the rows of this time are assigned to groups through one hash each; the
+    // count changes are summed per group in a dense array and each touched group's state is
+    // updated once at the end (only reducers other than count see every row).
+    touched_.clear();
+    if (++epoch_ == 0) {  // wrapped: forget every stamp
+      std::fill(stamp_.begin(), stamp_.end(), 0);
+      epoch_ = 1;
+    }
+    const bool tracking = tracking_state();
     for (const Update& u : *in[0]) {
-      gvals.clear();
-      for (size_t c : group_cols_) gvals.push_back(u.row[c]);
-      auto it = groups_.find(gvals);
-      if (it == groups_.end()) it = groups_.emplace(gvals, new_group()).first;
-      Group& g = it->second;
-      if (!g.touched) {
-        g.touched = true;
-        g.values = &it->first;
-        touched.push_back(&g);
-        if (tracking_state()) dirty_.insert(it->first);
+      // One hash per row: the grouping values' key (the output key) finds the group.
+      buf_.clear();
+      codec::put_varint(buf_, group_cols_.size());
+      for (size_t c : group_cols_) codec::put_key_value(buf_, u.row[c]);
+      Key gkey = key_from_encoded_row(buf_);
+      uint32_t slot = index_.find(gkey);
+      if (slot == KeyIndex::kNone) {
+        Group g = new_group();
+        g.values.reserve(group_cols_.size());
+        for (size_t c : group_cols_) g.values.push_back(u.row[c]);
+        slot = add_group(gkey, std::move(g));
       }
-      g.count += u.diff;
-      EvalContext ctx{u.row.data(), &u.key};
-      for (size_t i = 0; i < reducers_.size(); ++i) {
-        Value v = reducers_[i].arg ? reducers_[i].arg->eval(ctx) : Value();
-        g.states[i]->add(v, u.diff, t, u.key);
+      if (stamp_[slot] != epoch_) {
+        stamp_[slot] = epoch_;
+        touched_.push_back(slot);
+        if (tracking && !groups_[slot].dirty) {
+          groups_[slot].dirty = true;
+          dirty_.push_back(slot);
+        }
+      }
+      delta_[slot] += u.diff;
+      if (!linear_.empty()) {
+        EvalContext ctx{u.row.data(), &u.key};
+        for (size_t j = 0; j < linear_.size(); ++j) {
+          const auto& arg = reducers_[linear_[j]].arg;
+          int c = arg->column_index();
+          if (c >= 0) sum_delta_[j][slot].add(u.row[c], u.diff);
+          else sum_delta_[j][slot].add(arg->eval(ctx), u.diff);
+        }
+      }
+      if (!active_.empty()) {
+        Group& g = groups_[slot];
+        EvalContext ctx{u.row.data(), &u.key};
+        for (size_t i : active_) {
+          Value v = reducers_[i].arg ? reducers_[i].arg->eval(ctx) : Value();
+          g.states[i]->add(v, u.diff, t, u.key);
+        }
       }
     }
-    for (Group* g : touched) {
-      g->touched = false;
-      Key gkey = key_from_values(*g->values);
-      if (g->emitted) out.push_back({gkey, g->last, -1});
-      if (g->count > 0) {
-        g->last = output_row(*g);
-        g->emitted = true;
-        out.push_back({gkey, g->last, 1});
-      } else if (g->count == 0) {
-        groups_.erase(*g->values);
+    out.reserve(out.size() + 2 * touched_.size());
+    for (uint32_t slot : touched_) {
+      Group& g = groups_[slot];
+      g.count += delta_[slot];
+      delta_[slot] = 0;
+      for (size_t j = 0; j < linear_.size(); ++j) {
+        SumDelta& d = sum_delta_[j][slot];
+        if (d.any) static_cast<SumState*>(g.states[linear_[j]].get())->merge(d);
+        d = SumDelta{};
+      }
+      if (g.count > 0) {
+        Row next = output_row(g);
+        if (g.emitted) {
+          if (next == g.last) continue;  // unchanged output: nothing to emit
+          out.push_back({g.key, std::move(g.last), -1});
+        }
+        g.last = std::move(next);
+        g.emitted = true;
+        out.push_back({g.key, g.last, 1});
+      } else if (g.count == 0) {
+        if (g.emitted) out.push_back({g.key, std::move(g.last), -1});
+        remove_group(slot);
       } else {
-        throw RuntimeError("groupby: more retractions than insertions for group " + Value::tuple(*g->values).to_string());
+        throw RuntimeError("groupby: more retractions than insertions for group " + Value::tuple(g.values).to_string());
       }
     }
+    touched_.clear();
   }
 
   bool stateful() const override { return true; }
   void save_state(std::string& out) const override {
-    codec::put_varint(out, groups_.size());
-    for (const auto& [vals, g] : groups_) {
-      codec::put_row(out, vals);
+    codec::put_varint(out, index_.size());
+    for (const Group& g : groups_) {
+      if (!g.live) continue;
+      codec::put_row(out, g.values);
       save_group(out, g);
     }
   }
@@ -353,28 +458,68 @@ class GroupByNode final : public Node {
     uint64_t n;
     if (!codec::get_varint(in, &n)) return state_corrupt(label());
     groups_.clear();
+    stamp_.clear();
+    delta_.clear();
+    for (auto& v : sum_delta_) v.clear();
+    free_.clear();
+    index_.clear();
     for (uint64_t i = 0; i < n; ++i) {
       Row vals;
       Group g = new_group();
       if (!codec::get_row(in, &vals) || !load_group(in, &g)) return state_corrupt(label());
-      groups_.emplace(std::move(vals), std::move(g));
+      Key gkey = key_from_values(vals);
+      if (index_.find(gkey) != KeyIndex::kNone) return state_corrupt(label());
+      g.values = std::move(vals);
+      add_group(gkey, std::move(g));
     }
     return {};
   }
 
  private:
   struct Group {
+    Key key;     // key_from_values(values): the output key and the index key
+    Row values;  // the grouping values
     int64_t count = 0;
     std::vector<std::unique_ptr<ReducerState>> states;
     Row last;
     bool emitted = false;
-    bool touched = false;
-    const Row* values = nullptr;
+    bool dirty = false;  // changed since the last take (tracking only)
+    bool live = false;
   };
   Group new_group() const {
     Group g;
+    g.states.reserve(reducers_.size());
     for (const auto& r : reducers_) g.states.push_back(make_state(r.name));
     return g;
+  }
+  uint32_t add_group(const Key& gkey, Group g) {
+    g.key = gkey;
+    g.live = true;
+    uint32_t slot;
+    if (!free_.empty()) {
+      slot = free_.back();
+      free_.pop_back();
+      groups_[slot] = std::move(g);
+    } else {
+      slot = static_cast<uint32_t>(groups_.size());
+      groups_.push_back(std::move(g));
+      stamp_.push_back(0);
+      delta_.push_back(0);
+      for (auto& v : sum_delta_) v.emplace_back();
+    }
+    index_.insert(gkey, slot);
+    return slot;
+  }
+  void remove_group(uint32_t slot) {
+    Group& g = groups_[slot];
+    if (tracking_state()) {
+      std::string k;
+      codec::put_row(k, g.values);
+      erased_.push_back(std::move(k));
+    }
+    index_.erase(g.key);
+    g = Group{};
+    free_.push_back(slot);
   }
   // The group's state: count, emitted, last output, reducer states (shared by save_state and
   // the per-group entries).
@@ -394,7 +539,9 @@ class GroupByNode final : public Node {
     return true;
   }
   Row output_row(const Group& g) const {
-    Row ext = *g.values;
+    Row& ext = scratch_;
+    ext.clear();
+    ext.insert(ext.end(), g.values.begin(), g.values.end());
     for (const auto& s : g.states) ext.push_back(s->result(g.count));
     EvalContext ctx{ext.data(), nullptr};
     Row r;
@@ -407,16 +554,29 @@ class GroupByNode final : public Node {
   std::vector<std::string> group_names_;
   std::vector<ReducerSpec> reducers_;
   std::vector<CompiledExprPtr> outputs_;
-  std::unordered_map<Row, Group, RowHash> groups_;
+  std::vector<size_t> active_;  // reducers fed per row (all but count, sum, avg)
+  std::vector<size_t> linear_;  // sum/avg: fed per time from sum_delta_
+  std::vector<std::vector<SumDelta>> sum_delta_;  // [linear reducer][slot]
+  bool ordered_ = false;
+  std::vector<Group> groups_;    // dense slots; free_ lists the dead ones
+  std::vector<uint32_t> free_;
+  std::vector<uint32_t> stamp_;  // per slot: epoch_ of the last process() that touched it
+  std::vector<int64_t> delta_;   // per slot: count change in the current process()
+  uint32_t epoch_ = 0;
+  KeyIndex index_;
+  std::vector<uint32_t> touched_;
+  std::string buf_;
+  mutable Row scratch_;
   static constexpr uint8_t kEntryVersion = 1;
-  std::unordered_set<Row, RowHash> dirty_;  // groups touched since the last take
+  std::vector<uint32_t> dirty_;       // groups changed since the last take (tracking only)
+  std::vector<std::string> erased_;   // entry keys of groups removed since the last take
 };
 
 }  // namespace
 }  // namespace engine
 
 Table GroupedTable::reduce(std::vector<NamedExpr> outputs) const {
-  const Table& t = *table_;
+  const Table t(graph_, node_);
   const Schema& in = t.schema();
   std::string op = by_.empty() ? "reduce" : "groupby(" + [&] {
     std::string s;
@@ -458,6 +618,9 @@ Table GroupedTable::reduce(std::vector<NamedExpr> outputs) const {
                                                                   std::move(exprs)))),
       internal::describe(outputs));
 }
+
+GroupedTable::GroupedTable(const Table& t, std::vector<std::string> by)
+    : graph_(&t.graph()), node_(t.node()), by_(std::move(by)) {}
 
 GroupedTable Table::groupby(std::vector<std::string> columns) const {
   if (columns.empty()) throw GraphError("groupby: no grouping columns (use reduce() to reduce the whole table)");

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <thread>
+#include <variant>
 
 namespace tidemark::engine {
 
@@ -50,6 +51,14 @@ Scheduler::Scheduler(internal::GraphImpl& graph, const RunOptions& options) : gr
     if (auto* s = dynamic_cast<SourceNode*>(&n)) sources_.push_back(s);
     if (auto* s = dynamic_cast<SinkNode*>(&n)) sinks_.push_back(s);
   }
+  is_sink_.resize(graph_.size());
+  consolidate_output_.assign(graph_.size(), false);
+  for (size_t i = 0; i < graph_.size(); ++i) {
+    Node& n = graph_.node(i);
+    is_sink_[i] = dynamic_cast<SinkNode*>(&n) != nullptr;
+    for (size_t in : n.inputs())
+      if (is_sink_[i] || n.needs_consolidated_input()) consolidate_output_[in] = true;
+  }
 }
 
 void Scheduler::log(const std::string& msg) const {
@@ -67,20 +76,23 @@ Status Scheduler::step(Time t, bool suppress_sinks) {
   observe_time(t);
   ++times_;
   size_t n = graph_.size();
-  std::vector<Batch> outputs(n);
+  if (outputs_.size() != n) outputs_.resize(n);
+  std::vector<Batch>& outputs = outputs_;
   std::vector<size_t> remaining(n);
   for (size_t i = 0; i < n; ++i) remaining[i] = consumers_[i].size();
-  static const Batch kEmpty;
-  std::vector<const Batch*> ins;
+  std::vector<Batch*> ins;
   for (size_t i = 0; i < n; ++i) {
     Node& node = graph_.node(i);
     bool is_source = node.inputs().empty();
-    bool is_sink = dynamic_cast<SinkNode*>(&node) != nullptr;
+    bool is_sink = is_sink_[i];
     ins.clear();
     bool any = false;
+    // A node that is the last reader of each of its inputs (each read once) may take them.
+    bool owns_inputs = true;
     for (size_t in : node.inputs()) {
       ins.push_back(&outputs[in]);
       any = any || !outputs[in].empty();
+      owns_inputs = owns_inputs && remaining[in] == 1;
     }
     if (is_source) {
       auto* src = static_cast<SourceNode*>(&node);
@@ -88,19 +100,28 @@ Status Scheduler::step(Time t, bool suppress_sinks) {
       rows_in_ += src->pending.size();
     }
     if (any && !(is_sink && suppress_sinks)) {
+      if (is_sink) rows_out_ += ins[0]->size();
       try {
-        node.process(t, ins, outputs[i]);
+        if (owns_inputs) node.process_consuming(t, ins, outputs[i]);
+        else node.process(t, std::span<const Batch* const>(const_cast<const Batch* const*>(ins.data()), ins.size()), outputs[i]);
+      } catch (const StatusError& e) {
+        return e.status().with_context(node.label());
+      } catch (const std::bad_variant_access& e) {
+        return Status::invalid_argument(node.label() + ": a value of an unexpected type reached the operator (" +
+                                        e.what() + ")");
       } catch (const std::exception& e) {
         return Status::invalid_argument(node.label() + ": " + e.what());
       }
-      consolidate(outputs[i]);
+      // Consolidate only where a consumer needs it (sinks, stateful inputs); linear stateless
+      // operators pass their batches on as they are.
+      if (consolidate_output_[i]) consolidate(outputs[i]);
       if (node.tracking_state()) node.mark_processed();
-      if (is_sink) rows_out_ += ins[0]->size();
     }
     // Free inputs nobody else needs.
     for (size_t in : node.inputs())
       if (--remaining[in] == 0) Batch().swap(outputs[in]);
   }
+  for (auto& b : outputs) Batch().swap(b);
   if (!suppress_sinks && output_gate_) TM_RETURN_IF_ERROR(output_gate_());
   if (!suppress_sinks)
     for (SinkNode* s : sinks_) {

@@ -39,6 +39,10 @@ class Scheduler {
   std::vector<SourceNode*> sources_;
   std::vector<SinkNode*> sinks_;
   std::vector<std::vector<size_t>> consumers_;
+  std::vector<bool> is_sink_;
+  // Whether node i's output is consolidated (some consumer needs it).
+  std::vector<bool> consolidate_output_;
+  std::vector<Batch> outputs_;  // per node, within step()
   Time last_time_ = 0;
   uint64_t rows_in_ = 0, rows_out_ = 0, times_ = 0;
 };

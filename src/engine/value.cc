@@ -145,7 +145,7 @@ size_t Value::hash() const {
     }
     default: {
       std::string buf;
-      codec::put_value(buf, *this);
+      codec::put_key_value(buf, *this);  // canonical floats: equal values hash equally
       return static_cast<size_t>(XXH3_64bits(buf.data(), buf.size()));
     }
   }
@@ -243,14 +243,14 @@ Key hash128(const std::string& buf) {
 
 Key key_from_values(const Row& values) {
   std::string buf;
-  codec::put_row(buf, values);
+  codec::put_key_row(buf, values);
   return hash128(buf);
 }
 
 Key key_from_values_salted(uint64_t salt, const Row& values) {
   std::string buf;
   codec::put_u64(buf, salt);
-  codec::put_row(buf, values);
+  codec::put_key_row(buf, values);
   return hash128(buf);
 }
 

@@ -410,8 +410,11 @@ WindowedTable Table::windowby(Expr time, Window window, std::optional<Expr> inst
   return WindowedTable(*this, std::move(time), std::move(window), std::move(instance));
 }
 
+WindowedTable::WindowedTable(const Table& t, Expr time, Window w, std::optional<Expr> instance)
+    : graph_(&t.graph()), node_(t.node()), time_(std::move(time)), window_(std::move(w)), instance_(std::move(instance)) {}
+
 Table WindowedTable::reduce(std::vector<NamedExpr> outputs) const {
-  const Table& t = *table_;
+  const Table t(graph_, node_);
   DType time_type;
   auto time = engine::compile_time(t, time_, window_, &time_type);
   internal::CompiledExprPtr inst;

@@ -1,0 +1,80 @@
+// A flat open-addressing index from 128-bit keys (already uniform hashes) to dense slot
+// numbers, shared by groupby (groups) and join (buckets).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tidemark/value.h"
+
+namespace tidemark::engine {
+
+// Linear probing, backward-shift deletion, no per-entry allocation.
+class KeyIndex {
+ public:
+  static constexpr uint32_t kNone = ~uint32_t{0};
+  size_t size() const { return size_; }
+  uint32_t find(const Key& k) const {
+    if (cells_.empty()) return kNone;
+    for (size_t i = k.lo & mask_;; i = (i + 1) & mask_) {
+      const Cell& c = cells_[i];
+      if (c.slot == kNone) return kNone;
+      if (c.key == k) return c.slot;
+    }
+  }
+  // Precondition: k absent.
+  void insert(const Key& k, uint32_t slot) {
+    if ((size_ + 1) * 8 > cells_.size() * 7) grow();
+    place(k, slot);
+    ++size_;
+  }
+  void erase(const Key& k) {
+    size_t i = k.lo & mask_;
+    while (!(cells_[i].key == k) || cells_[i].slot == kNone) {
+      if (cells_[i].slot == kNone) return;
+      i = (i + 1) & mask_;
+    }
+    // Backward shift: move later entries of the probe run into the hole.
+    for (size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
+      if (cells_[j].slot == kNone) break;
+      size_t home = cells_[j].key.lo & mask_;
+      // Entry at j may fill hole i unless its home lies cyclically in (i, j].
+      bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+      if (movable) {
+        cells_[i] = cells_[j];
+        i = j;
+      }
+    }
+    cells_[i].slot = kNone;
+    --size_;
+  }
+  void clear() {
+    cells_.clear();
+    size_ = 0;
+    mask_ = 0;
+  }
+
+ private:
+  struct Cell {
+    Key key;
+    uint32_t slot = kNone;
+  };
+  void place(const Key& k, uint32_t slot) {
+    size_t i = k.lo & mask_;
+    while (cells_[i].slot != kNone) i = (i + 1) & mask_;
+    cells_[i] = {k, slot};
+  }
+  void grow() {
+    std::vector<Cell> old = std::move(cells_);
+    size_t n = old.empty() ? 64 : old.size() * 2;
+    cells_.assign(n, Cell{});
+    mask_ = n - 1;
+    for (const Cell& c : old)
+      if (c.slot != kNone) place(c.key, c.slot);
+  }
+  std::vector<Cell> cells_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+};
+
+}  // namespace tidemark::engine
