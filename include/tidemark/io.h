@@ -132,6 +132,10 @@ struct WriteOptions {
 // messages are produced as they come (idempotent producer, at-least-once across crashes).
 void write(const Table& table, WriteOptions options);
 
+// Creates `topic` with `partitions` partitions (OK if it exists) and waits until each has a
+// leader. A set-up helper for tests and scripts; errors name the brokers and the topic.
+Status create_topic(const std::string& bootstrap_servers, const std::string& topic, int partitions = 1);
+
 }  // namespace kafka
 
 // A source fed by the program itself. Thread-safe: next/remove/commit/close may be called from

@@ -545,6 +545,48 @@ NB_MODULE(_engine, m) {
     auto o = read_options(format, schema, mode, name, pk, autocommit_ms, skip_bad_rows, delimiter);
     return PyTable{g, td::io::s3::read(*g->g, path, o, s)};
   });
+  m.def("kafka_read", [](std::shared_ptr<PyGraph> g, const std::string& bootstrap, const std::string& topic,
+                         const std::string& format, const PySchema& schema, const std::string& name,
+                         uint64_t autocommit_ms, const std::vector<std::pair<std::string, std::string>>& settings,
+                         const std::string& start_from, int64_t start_timestamp_ms, bool skip_bad_rows,
+                         const std::string& key_column, const std::string& headers_column) {
+    td::io::kafka::ReadOptions o;
+    o.bootstrap_servers = bootstrap;
+    o.topic = topic;
+    if (format == "raw") o.format = td::io::kafka::Format::kRaw;
+    else if (format == "plaintext") o.format = td::io::kafka::Format::kPlaintext;
+    else if (format == "json") o.format = td::io::kafka::Format::kJson;
+    else if (format == "csv") o.format = td::io::kafka::Format::kCsv;
+    else throw std::invalid_argument("pw.io.kafka.read: format must be raw, plaintext, json or csv, not '" + format + "'");
+    o.schema = make_schema(schema);
+    if (start_from == "earliest") o.start_from = td::io::kafka::StartFrom::kEarliest;
+    else if (start_from == "latest") o.start_from = td::io::kafka::StartFrom::kLatest;
+    else if (start_from == "timestamp") o.start_from = td::io::kafka::StartFrom::kTimestamp;
+    else throw std::invalid_argument("pw.io.kafka.read: start_from must be earliest, latest or timestamp");
+    o.start_timestamp_ms = start_timestamp_ms;
+    o.name = name;
+    o.autocommit_duration_ms = autocommit_ms;
+    o.rdkafka_settings = settings;
+    o.skip_bad_rows = skip_bad_rows;
+    o.key_column = key_column;
+    o.headers_column = headers_column;
+    return PyTable{g, td::io::kafka::read(*g->g, std::move(o))};
+  });
+  m.def("kafka_write", [](const PyTable& t, const std::string& bootstrap, const std::string& topic,
+                          const std::string& format, const std::string& key_column, const std::string& name,
+                          const std::vector<std::pair<std::string, std::string>>& settings) {
+    check_graph(t);
+    td::io::kafka::WriteOptions o;
+    o.bootstrap_servers = bootstrap;
+    o.topic = topic;
+    if (format == "json") o.format = td::io::kafka::Format::kJson;
+    else if (format == "csv") o.format = td::io::kafka::Format::kCsv;
+    else throw std::invalid_argument("pw.io.kafka.write: format must be json or csv, not '" + format + "'");
+    o.key_column = key_column;
+    o.name = name;
+    o.rdkafka_settings = settings;
+    td::io::kafka::write(t.t, std::move(o));
+  });
   m.def("fs_write", [](const PyTable& t, const std::string& path, const std::string& format, const std::string& name) {
     check_graph(t);
     td::io::fs::write(t.t, path, {parse_format(format), name});
@@ -647,6 +689,11 @@ NB_MODULE(_engine, m) {
     return c;
   });
   nb::class_<td::persistence::Config>(m, "Config");
+  // Set-up helper (tests, scripts): creates a Kafka topic; OK if it exists.
+  m.def("_create_kafka_topic", [](const std::string& bootstrap, const std::string& topic, int partitions) {
+    td::Status st = td::io::kafka::create_topic(bootstrap, topic, partitions);
+    if (!st.is_ok()) throw std::runtime_error(st.to_string());
+  });
   // Set-up helper (tests, scripts): creates an Azure container; OK if it exists.
   m.def("_create_azure_container", [](const std::string& account, const std::string& key,
                                       const std::string& container, const std::string& endpoint) {

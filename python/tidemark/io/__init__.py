@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from . import csv, fs, jsonlines, plaintext, python, s3, null  # noqa: F401
+from . import csv, fs, jsonlines, kafka, plaintext, python, s3, null  # noqa: F401
 from ._utils import CsvParserSettings  # noqa: F401
 
 
