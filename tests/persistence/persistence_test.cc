@@ -837,9 +837,31 @@ TEST(OperatorPersisting, StateChunksAreCompacted) {
 // commits (manifest writes) have happened. So that the stall surely starts during the run,
 // the 3rd commit waits (bounded) until the merger has begun that read. Reads from the run's
 // own thread (restore, the final compaction after the merger is drained) are not stalled.
-class StallingStore final : public storage::ObjectStore {
+// Forwards every call to `inner`; test stores override what they change.
+class ForwardingStore : public storage::ObjectStore {
  public:
-  explicit StallingStore(int commits) : inner_(storage::make_memory_store()), commits_(commits) {}
+  explicit ForwardingStore(std::unique_ptr<storage::ObjectStore> inner) : inner_(std::move(inner)) {}
+  Result<std::string> get(std::string_view k) override { return inner_->get(k); }
+  Status put(std::string_view k, std::string_view d) override { return inner_->put(k, d); }
+  Status put_if_absent(std::string_view k, std::string_view d) override { return inner_->put_if_absent(k, d); }
+  Result<std::vector<storage::ObjectInfo>> list(std::string_view p) override { return inner_->list(p); }
+  Status remove(std::string_view k) override { return inner_->remove(k); }
+  Result<storage::VersionedObject> get_versioned(std::string_view k, storage::Deadline d) override {
+    return inner_->get_versioned(k, d);
+  }
+  Result<std::string> put_if_version(std::string_view k, std::string_view data, std::string_view v,
+                                     storage::Deadline d) override {
+    return inner_->put_if_version(k, data, v, d);
+  }
+  std::string describe() const override { return inner_->describe(); }
+
+ protected:
+  std::unique_ptr<storage::ObjectStore> inner_;
+};
+
+class StallingStore final : public ForwardingStore {
+ public:
+  explicit StallingStore(int commits) : ForwardingStore(storage::make_memory_store()), commits_(commits) {}
   Result<std::string> get(std::string_view key) override {
     if (std::this_thread::get_id() != run_thread_ && !key.starts_with("manifests/") && !key.starts_with("lock")) {
       std::unique_lock<std::mutex> l(mu_);
@@ -853,7 +875,6 @@ class StallingStore final : public storage::ObjectStore {
     }
     return inner_->get(key);
   }
-  Status put(std::string_view k, std::string_view d) override { return inner_->put(k, d); }
   Status put_if_absent(std::string_view k, std::string_view d) override {
     if (k.starts_with("manifests/")) {
       std::unique_lock<std::mutex> l(mu_);
@@ -869,22 +890,12 @@ class StallingStore final : public storage::ObjectStore {
     }
     return st;
   }
-  Result<std::vector<storage::ObjectInfo>> list(std::string_view p) override { return inner_->list(p); }
-  Status remove(std::string_view k) override { return inner_->remove(k); }
-  Result<storage::VersionedObject> get_versioned(std::string_view k, storage::Deadline d) override {
-    return inner_->get_versioned(k, d);
-  }
-  Result<std::string> put_if_version(std::string_view k, std::string_view data, std::string_view v,
-                                     storage::Deadline d) override {
-    return inner_->put_if_version(k, data, v, d);
-  }
   std::string describe() const override { return "stalling memory store"; }
   std::atomic<int> stalled{0};
   std::atomic<bool> timed_out{false};
   std::atomic<bool> merge_never_started{false};
 
  private:
-  std::unique_ptr<storage::ObjectStore> inner_;
   int commits_;
   std::thread::id run_thread_ = std::this_thread::get_id();
   std::mutex mu_;
@@ -950,11 +961,9 @@ TEST(Persisting, InputSnapshotsAreCompacted) {
 // A store that, just before the old writer's Nth manifest create, lets a successor take over:
 // the successor publishes its fencing commit under that very number and writes a chunk of its
 // epoch. The old writer's commit must fail at its conditional create and delete nothing.
-class TakeoverStore final : public storage::ObjectStore {
+class TakeoverStore final : public ForwardingStore {
  public:
-  explicit TakeoverStore(int nth_manifest) : inner_(storage::make_memory_store()), nth_(nth_manifest) {}
-  Result<std::string> get(std::string_view k) override { return inner_->get(k); }
-  Status put(std::string_view k, std::string_view d) override { return inner_->put(k, d); }
+  explicit TakeoverStore(int nth_manifest) : ForwardingStore(storage::make_memory_store()), nth_(nth_manifest) {}
   Status put_if_absent(std::string_view k, std::string_view d) override {
     if (k.starts_with("manifests/") && ++manifests_ == nth_) {
       successor_manifest = std::string(k);
@@ -963,17 +972,9 @@ class TakeoverStore final : public storage::ObjectStore {
     }
     return inner_->put_if_absent(k, d);
   }
-  Result<std::vector<storage::ObjectInfo>> list(std::string_view p) override { return inner_->list(p); }
   Status remove(std::string_view k) override {
     removed_after_takeover += !successor_manifest.empty();
     return inner_->remove(k);
-  }
-  Result<storage::VersionedObject> get_versioned(std::string_view k, storage::Deadline d) override {
-    return inner_->get_versioned(k, d);
-  }
-  Result<std::string> put_if_version(std::string_view k, std::string_view data, std::string_view v,
-                                     storage::Deadline d) override {
-    return inner_->put_if_version(k, data, v, d);
   }
   std::string describe() const override { return "takeover memory store"; }
   std::string successor_manifest;
@@ -981,7 +982,6 @@ class TakeoverStore final : public storage::ObjectStore {
   int removed_after_takeover = 0;
 
  private:
-  std::unique_ptr<storage::ObjectStore> inner_;
   int nth_;
   int manifests_ = 0;
 };
@@ -1045,18 +1045,12 @@ TEST(Fencing, ReplacedChunkIsCaughtByTheManifestChecksum) {
 
 // A store that claims to be remote and ignores the conditions of conditional writes, as an
 // S3-compatible server ignoring If-None-Match would.
-class CarelessStore final : public storage::ObjectStore {
+class CarelessStore final : public ForwardingStore {
  public:
-  explicit CarelessStore(bool ignore_if_match) : inner_(storage::make_memory_store()), ignore_if_match_(ignore_if_match) {}
-  Result<std::string> get(std::string_view k) override { return inner_->get(k); }
-  Status put(std::string_view k, std::string_view d) override { return inner_->put(k, d); }
+  explicit CarelessStore(bool ignore_if_match)
+      : ForwardingStore(storage::make_memory_store()), ignore_if_match_(ignore_if_match) {}
   Status put_if_absent(std::string_view k, std::string_view d) override {
     return ignore_if_match_ ? inner_->put_if_absent(k, d) : inner_->put(k, d);
-  }
-  Result<std::vector<storage::ObjectInfo>> list(std::string_view p) override { return inner_->list(p); }
-  Status remove(std::string_view k) override { return inner_->remove(k); }
-  Result<storage::VersionedObject> get_versioned(std::string_view k, storage::Deadline d) override {
-    return inner_->get_versioned(k, d);
   }
   Result<std::string> put_if_version(std::string_view k, std::string_view data, std::string_view v,
                                      storage::Deadline d) override {
@@ -1068,7 +1062,6 @@ class CarelessStore final : public storage::ObjectStore {
   std::string describe() const override { return "s3://bucket/p (http://careless.example:9000)"; }
 
  private:
-  std::unique_ptr<storage::ObjectStore> inner_;
   bool ignore_if_match_;
 };
 
