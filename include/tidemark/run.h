@@ -26,6 +26,10 @@ struct RunOptions {
   std::function<void(const std::string&)> log;
   // Seconds between progress lines on long runs (0 = off).
   double progress_interval_s = 5.0;
+  // Source rows per slice pushed through the pipelined operators within one time (select,
+  // filter, flatten, groupby without order-dependent reducers): a time's intermediate rows
+  // then never exist all at once. 0 = one slice per time. Results do not depend on it.
+  size_t pipeline_slice_rows = 2048;
 };
 
 // Blocks until every source finished (static) or a stop was requested (streaming), then flushes

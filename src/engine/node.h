@@ -122,6 +122,18 @@ class Node : public PersistentState {
   // before its insertion). Linear stateless operators (select, filter and flatten without
   // memo) and order-independent aggregations do not need it.
   virtual bool needs_consolidated_input() const { return true; }
+  // Pipelining within a time. When true, the scheduler may split a time's input into parts
+  // (slices of a source's rows) and call process_part() once per part, in order, then
+  // end_time() once; the concatenated outputs must equal what process() gives for the whole
+  // input. Only for single-input nodes fed by sources or other such nodes. Default: stateless
+  // nodes that need no consolidated input (select, filter, flatten without memo) are linear,
+  // so a part's output is process() of that part and end_time() emits nothing.
+  virtual bool accepts_partial_input() const { return !stateful() && !needs_consolidated_input(); }
+  // Whether end_time() emits (groupby does: its output exists only once the time's input is
+  // complete); such a node's consumers run after the parts, on its end_time() output.
+  virtual bool emits_at_end_of_time() const { return false; }
+  virtual void process_part(Time t, std::span<Batch* const> inputs, Batch& out) { process_consuming(t, inputs, out); }
+  virtual void end_time(Time t, Batch& out) {}
 
   // Persistence hooks. A stateful node serializes everything process() depends on.
   virtual bool stateful() const { return false; }

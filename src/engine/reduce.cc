@@ -4,6 +4,8 @@
 // emitted (so a change emits exactly -old +new). Reducers keep what retraction needs:
 // count/sum/avg keep running totals; min/max/any/count_distinct/sorted_tuple a multiset of
 // values; earliest/latest/tuple the values by (arrival time, key) or key.
+// Inlined: the hashes of short keys are on every row's path (same results as the library).
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <map>
@@ -367,16 +369,31 @@ class GroupByNode final : public Node {
   Status finish_state_restore() override { return {}; }
 
   void process(Time t, std::span<const Batch* const> in, Batch& out) override {
-    // Pre-aggregation: the rows of this time are assigned to groups through one hash each; the
-    // count changes are summed per group in a dense array and each touched group's state is
-    // updated once at the end (only reducers other than count see every row).
-    touched_.clear();
-    if (++epoch_ == 0) {  // wrapped: forget every stamp
-      std::fill(stamp_.begin(), stamp_.end(), 0);
-      epoch_ = 1;
+    accumulate(t, *in[0]);
+    emit(out);
+  }
+  // Without ordered reducers the rows of a time may come in parts (see Node): each part is
+  // pre-aggregated into the touched groups, and the groups' output is emitted at the end.
+  bool accepts_partial_input() const override { return !ordered_; }
+  bool emits_at_end_of_time() const override { return true; }
+  void process_part(Time t, std::span<Batch* const> in, Batch&) override { accumulate(t, *in[0]); }
+  void end_time(Time, Batch& out) override { emit(out); }
+
+ private:
+  // Pre-aggregation: the rows of this time are assigned to groups through one hash each; the
+  // count changes are summed per group in a dense array and each touched group's state is
+  // updated once at the end (only reducers other than count see every row).
+  void accumulate(Time t, const Batch& rows) {
+    if (!in_time_) {
+      in_time_ = true;
+      touched_.clear();
+      if (++epoch_ == 0) {  // wrapped: forget every stamp
+        std::fill(stamp_.begin(), stamp_.end(), 0);
+        epoch_ = 1;
+      }
     }
     const bool tracking = tracking_state();
-    for (const Update& u : *in[0]) {
+    for (const Update& u : rows) {
       // One hash per row: the grouping values' key (the output key) finds the group.
       buf_.clear();
       codec::put_varint(buf_, group_cols_.size());
@@ -416,6 +433,9 @@ class GroupByNode final : public Node {
         }
       }
     }
+  }
+  void emit(Batch& out) {
+    in_time_ = false;
     out.reserve(out.size() + 2 * touched_.size());
     for (uint32_t slot : touched_) {
       Group& g = groups_[slot];
@@ -445,6 +465,7 @@ class GroupByNode final : public Node {
     touched_.clear();
   }
 
+ public:
   bool stateful() const override { return true; }
   void save_state(std::string& out) const override {
     codec::put_varint(out, index_.size());
@@ -563,6 +584,7 @@ class GroupByNode final : public Node {
   std::vector<uint32_t> stamp_;  // per slot: epoch_ of the last process() that touched it
   std::vector<int64_t> delta_;   // per slot: count change in the current process()
   uint32_t epoch_ = 0;
+  bool in_time_ = false;  // accumulate() ran since the last emit()
   KeyIndex index_;
   std::vector<uint32_t> touched_;
   std::string buf_;

@@ -59,6 +59,22 @@ Scheduler::Scheduler(internal::GraphImpl& graph, const RunOptions& options) : gr
     for (size_t in : n.inputs())
       if (is_sink_[i] || n.needs_consolidated_input()) consolidate_output_[in] = true;
   }
+  // The pipelined prefix; nodes are in topological order (inputs have smaller indexes).
+  pipelined_.assign(graph_.size(), false);
+  feeds_rest_.assign(graph_.size(), false);
+  for (size_t i = 0; i < graph_.size(); ++i) {
+    Node& n = graph_.node(i);
+    if (n.inputs().empty()) {
+      pipelined_[i] = !is_sink_[i];
+    } else if (n.inputs().size() == 1 && !is_sink_[i] && n.accepts_partial_input()) {
+      size_t in = n.inputs()[0];
+      pipelined_[i] = pipelined_[in] && !graph_.node(in).emits_at_end_of_time();
+      any_pipelined_ = any_pipelined_ || pipelined_[i];
+    }
+  }
+  for (size_t i = 0; i < graph_.size(); ++i)
+    for (size_t c : consumers_[i])
+      if (pipelined_[i] && !pipelined_[c]) feeds_rest_[i] = true;
 }
 
 void Scheduler::log(const std::string& msg) const {
@@ -72,18 +88,111 @@ Time Scheduler::next_time() {
   return t;
 }
 
+Status Scheduler::run_node(size_t i, Time t, std::span<Batch* const> ins, bool owns_inputs) {
+  Node& node = graph_.node(i);
+  try {
+    if (pipelined_[i] && !node.inputs().empty()) node.process_part(t, ins, outputs_[i]);
+    else if (owns_inputs) node.process_consuming(t, ins, outputs_[i]);
+    else node.process(t, std::span<const Batch* const>(const_cast<const Batch* const*>(ins.data()), ins.size()), outputs_[i]);
+  } catch (const StatusError& e) {
+    return e.status().with_context(node.label());
+  } catch (const std::bad_variant_access& e) {
+    return Status::invalid_argument(node.label() + ": a value of an unexpected type reached the operator (" +
+                                    e.what() + ")");
+  } catch (const std::exception& e) {
+    return Status::invalid_argument(node.label() + ": " + e.what());
+  }
+  return {};
+}
+
 Status Scheduler::step(Time t, bool suppress_sinks) {
   observe_time(t);
   ++times_;
   size_t n = graph_.size();
-  if (outputs_.size() != n) outputs_.resize(n);
+  if (outputs_.size() != n) {
+    outputs_.resize(n);
+    accumulated_.resize(n);
+  }
   std::vector<Batch>& outputs = outputs_;
-  std::vector<size_t> remaining(n);
-  for (size_t i = 0; i < n; ++i) remaining[i] = consumers_[i].size();
+  touched_.assign(n, false);
   std::vector<Batch*> ins;
+
+  // 1. The pipelined prefix, slice by slice of each source's rows.
+  std::vector<uint32_t> reached(n, 0);
+  uint32_t slice_no = 0;
+  for (SourceNode* src : sources_) {
+    size_t si = src->index();
+    if (src->pending.empty()) continue;
+    rows_in_ += src->pending.size();
+    touched_[si] = true;
+    bool slice = false;
+    for (size_t c : consumers_[si]) slice = slice || pipelined_[c];
+    if (!slice) {  // nothing pipelined behind it: its rows go to the rest whole
+      TM_RETURN_IF_ERROR(run_node(si, t, {}, true));
+      continue;
+    }
+    Batch all;
+    all.swap(src->pending);
+    // Small enough that what a slice fans out to stays in the caches, large enough to amortize
+    // the calls per node.
+    const size_t slice_rows = options_.pipeline_slice_rows ? options_.pipeline_slice_rows : all.size();
+    for (size_t off = 0; off < all.size(); off += slice_rows) {
+      size_t end = std::min(all.size(), off + slice_rows);
+      src->pending.assign(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(off)),
+                          std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(end)));
+      ++slice_no;
+      reached[si] = slice_no;
+      TM_RETURN_IF_ERROR(run_node(si, t, {}, true));
+      for (size_t j = si + 1; j < n; ++j) {
+        if (!pipelined_[j] || graph_.node(j).inputs().empty() || reached[graph_.node(j).inputs()[0]] != slice_no) continue;
+        size_t in = graph_.node(j).inputs()[0];
+        if (outputs[in].empty()) continue;
+        reached[j] = slice_no;
+        touched_[j] = true;
+        Batch* p = &outputs[in];
+        TM_RETURN_IF_ERROR(run_node(j, t, std::span<Batch* const>(&p, 1), consumers_[in].size() == 1));
+      }
+      for (size_t j = si; j < n; ++j) {
+        if (reached[j] != slice_no) continue;
+        if (feeds_rest_[j]) {
+          Batch& acc = accumulated_[j];
+          if (acc.empty()) acc.swap(outputs[j]);
+          else acc.insert(acc.end(), std::make_move_iterator(outputs[j].begin()), std::make_move_iterator(outputs[j].end()));
+        }
+        outputs[j].clear();
+      }
+    }
+    src->pending.clear();
+  }
+
+  // 2. The end of the time for the prefix, then every other node once, in topological order.
+  std::vector<size_t> remaining(n);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t c : consumers_[i]) remaining[i] += pipelined_[c] ? 0 : 1;
   for (size_t i = 0; i < n; ++i) {
     Node& node = graph_.node(i);
-    bool is_source = node.inputs().empty();
+    if (pipelined_[i]) {
+      if (!touched_[i]) continue;
+      if (!accumulated_[i].empty()) {
+        if (outputs[i].empty()) outputs[i].swap(accumulated_[i]);
+        else outputs[i].insert(outputs[i].end(), std::make_move_iterator(accumulated_[i].begin()),
+                               std::make_move_iterator(accumulated_[i].end()));
+        accumulated_[i].clear();
+      }
+      if (!node.inputs().empty()) {
+        try {
+          node.end_time(t, outputs[i]);
+        } catch (const StatusError& e) {
+          return e.status().with_context(node.label());
+        } catch (const std::exception& e) {
+          return Status::invalid_argument(node.label() + ": " + e.what());
+        }
+      }
+      if (!feeds_rest_[i]) outputs[i].clear();
+      else if (consolidate_output_[i]) consolidate(outputs[i]);
+      if (node.tracking_state()) node.mark_processed();
+      continue;
+    }
     bool is_sink = is_sink_[i];
     ins.clear();
     bool any = false;
@@ -94,24 +203,9 @@ Status Scheduler::step(Time t, bool suppress_sinks) {
       any = any || !outputs[in].empty();
       owns_inputs = owns_inputs && remaining[in] == 1;
     }
-    if (is_source) {
-      auto* src = static_cast<SourceNode*>(&node);
-      any = !src->pending.empty();
-      rows_in_ += src->pending.size();
-    }
     if (any && !(is_sink && suppress_sinks)) {
       if (is_sink) rows_out_ += ins[0]->size();
-      try {
-        if (owns_inputs) node.process_consuming(t, ins, outputs[i]);
-        else node.process(t, std::span<const Batch* const>(const_cast<const Batch* const*>(ins.data()), ins.size()), outputs[i]);
-      } catch (const StatusError& e) {
-        return e.status().with_context(node.label());
-      } catch (const std::bad_variant_access& e) {
-        return Status::invalid_argument(node.label() + ": a value of an unexpected type reached the operator (" +
-                                        e.what() + ")");
-      } catch (const std::exception& e) {
-        return Status::invalid_argument(node.label() + ": " + e.what());
-      }
+      TM_RETURN_IF_ERROR(run_node(i, t, ins, owns_inputs));
       // Consolidate only where a consumer needs it (sinks, stateful inputs); linear stateless
       // operators pass their batches on as they are.
       if (consolidate_output_[i]) consolidate(outputs[i]);

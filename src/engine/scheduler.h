@@ -43,6 +43,18 @@ class Scheduler {
   // Whether node i's output is consolidated (some consumer needs it).
   std::vector<bool> consolidate_output_;
   std::vector<Batch> outputs_;  // per node, within step()
+  // Pipelined prefix (Node::accepts_partial_input): nodes fed only by sources or other
+  // pipelined nodes. A time's source rows go through them in slices
+  // (RunOptions::pipeline_slice_rows), so the
+  // rows a slice fans out to (split + flatten) stay in cache and no whole-time intermediate
+  // batch is materialized; their outputs accumulate only for consumers outside the prefix.
+  std::vector<bool> pipelined_;
+  std::vector<bool> feeds_rest_;      // pipelined node with a consumer outside the prefix
+  std::vector<bool> touched_;         // pipelined node that processed a part at this time
+  std::vector<Batch> accumulated_;    // per pipelined node feeding the rest: this time's output
+  bool any_pipelined_ = false;        // some node besides the sources is pipelined
+  Status run_node(size_t i, Time t, std::span<Batch* const> ins, bool owns_inputs);
+  void run_slice(Time t, size_t source_index, Batch& slice);
   Time last_time_ = 0;
   uint64_t rows_in_ = 0, rows_out_ = 0, times_ = 0;
 };

@@ -1,5 +1,9 @@
 #include "tidemark/value.h"
 
+// Inlined: the hashes of short keys are on every row's path (same results as the library).
+#include <bit>
+#include <cstring>
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <cmath>
@@ -258,8 +262,12 @@ Key key_combine(const Key& a, const Key& b) {
   // Same bytes as codec::put_key(a) + put_key(b) (little-endian), without an allocation.
   unsigned char buf[32];
   const uint64_t words[4] = {a.lo, a.hi, b.lo, b.hi};
-  for (int w = 0; w < 4; ++w)
-    for (int i = 0; i < 8; ++i) buf[w * 8 + i] = static_cast<unsigned char>(words[w] >> (8 * i));
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(buf, words, sizeof buf);
+  } else {
+    for (int w = 0; w < 4; ++w)
+      for (int i = 0; i < 8; ++i) buf[w * 8 + i] = static_cast<unsigned char>(words[w] >> (8 * i));
+  }
   XXH128_hash_t h = XXH3_128bits(buf, sizeof buf);
   return Key{h.low64, h.high64};
 }

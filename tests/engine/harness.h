@@ -60,7 +60,9 @@ class StepRecorder final : public engine::Sink {
   std::vector<engine::Time>* times_;
 };
 
-inline RunOutput run_graph(const std::vector<SourceSpec>& sources, const BuildFn& build) {
+// `slice_rows`: RunOptions::pipeline_slice_rows.
+inline RunOutput run_graph(const std::vector<SourceSpec>& sources, const BuildFn& build,
+                           size_t slice_rows = RunOptions{}.pipeline_slice_rows) {
   Graph g;
   std::vector<Table> inputs;
   for (size_t i = 0; i < sources.size(); ++i)
@@ -74,6 +76,7 @@ inline RunOutput run_graph(const std::vector<SourceSpec>& sources, const BuildFn
   RunOptions opts;
   opts.handle_signals = false;
   opts.progress_interval_s = 0;
+  opts.pipeline_slice_rows = slice_rows;
   res.status = run(g, opts);
   res.changes = *captured;
   return res;
