@@ -122,6 +122,10 @@ class Node : public PersistentState {
   // before its insertion). Linear stateless operators (select, filter and flatten without
   // memo) and order-independent aggregations do not need it.
   virtual bool needs_consolidated_input() const { return true; }
+  // Whether every output batch is already consolidated in the sense consumers rely on: no
+  // (key, row) twice, no zero diff, and a key's changes adjacent with its retraction first
+  // (not necessarily sorted by key). The scheduler then never consolidates it.
+  virtual bool output_consolidated() const { return false; }
   // Pipelining within a time. When true, the scheduler may split a time's input into parts
   // (slices of a source's rows) and call process_part() once per part, in order, then
   // end_time() once; the concatenated outputs must equal what process() gives for the whole
@@ -252,6 +256,12 @@ class SourceNode final : public Node {
     if (record) record->insert(record->end(), pending.begin(), pending.end());
     out.insert(out.end(), std::make_move_iterator(pending.begin()), std::make_move_iterator(pending.end()));
     pending.clear();
+  }
+  // As process() for the rows [begin, end) of `rows` (the scheduler's slices of a time).
+  void process_slice(Batch& rows, size_t begin, size_t end, Batch& out) {
+    auto b = rows.begin() + static_cast<std::ptrdiff_t>(begin), e = rows.begin() + static_cast<std::ptrdiff_t>(end);
+    if (record) record->insert(record->end(), b, e);
+    out.insert(out.end(), std::make_move_iterator(b), std::make_move_iterator(e));
   }
   Source& source() { return *source_; }
   Batch pending;  // filled by the scheduler before process()

@@ -307,6 +307,14 @@ class GroupByNode final : public Node {
       else if (reducers_[i].name != "count") active_.push_back(i);  // count is the group's own count
     sum_delta_.resize(linear_.size());
     for (const auto& r : reducers_) ordered_ = ordered_ || ordered_reducer(r.name);
+    // Outputs that are plain references to a grouping value or a reducer's result are built
+    // without evaluating expressions (the common case).
+    direct_ = true;
+    for (const auto& e : outputs_) {
+      int c = e->column_index();
+      direct_ = direct_ && c >= 0 && static_cast<size_t>(c) < group_cols_.size() + reducers_.size();
+      direct_cols_.push_back(c);
+    }
   }
 
   bool order_dependent() const override {
@@ -376,6 +384,9 @@ class GroupByNode final : public Node {
   // pre-aggregated into the touched groups, and the groups' output is emitted at the end.
   bool accepts_partial_input() const override { return !ordered_; }
   bool emits_at_end_of_time() const override { return true; }
+  // One retraction of the old row and/or one insertion of a different new row per touched
+  // group, adjacent; group keys are unique.
+  bool output_consolidated() const override { return true; }
   void process_part(Time t, std::span<Batch* const> in, Batch&) override { accumulate(t, *in[0]); }
   void end_time(Time, Batch& out) override { emit(out); }
 
@@ -393,12 +404,26 @@ class GroupByNode final : public Node {
       }
     }
     const bool tracking = tracking_state();
-    for (const Update& u : rows) {
-      // One hash per row: the grouping values' key (the output key) finds the group.
-      buf_.clear();
-      codec::put_varint(buf_, group_cols_.size());
-      for (size_t c : group_cols_) codec::put_key_value(buf_, u.row[c]);
-      Key gkey = key_from_encoded_row(buf_);
+    // In blocks: first every row's group key (one hash per row: the grouping values' key, also
+    // the output key), prefetching its index cell, then the lookups and updates, so the cache
+    // misses of a block's random lookups overlap instead of stalling row by row.
+    constexpr size_t kBlock = 32;
+    Key keys[kBlock];
+    for (size_t base = 0; base < rows.size(); base += kBlock) {
+      size_t m = std::min(kBlock, rows.size() - base);
+      for (size_t i = 0; i < m; ++i) {
+        const Row& r = rows[base + i].row;
+        buf_.clear();
+        codec::put_varint(buf_, group_cols_.size());
+        for (size_t c : group_cols_) codec::put_key_value(buf_, r[c]);
+        keys[i] = key_from_encoded_row(buf_);
+        index_.prefetch(keys[i]);
+      }
+      for (size_t i = 0; i < m; ++i) accumulate_row(t, rows[base + i], keys[i], tracking);
+    }
+  }
+  void accumulate_row(Time t, const Update& u, const Key& gkey, bool tracking) {
+    {
       uint32_t slot = index_.find(gkey);
       if (slot == KeyIndex::kNone) {
         Group g = new_group();
@@ -437,7 +462,18 @@ class GroupByNode final : public Node {
   void emit(Batch& out) {
     in_time_ = false;
     out.reserve(out.size() + 2 * touched_.size());
-    for (uint32_t slot : touched_) {
+    // Touched groups are spread over the slots: prefetch a few ahead (the group, then its
+    // reducer states and last row once the group's line is in).
+    constexpr size_t kAhead = 8;
+    for (size_t i = 0; i < touched_.size() && i < kAhead; ++i) __builtin_prefetch(&groups_[touched_[i]]);
+    for (size_t ti = 0; ti < touched_.size(); ++ti) {
+      if (ti + kAhead < touched_.size()) __builtin_prefetch(&groups_[touched_[ti + kAhead]]);
+      if (ti + kAhead / 2 < touched_.size()) {
+        const Group& h = groups_[touched_[ti + kAhead / 2]];
+        for (const auto& st : h.states) __builtin_prefetch(st.get());
+        if (!h.last.empty()) __builtin_prefetch(h.last.data());
+      }
+      uint32_t slot = touched_[ti];
       Group& g = groups_[slot];
       g.count += delta_[slot];
       delta_[slot] = 0;
@@ -560,6 +596,17 @@ class GroupByNode final : public Node {
     return true;
   }
   Row output_row(const Group& g) const {
+    if (direct_) {
+      Row r;
+      r.reserve(outputs_.size());
+      const size_t nv = g.values.size();
+      for (int c : direct_cols_) {
+        size_t i = static_cast<size_t>(c);
+        if (i < nv) r.push_back(g.values[i]);
+        else r.push_back(g.states[i - nv]->result(g.count));
+      }
+      return r;
+    }
     Row& ext = scratch_;
     ext.clear();
     ext.insert(ext.end(), g.values.begin(), g.values.end());
@@ -575,6 +622,8 @@ class GroupByNode final : public Node {
   std::vector<std::string> group_names_;
   std::vector<ReducerSpec> reducers_;
   std::vector<CompiledExprPtr> outputs_;
+  bool direct_ = false;            // every output is a column of (grouping values, results)
+  std::vector<int> direct_cols_;   // per output: its column there
   std::vector<size_t> active_;  // reducers fed per row (all but count, sum, avg)
   std::vector<size_t> linear_;  // sum/avg: fed per time from sum_delta_
   std::vector<std::vector<SumDelta>> sum_delta_;  // [linear reducer][slot]

@@ -57,7 +57,8 @@ Scheduler::Scheduler(internal::GraphImpl& graph, const RunOptions& options) : gr
     Node& n = graph_.node(i);
     is_sink_[i] = dynamic_cast<SinkNode*>(&n) != nullptr;
     for (size_t in : n.inputs())
-      if (is_sink_[i] || n.needs_consolidated_input()) consolidate_output_[in] = true;
+      if ((is_sink_[i] || n.needs_consolidated_input()) && !graph_.node(in).output_consolidated())
+        consolidate_output_[in] = true;
   }
   // The pipelined prefix; nodes are in topological order (inputs have smaller indexes).
   pipelined_.assign(graph_.size(), false);
@@ -138,11 +139,9 @@ Status Scheduler::step(Time t, bool suppress_sinks) {
     const size_t slice_rows = options_.pipeline_slice_rows ? options_.pipeline_slice_rows : all.size();
     for (size_t off = 0; off < all.size(); off += slice_rows) {
       size_t end = std::min(all.size(), off + slice_rows);
-      src->pending.assign(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(off)),
-                          std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(end)));
       ++slice_no;
       reached[si] = slice_no;
-      TM_RETURN_IF_ERROR(run_node(si, t, {}, true));
+      src->process_slice(all, off, end, outputs[si]);
       for (size_t j = si + 1; j < n; ++j) {
         if (!pipelined_[j] || graph_.node(j).inputs().empty() || reached[graph_.node(j).inputs()[0]] != slice_no) continue;
         size_t in = graph_.node(j).inputs()[0];
