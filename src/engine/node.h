@@ -10,8 +10,8 @@
 //  * Source::offset() / seek(): a source's position after everything it returned, and resuming
 //    after such a position;
 //  * Node::save_state() / load_state(): stateful operators export and import their state;
-//  * Sink::durable_frontier(): the time up to which a sink's output is durable, and
-//    position() / truncate_to() to cut an output back to a committed point.
+//  * Sink::flush() makes a sink's output durable, position() / truncate_to() cut an output
+//    back to a committed point.
 #pragma once
 
 #include <cstdint>
@@ -215,8 +215,6 @@ class Sink {
   virtual Status time_end(Time t) { return {}; }
   // Makes everything written so far durable (fsync for files).
   virtual Status flush() = 0;
-  // Every time < durable_frontier() is durable.
-  virtual Time durable_frontier() const = 0;
   // Called once at the end of a run (after the last flush).
   virtual Status close() { return {}; }
   // Exactly-once outputs: the current position (e.g. file length) and cutting the output back

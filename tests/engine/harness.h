@@ -54,7 +54,6 @@ class StepRecorder final : public engine::Sink {
     return {};
   }
   Status flush() override { return {}; }
-  engine::Time durable_frontier() const override { return 0; }
 
  private:
   std::vector<engine::Time>* times_;
