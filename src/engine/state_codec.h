@@ -1,4 +1,4 @@
-// Helpers for operators' save_state/load_state: maps of keys to rows, with a version byte.
+// Helpers for operators' persistent state entries (Node as a PersistentState).
 #pragma once
 
 #include <string>
