@@ -125,7 +125,7 @@ class Node : public PersistentState {
   virtual bool needs_consolidated_input() const { return true; }
 
   // Persistence: a stateful node keeps everything process() depends on in its PersistentState
-  // entries (it overrides the four PersistentState methods below).
+  // entries (it overrides take_state_changes, restore_state_entry and finish_state_restore).
   virtual bool stateful() const { return false; }
   // The output depends on the order in which rows arrived (deduplicate, earliest/latest), not
   // only on the input collection: replaying input with merged times would change it.
