@@ -253,15 +253,9 @@ class CountingSink final : public engine::Sink {
     return {};
   }
   Status flush() override { return {}; }
-  engine::Time durable_frontier() const override { return frontier_; }
-  Status time_end(engine::Time t) override {
-    frontier_ = t + 1;
-    return {};
-  }
 
  private:
   std::shared_ptr<uint64_t> n_;
-  engine::Time frontier_ = 0;
 };
 
 // Rows (key i, (i)) generated batch by batch, `per` rows per time.

@@ -190,7 +190,6 @@ inline void step(Pipeline& p, engine::Time t, const std::vector<Batch>& in) {
     if (!any) continue;
     n.process(t, ins, outs[i]);
     engine::consolidate(outs[i]);
-    if (n.tracking_state()) n.mark_processed();
   }
 }
 

@@ -29,20 +29,23 @@ struct KeyHash {
   size_t operator()(const Key& k) const noexcept { return static_cast<size_t>(k.lo ^ (k.hi * 0x9E3779B97F4A7C15ULL)); }
 };
 
+// The numbers are persisted type tags (the tag byte of every encoded value, in state, caches
+// and key derivation; docs/format/values.md): never renumber them or reuse a number, and give a
+// new type the next free number.
 enum class DType : uint8_t {
   kAny = 0,  // only in schemas/expressions: accepts every value
-  kNone,
-  kBool,
-  kInt,
-  kFloat,
-  kString,
-  kBytes,
-  kPointer,
-  kTuple,
-  kDateTimeNaive,
-  kDateTimeUtc,
-  kDuration,
-  kJson,
+  kNone = 1,
+  kBool = 2,
+  kInt = 3,
+  kFloat = 4,
+  kString = 5,
+  kBytes = 6,
+  kPointer = 7,
+  kTuple = 8,
+  kDateTimeNaive = 9,
+  kDateTimeUtc = 10,
+  kDuration = 11,
+  kJson = 12,
 };
 
 // Lower-case name used in messages and CLI flags ("int", "str", ...).

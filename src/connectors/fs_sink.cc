@@ -84,10 +84,9 @@ Status FsSink::write(engine::Time t, const engine::Batch& changes, const Schema&
   return {};
 }
 
-Status FsSink::time_end(engine::Time t) {
+Status FsSink::time_end(engine::Time) {
   // Readers of a streaming output see each time as soon as it is computed; durability (fsync)
   // comes with flush() at commits.
-  frontier_ = t + 1;
   return write_buffer();
 }
 
@@ -112,7 +111,6 @@ Status FsSink::flush() {
     TM_RETURN_IF_ERROR(fsync_directory(parent_of(path_)).with_context(describe()));
     dir_sync_due_ = false;
   }
-  durable_ = frontier_;
   return {};
 }
 

@@ -26,7 +26,6 @@ class FsSink final : public engine::Sink {
   Status write(engine::Time t, const engine::Batch& changes, const Schema& schema) override;
   Status time_end(engine::Time t) override;
   Status flush() override;
-  engine::Time durable_frontier() const override { return durable_; }
   Status close() override;
   // Length of the output including buffered bytes (flush() makes them durable).
   std::string position() const override;
@@ -43,8 +42,6 @@ class FsSink final : public engine::Sink {
   bool dir_sync_due_ = false;  // the file's directory entry is not yet known to be durable
   uint64_t written_ = 0;    // bytes in the file
   std::string buffer_;
-  engine::Time frontier_ = 0;  // one past the last completed time
-  engine::Time durable_ = 0;   // one past the last flushed time
 };
 
 }  // namespace tidemark::connectors

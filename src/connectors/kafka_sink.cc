@@ -173,19 +173,14 @@ class KafkaSink final : public engine::Sink {
     return {};
   }
 
-  Status time_end(engine::Time t) override {
-    frontier_ = t + 1;
-    return delivery_error();
-  }
+  Status time_end(engine::Time) override { return delivery_error(); }
 
   Status flush() override {
     if (!rk_) return {};
     if (!transactional_) {
       rd_kafka_resp_err_t e = rd_kafka_flush(rk_.get(), 30000);
       if (e) return Status::io_error(describe() + ": cannot deliver messages: " + rd_kafka_err2str(e));
-      TM_RETURN_IF_ERROR(delivery_error());
-      durable_ = frontier_;
-      return {};
+      return delivery_error();
     }
     if (!current_.empty()) {
       pending_.push_back({next_batch_++, std::move(current_)});
@@ -193,8 +188,6 @@ class KafkaSink final : public engine::Sink {
     }
     return {};
   }
-
-  engine::Time durable_frontier() const override { return durable_; }
 
   std::string position() const override {
     nlohmann::json j = nlohmann::json::object();
@@ -213,7 +206,6 @@ class KafkaSink final : public engine::Sink {
 
   Status committed() override {
     if (!transactional_ || !rk_) return {};
-    durable_ = frontier_;
     return publish();
   }
 
@@ -359,7 +351,6 @@ class KafkaSink final : public engine::Sink {
   mutable uint64_t publish_upto_ = 0;  // last batch of the last position() (the one committed)
   int64_t acked_ = 0;
   uint64_t publishes_ = 0;
-  engine::Time frontier_ = 0, durable_ = 0;
 };
 
 }  // namespace tidemark::connectors

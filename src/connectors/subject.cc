@@ -157,12 +157,10 @@ class SubscribeSink final : public engine::Sink {
     });
   }
   Status time_end(engine::Time t) override {
-    frontier_ = t + 1;
     if (!cb_.on_time_end) return {};
     return guard("on_time_end", [&] { cb_.on_time_end(t); });
   }
   Status flush() override { return {}; }
-  engine::Time durable_frontier() const override { return frontier_; }
   Status close() override {
     if (!cb_.on_end) return {};
     return guard("on_end", [&] { cb_.on_end(); });
@@ -179,7 +177,6 @@ class SubscribeSink final : public engine::Sink {
     }
   }
   SubscribeCallbacks cb_;
-  engine::Time frontier_ = 0;
 };
 
 }  // namespace

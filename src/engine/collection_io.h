@@ -43,15 +43,9 @@ class CaptureSink final : public Sink {
   Status open() override { return {}; }
   Status write(Time t, const Batch& changes, const Schema&) override;
   Status flush() override { return {}; }
-  Time durable_frontier() const override { return frontier_; }
-  Status time_end(Time t) override {
-    frontier_ = t + 1;
-    return {};
-  }
 
  private:
   std::shared_ptr<std::vector<CapturedChange>> out_;
-  Time frontier_ = 0;
 };
 
 // Adds a source node / sink node to the graph.

@@ -83,28 +83,6 @@ class DeduplicateNode final : public Node {
   }
 
   bool stateful() const override { return true; }
-  void save_state(std::string& out) const override {
-    codec::put_varint(out, kept_.size());
-    for (const auto& [inst, k] : kept_) {
-      codec::put_value(out, inst);
-      codec::put_value(out, k.value);
-      codec::put_row(out, k.row);
-    }
-  }
-  Status load_state(std::string_view in) override {
-    uint64_t n;
-    if (!codec::get_varint(in, &n)) return state_corrupt(label());
-    kept_.clear();
-    for (uint64_t i = 0; i < n; ++i) {
-      Value inst;
-      Kept k;
-      if (!codec::get_value(in, &inst) || !codec::get_value(in, &k.value) || !codec::get_row(in, &k.row) ||
-          k.row.size() != schema().size())
-        return state_corrupt(label());
-      kept_.emplace(std::move(inst), std::move(k));
-    }
-    return in.empty() ? Status() : state_corrupt(label());
-  }
 
  private:
   struct Kept {

@@ -1,4 +1,5 @@
-// Expression builders, type checking and the interpreter.
+// Expression builders, type checking and the interpreter: describe(), the compiled node kinds
+// (literal, column, key, user function, function call) and the registry of functions.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -200,6 +201,7 @@ class LiteralExpr final : public CompiledExpr {
     type = v_.is_none() ? Type{DType::kNone, true} : Type{v_.type(), false};
   }
   Value eval(const EvalContext&) const override { return v_; }
+  const Value& value() const { return v_; }
 
  private:
   Value v_;
@@ -275,112 +277,393 @@ std::shared_ptr<engine::UdfCacheState> cache_in_graph(const CompileScope& s, con
   return cache;
 }
 
-enum class Op {
-  kAdd, kSub, kMul, kDiv, kMod, kFloorDiv, kNeg, kEq, kNe, kLt, kLe, kGt, kGe, kAnd, kOr, kNot,
-  kIfElse, kCoalesce, kIsNone, kIsNotNone, kCast, kTuple, kGet, kLower, kUpper, kLen, kStrip,
-  kContains, kStartsWith, kEndsWith, kReplace, kSplit, kSlice,
+// ---- The function registry ----
+//
+// Every function of the expression language is one `Function`: its name (as stored in
+// ExprNode::name and printed by describe()), its arity, a type rule and a kernel. The type rule
+// computes the result type from the argument types and checks every argument type the kernel
+// relies on, so a wrongly typed argument is a GraphError naming the function and the argument
+// when the operator is built. Arguments of type any (e.g. flatten's output) are checked by the
+// kernel at run time (a RuntimeError naming the function); None arguments propagate as each
+// function documents below.
+
+class Call;
+using Kernel = Value (*)(const Call&, const EvalContext&);
+
+// What a type rule sees: the argument types, and checks that fail the graph build.
+class ArgTypes {
+ public:
+  ArgTypes(const CompileScope& s, const std::string& fn, const std::vector<CompiledExprPtr>& args, DType cast_to)
+      : scope_(s), fn_(fn), args_(args), cast_to_(cast_to) {}
+  size_t size() const { return args_.size(); }
+  const Type& operator[](size_t i) const { return args_[i]->type; }
+  bool any_optional() const {
+    for (const auto& a : args_)
+      if (a->type.optional) return true;
+    return false;
+  }
+  DType cast_to() const { return cast_to_; }
+  const std::string& name() const { return fn_; }
+  // Argument i must have one of the `allowed` types; any (checked at run time) and None
+  // (propagated) pass.
+  void expect(size_t i, std::initializer_list<DType> allowed) const {
+    DType got = (*this)[i].base;
+    if (got == DType::kAny || got == DType::kNone) return;
+    std::string names;
+    size_t k = 0;
+    for (DType d : allowed) {
+      if (d == got) return;
+      names += (k == 0 ? "" : k + 1 == allowed.size() ? " or " : ", ") + std::string(dtype_name(d));
+      ++k;
+    }
+    fail(fn_ + "() expects " + names + " for argument " + std::to_string(i + 1) + ", got " + (*this)[i].to_string());
+  }
+  [[noreturn]] void fail(const std::string& msg) const { graph_error(scope_, msg); }
+
+ private:
+  const CompileScope& scope_;
+  const std::string& fn_;
+  const std::vector<CompiledExprPtr>& args_;
+  DType cast_to_;
 };
 
+constexpr int kVariadic = -1;
+
+struct Function {
+  const char* name;
+  int min_args;
+  int max_args;  // kVariadic: no limit
+  Type (*type)(const ArgTypes&);
+  Kernel kernel;
+};
+
+// A compiled function call: dispatches to the kernel. Plain column and literal arguments are
+// read by reference (no copy of a string cell) through ref().
+class Call final : public CompiledExpr {
+ public:
+  Call(const Function* fn, std::vector<CompiledExprPtr> args, DType cast_to, Type t)
+      : fn_(fn), args_(std::move(args)), cast_to_(cast_to) {
+    type = t;
+    for (const auto& a : args_) {
+      const auto* lit = dynamic_cast<const LiteralExpr*>(a.get());
+      refs_.push_back({a->column_index(), lit ? &lit->value() : nullptr});
+    }
+  }
+  Value eval(const EvalContext& c) const override { return fn_->kernel(*this, c); }
+
+  size_t size() const { return args_.size(); }
+  const char* name() const { return fn_->name; }
+  DType cast_to() const { return cast_to_; }
+  Value arg(size_t i, const EvalContext& c) const { return args_[i]->eval(c); }
+  // Argument i without a copy when it is a column or a literal, else evaluated into `tmp`.
+  const Value& ref(size_t i, const EvalContext& c, Value& tmp) const {
+    const Ref& r = refs_[i];
+    if (r.column >= 0) return c.cols[r.column];
+    if (r.literal) return *r.literal;
+    tmp = args_[i]->eval(c);
+    return tmp;
+  }
+
+ private:
+  struct Ref {
+    int column;
+    const Value* literal;
+  };
+  const Function* fn_;
+  std::vector<CompiledExprPtr> args_;
+  std::vector<Ref> refs_;
+  DType cast_to_;
+};
+
+// Run-time argument checks (arguments of type any).
+[[noreturn]] void wrong_arg(const Call& f, const char* want, const Value& got) {
+  throw RuntimeError(std::string(f.name()) + "() expects " + want + ", got " + dtype_name(got.type()));
+}
+const std::string& need_str(const Call& f, const Value& v) {
+  if (v.type() != DType::kString) wrong_arg(f, "str", v);
+  return v.as_string();
+}
+int64_t need_int(const Call& f, const Value& v) {
+  if (v.type() != DType::kInt) wrong_arg(f, "int", v);
+  return v.as_int();
+}
+
+// -- Arithmetic. Int op int stays int (except `/`) and wraps around on overflow (two's
+// complement, computed on unsigned values so it is defined); `//` and `%` floor as in Python;
+// division or modulo by zero is a RuntimeError; None in either argument gives None.
+
+enum class Arith { kAdd, kSub, kMul, kDiv, kMod, kFloorDiv };
+
+constexpr const char* symbol(Arith op) {
+  switch (op) {
+    case Arith::kAdd: return "+";
+    case Arith::kSub: return "-";
+    case Arith::kMul: return "*";
+    case Arith::kDiv: return "/";
+    case Arith::kMod: return "%";
+    case Arith::kFloorDiv: return "//";
+  }
+  return "?";
+}
+
+int64_t wrap_add(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b)); }
+int64_t wrap_sub(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b)); }
+int64_t wrap_mul(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b)); }
+// b != 0. INT64_MIN // -1 wraps to INT64_MIN (the hardware division would trap).
 int64_t floor_div(int64_t a, int64_t b) {
+  if (b == -1) return wrap_sub(0, a);
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
 }
 int64_t floor_mod(int64_t a, int64_t b) {
+  if (b == -1) return 0;
   int64_t m = a % b;
   if (m != 0 && ((m < 0) != (b < 0))) m += b;
   return m;
 }
 
-Value arith(Op op, const Value& a, const Value& b) {
+bool is_datetime(DType t) { return t == DType::kDateTimeNaive || t == DType::kDateTimeUtc; }
+int64_t time_ns(const Value& v) {
+  switch (v.type()) {
+    case DType::kDateTimeNaive: return v.as_datetime_naive();
+    case DType::kDateTimeUtc: return v.as_datetime_utc();
+    default: return v.as_duration();
+  }
+}
+Value with_ns(DType t, int64_t n) {
+  if (t == DType::kDateTimeNaive) return Value(DateTimeNaive{n});
+  if (t == DType::kDateTimeUtc) return Value(DateTimeUtc{n});
+  return Value(Duration{n});
+}
+
+template <Arith op>
+Value arith(const Value& a, const Value& b) {
   if (a.is_none() || b.is_none()) return Value();
   DType ta = a.type(), tb = b.type();
   if (ta == DType::kInt && tb == DType::kInt) {
     int64_t x = a.as_int(), y = b.as_int();
-    switch (op) {
-      case Op::kAdd: return Value(x + y);
-      case Op::kSub: return Value(x - y);
-      case Op::kMul: return Value(x * y);
-      case Op::kDiv:
-        if (y == 0) throw RuntimeError("division by zero");
-        return Value(static_cast<double>(x) / static_cast<double>(y));
-      case Op::kFloorDiv:
-        if (y == 0) throw RuntimeError("division by zero");
-        return Value(floor_div(x, y));
-      case Op::kMod:
-        if (y == 0) throw RuntimeError("modulo by zero");
-        return Value(floor_mod(x, y));
-      default: break;
+    if constexpr (op == Arith::kAdd) return Value(wrap_add(x, y));
+    if constexpr (op == Arith::kSub) return Value(wrap_sub(x, y));
+    if constexpr (op == Arith::kMul) return Value(wrap_mul(x, y));
+    if constexpr (op == Arith::kDiv) {
+      if (y == 0) throw RuntimeError("division by zero");
+      return Value(static_cast<double>(x) / static_cast<double>(y));
+    }
+    if constexpr (op == Arith::kFloorDiv) {
+      if (y == 0) throw RuntimeError("division by zero");
+      return Value(floor_div(x, y));
+    }
+    if constexpr (op == Arith::kMod) {
+      if (y == 0) throw RuntimeError("modulo by zero");
+      return Value(floor_mod(x, y));
     }
   }
   if (is_num(ta) && is_num(tb)) {
     double x = a.as_number(), y = b.as_number();
-    switch (op) {
-      case Op::kAdd: return Value(x + y);
-      case Op::kSub: return Value(x - y);
-      case Op::kMul: return Value(x * y);
-      case Op::kDiv:
-        if (y == 0) throw RuntimeError("division by zero");
-        return Value(x / y);
-      case Op::kFloorDiv:
-        if (y == 0) throw RuntimeError("division by zero");
-        return Value(std::floor(x / y));
-      case Op::kMod:
-        if (y == 0) throw RuntimeError("modulo by zero");
-        return Value(x - std::floor(x / y) * y);
-      default: break;
+    if constexpr (op == Arith::kAdd) return Value(x + y);
+    if constexpr (op == Arith::kSub) return Value(x - y);
+    if constexpr (op == Arith::kMul) return Value(x * y);
+    if constexpr (op == Arith::kDiv) {
+      if (y == 0) throw RuntimeError("division by zero");
+      return Value(x / y);
+    }
+    if constexpr (op == Arith::kFloorDiv) {
+      if (y == 0) throw RuntimeError("division by zero");
+      return Value(std::floor(x / y));
+    }
+    if constexpr (op == Arith::kMod) {
+      if (y == 0) throw RuntimeError("modulo by zero");
+      return Value(x - std::floor(x / y) * y);
     }
   }
-  if (op == Op::kAdd && ta == DType::kString && tb == DType::kString) return Value(a.as_string() + b.as_string());
-  auto ns = [](const Value& v) -> int64_t {
-    switch (v.type()) {
-      case DType::kDateTimeNaive: return v.as_datetime_naive();
-      case DType::kDateTimeUtc: return v.as_datetime_utc();
-      case DType::kDuration: return v.as_duration();
-      default: return 0;
-    }
-  };
-  auto with_ns = [](DType t, int64_t n) -> Value {
-    if (t == DType::kDateTimeNaive) return Value(DateTimeNaive{n});
-    if (t == DType::kDateTimeUtc) return Value(DateTimeUtc{n});
-    return Value(Duration{n});
-  };
-  bool dta = ta == DType::kDateTimeNaive || ta == DType::kDateTimeUtc;
-  if (dta && tb == DType::kDuration && (op == Op::kAdd || op == Op::kSub))
-    return with_ns(ta, op == Op::kAdd ? ns(a) + ns(b) : ns(a) - ns(b));
-  if (dta && ta == tb && op == Op::kSub) return Value(Duration{ns(a) - ns(b)});
-  if (ta == DType::kDuration && tb == DType::kDuration) {
-    if (op == Op::kAdd) return Value(Duration{ns(a) + ns(b)});
-    if (op == Op::kSub) return Value(Duration{ns(a) - ns(b)});
-    if (op == Op::kFloorDiv && ns(b) != 0) return Value(floor_div(ns(a), ns(b)));
-    if (op == Op::kMod && ns(b) != 0) return Value(Duration{floor_mod(ns(a), ns(b))});
+  if constexpr (op == Arith::kAdd)
+    if (ta == DType::kString && tb == DType::kString) return Value(a.as_string() + b.as_string());
+  if constexpr (op == Arith::kAdd || op == Arith::kSub) {
+    if (is_datetime(ta) && tb == DType::kDuration)
+      return with_ns(ta, op == Arith::kAdd ? wrap_add(time_ns(a), time_ns(b)) : wrap_sub(time_ns(a), time_ns(b)));
+    if (ta == DType::kDuration && tb == DType::kDuration)
+      return Value(Duration{op == Arith::kAdd ? wrap_add(time_ns(a), time_ns(b)) : wrap_sub(time_ns(a), time_ns(b))});
   }
-  if (ta == DType::kDuration && tb == DType::kInt && op == Op::kMul) return Value(Duration{ns(a) * b.as_int()});
-  if (ta == DType::kInt && tb == DType::kDuration && op == Op::kMul) return Value(Duration{ns(b) * a.as_int()});
-  throw RuntimeError(std::string("unsupported operand types ") + dtype_name(ta) + " and " + dtype_name(tb));
+  if constexpr (op == Arith::kSub)
+    if (is_datetime(ta) && ta == tb) return Value(Duration{wrap_sub(time_ns(a), time_ns(b))});
+  if constexpr (op == Arith::kFloorDiv || op == Arith::kMod) {
+    if (ta == DType::kDuration && tb == DType::kDuration) {
+      int64_t y = time_ns(b);
+      if (y == 0) throw RuntimeError(op == Arith::kMod ? "modulo by zero" : "division by zero");
+      if constexpr (op == Arith::kFloorDiv) return Value(floor_div(time_ns(a), y));
+      else return Value(Duration{floor_mod(time_ns(a), y)});
+    }
+  }
+  if constexpr (op == Arith::kMul) {
+    if (ta == DType::kDuration && tb == DType::kInt) return Value(Duration{wrap_mul(time_ns(a), b.as_int())});
+    if (ta == DType::kInt && tb == DType::kDuration) return Value(Duration{wrap_mul(time_ns(b), a.as_int())});
+  }
+  throw RuntimeError(std::string("operator ") + symbol(op) + " is not defined for " + dtype_name(ta) + " and " +
+                     dtype_name(tb));
 }
+
+template <Arith op>
+Type arith_type(const ArgTypes& a) {
+  DType x = a[0].base, y = a[1].base;
+  bool opt = a.any_optional();
+  if (x == DType::kAny || y == DType::kAny) return {DType::kAny, true};
+  if (x == DType::kNone || y == DType::kNone) return {DType::kNone, true};
+  if (is_num(x) && is_num(y)) {
+    if (op == Arith::kDiv) return {DType::kFloat, opt};
+    return {x == DType::kInt && y == DType::kInt ? DType::kInt : DType::kFloat, opt};
+  }
+  bool add_sub = op == Arith::kAdd || op == Arith::kSub;
+  if (op == Arith::kAdd && x == DType::kString && y == DType::kString) return {DType::kString, opt};
+  if (is_datetime(x) && y == DType::kDuration && add_sub) return {x, opt};
+  if (is_datetime(x) && x == y && op == Arith::kSub) return {DType::kDuration, opt};
+  if (x == DType::kDuration && y == DType::kDuration && (add_sub || op == Arith::kMod)) return {DType::kDuration, opt};
+  if (x == DType::kDuration && y == DType::kDuration && op == Arith::kFloorDiv) return {DType::kInt, opt};
+  if (op == Arith::kMul && ((x == DType::kDuration && y == DType::kInt) || (x == DType::kInt && y == DType::kDuration)))
+    return {DType::kDuration, opt};
+  a.fail(std::string("operator ") + symbol(op) + " is not defined for " + a[0].to_string() + " and " +
+         a[1].to_string());
+}
+
+template <Arith op>
+Value arith_kernel(const Call& f, const EvalContext& c) {
+  Value ta, tb;
+  const Value& a = f.ref(0, c, ta);
+  const Value& b = f.ref(1, c, tb);
+  return arith<op>(a, b);
+}
+
+Value neg_kernel(const Call& f, const EvalContext& c) {
+  Value tmp;
+  const Value& a = f.ref(0, c, tmp);
+  switch (a.type()) {
+    case DType::kNone: return Value();
+    case DType::kInt: return Value(wrap_sub(0, a.as_int()));
+    case DType::kFloat: return Value(-a.as_float());
+    case DType::kDuration: return Value(Duration{wrap_sub(0, a.as_duration())});
+    default: throw RuntimeError(std::string("cannot negate ") + dtype_name(a.type()));
+  }
+}
+Type neg_type(const ArgTypes& a) {
+  DType x = a[0].base;
+  if (!is_num(x) && x != DType::kDuration && x != DType::kAny && x != DType::kNone)
+    a.fail("cannot negate " + a[0].to_string() + " (operator -)");
+  return a[0];
+}
+
+// -- Comparisons. == and != compare any two values (None == None is true; an int equals the
+// equal float); <, <=, >, >= give None when an argument is None and need comparable types
+// (numbers with numbers, else the same type).
+
+enum class Cmp { kEq, kNe, kLt, kLe, kGt, kGe };
+
+template <Cmp op>
+Value compare_kernel(const Call& f, const EvalContext& c) {
+  Value ta, tb;
+  const Value& a = f.ref(0, c, ta);
+  const Value& b = f.ref(1, c, tb);
+  bool mixed = is_num(a.type()) && is_num(b.type()) && a.type() != b.type();
+  if constexpr (op == Cmp::kEq || op == Cmp::kNe) {
+    bool eq = mixed ? a.as_number() == b.as_number() : a == b;
+    return Value(op == Cmp::kEq ? eq : !eq);
+  } else {
+    if (a.is_none() || b.is_none()) return Value();
+    std::partial_ordering r = std::partial_ordering::equivalent;
+    if (mixed) r = a.as_number() <=> b.as_number();
+    else r = a <=> b;
+    if constexpr (op == Cmp::kLt) return Value(r < 0);
+    if constexpr (op == Cmp::kLe) return Value(r <= 0);
+    if constexpr (op == Cmp::kGt) return Value(r > 0);
+    return Value(r >= 0);
+  }
+}
+
+Type equality_type(const ArgTypes&) { return {DType::kBool, false}; }
+
+bool comparable(DType a, DType b) {
+  if (a == DType::kAny || b == DType::kAny || a == DType::kNone || b == DType::kNone) return true;
+  if (is_num(a) && is_num(b)) return true;
+  return a == b;
+}
+Type order_type(const ArgTypes& a) {
+  if (!comparable(a[0].base, a[1].base))
+    a.fail("cannot compare " + a[0].to_string() + " with " + a[1].to_string() + " (operator " + a.name() + ")");
+  return {DType::kBool, a.any_optional()};
+}
+
+// -- Boolean logic (three-valued: None is unknown). `and`/`or` evaluate the second argument
+// only when the first does not decide.
 
 bool truthy(const Value& v) { return !v.is_none() && v.type() == DType::kBool && v.as_bool(); }
 
-Value compare(Op op, const Value& a, const Value& b) {
-  if (op == Op::kEq || op == Op::kNe) {
-    bool eq;
-    if (is_num(a.type()) && is_num(b.type()) && a.type() != b.type()) eq = a.as_number() == b.as_number();
-    else eq = a == b;
-    return Value(op == Op::kEq ? eq : !eq);
-  }
-  if (a.is_none() || b.is_none()) return Value();
-  std::partial_ordering c = std::partial_ordering::equivalent;
-  if (is_num(a.type()) && is_num(b.type()) && a.type() != b.type()) c = a.as_number() <=> b.as_number();
-  else c = a <=> b;
-  switch (op) {
-    case Op::kLt: return Value(c < 0);
-    case Op::kLe: return Value(c <= 0);
-    case Op::kGt: return Value(c > 0);
-    case Op::kGe: return Value(c >= 0);
-    default: return Value();
-  }
+Value and_kernel(const Call& f, const EvalContext& c) {
+  Value ta, tb;
+  const Value& a = f.ref(0, c, ta);
+  if (!a.is_none() && !truthy(a)) return Value(false);
+  const Value& b = f.ref(1, c, tb);
+  if (a.is_none() || b.is_none()) return b.is_none() || truthy(b) ? Value() : Value(false);
+  return Value(truthy(b));
 }
+Value or_kernel(const Call& f, const EvalContext& c) {
+  Value ta, tb;
+  const Value& a = f.ref(0, c, ta);
+  if (truthy(a)) return Value(true);
+  const Value& b = f.ref(1, c, tb);
+  if (truthy(b)) return Value(true);
+  if (a.is_none() || b.is_none()) return Value();
+  return Value(false);
+}
+Value not_kernel(const Call& f, const EvalContext& c) {
+  Value tmp;
+  const Value& a = f.ref(0, c, tmp);
+  return a.is_none() ? Value() : Value(!truthy(a));
+}
+Type bool_args_type(const ArgTypes& a) {
+  for (size_t i = 0; i < a.size(); ++i) a.expect(i, {DType::kBool});
+  return {DType::kBool, a.any_optional()};
+}
+
+// -- Conditionals and None handling.
+
+Value if_else_kernel(const Call& f, const EvalContext& c) {
+  Value tmp;
+  return truthy(f.ref(0, c, tmp)) ? f.arg(1, c) : f.arg(2, c);
+}
+Type if_else_type(const ArgTypes& a) {
+  a.expect(0, {DType::kBool});
+  return unify(a[1], a[2]);
+}
+
+Value coalesce_kernel(const Call& f, const EvalContext& c) {
+  for (size_t i = 0; i < f.size(); ++i) {
+    Value v = f.arg(i, c);
+    if (!v.is_none()) return v;
+  }
+  return Value();
+}
+Type coalesce_type(const ArgTypes& a) {
+  Type r = a[0];
+  bool all_opt = true;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (i) r = unify(r, a[i]);
+    all_opt = all_opt && a[i].optional;
+  }
+  r.optional = all_opt;
+  return r;
+}
+
+Value is_none_kernel(const Call& f, const EvalContext& c) {
+  Value tmp;
+  return Value(f.ref(0, c, tmp).is_none());
+}
+Value is_not_none_kernel(const Call& f, const EvalContext& c) {
+  Value tmp;
+  return Value(!f.ref(0, c, tmp).is_none());
+}
+Type bool_result_type(const ArgTypes&) { return {DType::kBool, false}; }
+
+// -- cast: between int, float and bool, from str by parsing, to str by printing; None stays
+// None. Parse failures (and a float without an int value) are RuntimeErrors.
 
 std::string lower_ascii(std::string s) {
   for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -391,13 +674,26 @@ std::string upper_ascii(std::string s) {
   return s;
 }
 
+bool castable(DType from, DType to) {
+  if (to == DType::kAny || to == DType::kNone) return false;
+  if (from == DType::kAny || from == DType::kNone || from == to || to == DType::kString) return true;
+  bool scalar_to = to == DType::kInt || to == DType::kFloat || to == DType::kBool;
+  return scalar_to && (is_num(from) || from == DType::kBool || from == DType::kString);
+}
+
 Value do_cast(const Value& v, DType to) {
   if (v.is_none()) return v;
   DType from = v.type();
   if (from == to) return v;
   switch (to) {
     case DType::kInt:
-      if (from == DType::kFloat) return Value(static_cast<int64_t>(v.as_float()));
+      if (from == DType::kFloat) {
+        double d = v.as_float();
+        // Truncates toward zero; outside the int range (or NaN) there is no int value.
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+          throw RuntimeError("cannot cast float " + v.to_string() + " to int");
+        return Value(static_cast<int64_t>(d));
+      }
       if (from == DType::kBool) return Value(static_cast<int64_t>(v.as_bool()));
       if (from == DType::kString) {
         const std::string& s = v.as_string();
@@ -437,307 +733,249 @@ Value do_cast(const Value& v, DType to) {
   throw RuntimeError(std::string("cannot cast ") + dtype_name(from) + " to " + dtype_name(to));
 }
 
-const std::string& need_str(const Value& v, const char* fn) {
-  if (v.type() != DType::kString) throw RuntimeError(std::string(fn) + "() expects str, got " + dtype_name(v.type()));
-  return v.as_string();
+Value cast_kernel(const Call& f, const EvalContext& c) {
+  Value tmp;
+  return do_cast(f.ref(0, c, tmp), f.cast_to());
+}
+Type cast_type(const ArgTypes& a) {
+  if (!castable(a[0].base, a.cast_to()))
+    a.fail(std::string("cast() cannot convert ") + a[0].to_string() + " to " + dtype_name(a.cast_to()));
+  return {a.cast_to(), a[0].optional};
 }
 
-int64_t need_int(const Value& v, const char* fn) {
-  if (v.type() != DType::kInt) throw RuntimeError(std::string(fn) + "() expects int, got " + dtype_name(v.type()));
-  return v.as_int();
+// -- Tuples. get(t, i): element i (negative counts from the end), None when out of range or
+// when an argument is None.
+
+Value tuple_kernel(const Call& f, const EvalContext& c) {
+  std::vector<Value> items;
+  items.reserve(f.size());
+  for (size_t i = 0; i < f.size(); ++i) items.push_back(f.arg(i, c));
+  return Value::tuple(std::move(items));
 }
+Type tuple_type(const ArgTypes&) { return {DType::kTuple, false}; }
 
-class OpExpr final : public CompiledExpr {
- public:
-  OpExpr(Op op, std::vector<CompiledExprPtr> args, DType cast_to, Type t)
-      : op_(op), args_(std::move(args)), cast_to_(cast_to) {
-    type = t;
-  }
-
-  Value eval(const EvalContext& c) const override {
-    switch (op_) {
-      case Op::kAnd: {
-        Value a = args_[0]->eval(c);
-        if (!a.is_none() && !truthy(a)) return Value(false);
-        Value b = args_[1]->eval(c);
-        if (a.is_none() || b.is_none()) return b.is_none() || truthy(b) ? Value() : Value(false);
-        return Value(truthy(b));
-      }
-      case Op::kOr: {
-        Value a = args_[0]->eval(c);
-        if (truthy(a)) return Value(true);
-        Value b = args_[1]->eval(c);
-        if (truthy(b)) return Value(true);
-        if (a.is_none() || b.is_none()) return Value();
-        return Value(false);
-      }
-      case Op::kIfElse: {
-        Value cond = args_[0]->eval(c);
-        return truthy(cond) ? args_[1]->eval(c) : args_[2]->eval(c);
-      }
-      case Op::kCoalesce:
-        for (const auto& a : args_) {
-          Value v = a->eval(c);
-          if (!v.is_none()) return v;
-        }
-        return Value();
-      default:
-        break;
-    }
-    // The first argument by reference when it is a column (no copy of a string cell).
-    Value a_value;
-    int ai = args_[0]->column_index();
-    if (ai < 0) a_value = args_[0]->eval(c);
-    const Value& a = ai >= 0 ? c.cols[ai] : a_value;
-    switch (op_) {
-      case Op::kNeg:
-        if (a.is_none()) return a;
-        if (a.type() == DType::kInt) return Value(-a.as_int());
-        if (a.type() == DType::kFloat) return Value(-a.as_float());
-        if (a.type() == DType::kDuration) return Value(Duration{-a.as_duration()});
-        throw RuntimeError(std::string("cannot negate ") + dtype_name(a.type()));
-      case Op::kNot:
-        if (a.is_none()) return a;
-        return Value(!truthy(a));
-      case Op::kIsNone: return Value(a.is_none());
-      case Op::kIsNotNone: return Value(!a.is_none());
-      case Op::kCast: return do_cast(a, cast_to_);
-      case Op::kTuple: {
-        std::vector<Value> items;
-        items.push_back(a);
-        for (size_t i = 1; i < args_.size(); ++i) items.push_back(args_[i]->eval(c));
-        return Value::tuple(std::move(items));
-      }
-      case Op::kLower: return a.is_none() ? a : Value(lower_ascii(need_str(a, "lower")));
-      case Op::kUpper: return a.is_none() ? a : Value(upper_ascii(need_str(a, "upper")));
-      case Op::kLen:
-        if (a.is_none()) return a;
-        if (a.type() == DType::kTuple) return Value(static_cast<int64_t>(a.as_tuple().size()));
-        if (a.type() == DType::kBytes) return Value(static_cast<int64_t>(a.as_bytes().size()));
-        return Value(static_cast<int64_t>(need_str(a, "len").size()));
-      case Op::kStrip: {
-        if (a.is_none()) return a;
-        const std::string& s = need_str(a, "strip");
-        size_t b = s.find_first_not_of(" \t\r\n\f\v");
-        if (b == std::string::npos) return Value(std::string());
-        size_t e = s.find_last_not_of(" \t\r\n\f\v");
-        return Value(s.substr(b, e - b + 1));
-      }
-      case Op::kSplit: {
-        if (a.is_none()) return a;
-        const std::string& s = need_str(a, "split");
-        std::vector<Value> parts;
-        if (args_.size() == 1) {
-          // ASCII whitespace, as isspace() in the C locale, without a call per byte.
-          auto space = [](char ch) { return ch == ' ' || (ch >= '\t' && ch <= '\r'); };
-          size_t i = 0, n = s.size();
-          parts.reserve(std::min<size_t>(n / 2 + 1, 16));
-          while (i < n) {
-            while (i < n && space(s[i])) ++i;
-            size_t j = i;
-            while (j < n && !space(s[j])) ++j;
-            if (j > i) parts.emplace_back(std::string_view(s).substr(i, j - i));
-            i = j;
-          }
-        } else {
-          Value sep_value = args_[1]->eval(c);  // need_str returns a reference into it
-          const std::string& sep = need_str(sep_value, "split");
-          if (sep.empty()) throw RuntimeError("split(): empty separator");
-          size_t i = 0;
-          for (;;) {
-            size_t j = s.find(sep, i);
-            if (j == std::string::npos) {
-              parts.emplace_back(std::string_view(s).substr(i));
-              break;
-            }
-            parts.emplace_back(std::string_view(s).substr(i, j - i));
-            i = j + sep.size();
-          }
-        }
-        return Value::tuple(std::move(parts));
-      }
-      default:
-        break;
-    }
-    Value b = args_[1]->eval(c);
-    switch (op_) {
-      case Op::kAdd: case Op::kSub: case Op::kMul: case Op::kDiv: case Op::kMod: case Op::kFloorDiv:
-        return arith(op_, a, b);
-      case Op::kEq: case Op::kNe: case Op::kLt: case Op::kLe: case Op::kGt: case Op::kGe:
-        return compare(op_, a, b);
-      case Op::kGet: {
-        if (a.is_none() || b.is_none()) return Value();
-        if (a.type() != DType::kTuple || b.type() != DType::kInt) throw RuntimeError("get() expects (tuple, int)");
-        const auto& t = a.as_tuple();
-        int64_t i = b.as_int();
-        if (i < 0) i += static_cast<int64_t>(t.size());
-        if (i < 0 || i >= static_cast<int64_t>(t.size())) return Value();
-        return t[static_cast<size_t>(i)];
-      }
-      case Op::kContains:
-        if (a.is_none() || b.is_none()) return Value();
-        return Value(need_str(a, "contains").find(need_str(b, "contains")) != std::string::npos);
-      case Op::kStartsWith: {
-        if (a.is_none() || b.is_none()) return Value();
-        const std::string& s = need_str(a, "startswith");
-        const std::string& p = need_str(b, "startswith");
-        return Value(s.compare(0, p.size(), p) == 0 && s.size() >= p.size());
-      }
-      case Op::kEndsWith: {
-        if (a.is_none() || b.is_none()) return Value();
-        const std::string& s = need_str(a, "endswith");
-        const std::string& p = need_str(b, "endswith");
-        return Value(s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0);
-      }
-      case Op::kReplace: {
-        if (a.is_none()) return a;
-        std::string s = need_str(a, "replace");
-        const std::string& from = need_str(b, "replace");
-        std::string to = need_str(args_[2]->eval(c), "replace");
-        if (from.empty()) return Value(s);
-        std::string out;
-        size_t i = 0;
-        for (;;) {
-          size_t j = s.find(from, i);
-          if (j == std::string::npos) break;
-          out.append(s, i, j - i);
-          out += to;
-          i = j + from.size();
-        }
-        out.append(s, i, std::string::npos);
-        return Value(std::move(out));
-      }
-      case Op::kSlice: {
-        if (a.is_none()) return a;
-        const std::string& s = need_str(a, "slice");
-        int64_t n = static_cast<int64_t>(s.size());
-        Value e = args_[2]->eval(c);
-        int64_t from = b.is_none() ? 0 : need_int(b, "slice");
-        int64_t to = e.is_none() ? n : need_int(e, "slice");
-        if (from < 0) from = std::max<int64_t>(0, from + n);
-        if (to < 0) to = std::max<int64_t>(0, to + n);
-        from = std::min(from, n);
-        to = std::min(to, n);
-        if (to <= from) return Value(std::string());
-        return Value(s.substr(static_cast<size_t>(from), static_cast<size_t>(to - from)));
-      }
-      default:
-        break;
-    }
-    throw RuntimeError("internal: unhandled operator");
-  }
-
- private:
-  Op op_;
-  std::vector<CompiledExprPtr> args_;
-  DType cast_to_;
-};
-
-struct OpInfo {
-  const char* name;
-  Op op;
-  int min_args;
-  int max_args;
-};
-const OpInfo kOps[] = {
-    {"+", Op::kAdd, 2, 2}, {"-", Op::kSub, 2, 2}, {"*", Op::kMul, 2, 2}, {"/", Op::kDiv, 2, 2},
-    {"%", Op::kMod, 2, 2}, {"//", Op::kFloorDiv, 2, 2}, {"neg", Op::kNeg, 1, 1}, {"==", Op::kEq, 2, 2},
-    {"!=", Op::kNe, 2, 2}, {"<", Op::kLt, 2, 2}, {"<=", Op::kLe, 2, 2}, {">", Op::kGt, 2, 2},
-    {">=", Op::kGe, 2, 2}, {"and", Op::kAnd, 2, 2}, {"or", Op::kOr, 2, 2}, {"not", Op::kNot, 1, 1},
-    {"if_else", Op::kIfElse, 3, 3}, {"coalesce", Op::kCoalesce, 1, 1000}, {"is_none", Op::kIsNone, 1, 1},
-    {"is_not_none", Op::kIsNotNone, 1, 1}, {"cast", Op::kCast, 1, 1}, {"tuple", Op::kTuple, 1, 1000},
-    {"get", Op::kGet, 2, 2}, {"lower", Op::kLower, 1, 1}, {"upper", Op::kUpper, 1, 1}, {"len", Op::kLen, 1, 1},
-    {"strip", Op::kStrip, 1, 1}, {"contains", Op::kContains, 2, 2}, {"startswith", Op::kStartsWith, 2, 2},
-    {"endswith", Op::kEndsWith, 2, 2}, {"replace", Op::kReplace, 3, 3}, {"split", Op::kSplit, 1, 2},
-    {"slice", Op::kSlice, 3, 3},
-};
-
-bool compatible_for_order(DType a, DType b) {
-  if (a == DType::kAny || b == DType::kAny || a == DType::kNone || b == DType::kNone) return true;
-  if (is_num(a) && is_num(b)) return true;
-  return a == b;
+Value get_kernel(const Call& f, const EvalContext& c) {
+  Value ta, tb;
+  const Value& a = f.ref(0, c, ta);
+  const Value& b = f.ref(1, c, tb);
+  if (a.is_none() || b.is_none()) return Value();
+  if (a.type() != DType::kTuple) wrong_arg(f, "tuple", a);
+  const auto& t = a.as_tuple();
+  int64_t i = need_int(f, b);
+  if (i < 0) i += static_cast<int64_t>(t.size());
+  if (i < 0 || i >= static_cast<int64_t>(t.size())) return Value();
+  return t[static_cast<size_t>(i)];
 }
-
-Type op_type(const CompileScope& s, Op op, const std::vector<CompiledExprPtr>& a, DType cast_to, const std::string& name) {
-  auto t = [&](size_t i) { return a[i]->type; };
-  bool opt = false;
-  for (const auto& x : a) opt = opt || x->type.optional;
-  auto expect = [&](size_t i, DType want) {
-    DType got = t(i).base;
-    if (got != want && got != DType::kAny && got != DType::kNone)
-      graph_error(s, name + "() expects " + dtype_name(want) + " for argument " + std::to_string(i + 1) +
-                         ", got " + t(i).to_string());
-  };
-  switch (op) {
-    case Op::kAdd: case Op::kSub: case Op::kMul: case Op::kDiv: case Op::kMod: case Op::kFloorDiv: {
-      DType x = t(0).base, y = t(1).base;
-      if (x == DType::kAny || y == DType::kAny) return {DType::kAny, true};
-      if (x == DType::kNone || y == DType::kNone) return {DType::kNone, true};
-      if (is_num(x) && is_num(y)) {
-        if (op == Op::kDiv) return {DType::kFloat, opt};
-        return {x == DType::kInt && y == DType::kInt ? DType::kInt : DType::kFloat, opt};
-      }
-      if (op == Op::kAdd && x == DType::kString && y == DType::kString) return {DType::kString, opt};
-      bool dx = x == DType::kDateTimeNaive || x == DType::kDateTimeUtc;
-      if (dx && y == DType::kDuration && (op == Op::kAdd || op == Op::kSub)) return {x, opt};
-      if (dx && x == y && op == Op::kSub) return {DType::kDuration, opt};
-      if (x == DType::kDuration && y == DType::kDuration && (op == Op::kAdd || op == Op::kSub || op == Op::kMod))
-        return {DType::kDuration, opt};
-      if (x == DType::kDuration && y == DType::kDuration && op == Op::kFloorDiv) return {DType::kInt, opt};
-      if (op == Op::kMul && ((x == DType::kDuration && y == DType::kInt) || (x == DType::kInt && y == DType::kDuration)))
-        return {DType::kDuration, opt};
-      graph_error(s, "operator " + name + " is not defined for " + t(0).to_string() + " and " + t(1).to_string());
-    }
-    case Op::kNeg:
-      if (!is_num(t(0).base) && t(0).base != DType::kDuration && t(0).base != DType::kAny)
-        graph_error(s, "cannot negate " + t(0).to_string());
-      return t(0);
-    case Op::kEq: case Op::kNe: return {DType::kBool, false};
-    case Op::kLt: case Op::kLe: case Op::kGt: case Op::kGe:
-      if (!compatible_for_order(t(0).base, t(1).base))
-        graph_error(s, "cannot compare " + t(0).to_string() + " with " + t(1).to_string());
-      return {DType::kBool, opt};
-    case Op::kAnd: case Op::kOr: case Op::kNot:
-      for (size_t i = 0; i < a.size(); ++i) expect(i, DType::kBool);
-      return {DType::kBool, opt};
-    case Op::kIfElse:
-      expect(0, DType::kBool);
-      return unify(t(1), t(2));
-    case Op::kCoalesce: {
-      Type r = t(0);
-      bool all_opt = true;
-      for (size_t i = 0; i < a.size(); ++i) {
-        if (i) r = unify(r, t(i));
-        all_opt = all_opt && t(i).optional;
-      }
-      r.optional = all_opt;
-      return r;
-    }
-    case Op::kIsNone: case Op::kIsNotNone: return {DType::kBool, false};
-    case Op::kCast: return {cast_to, t(0).optional};
-    case Op::kTuple: return {DType::kTuple, false};
-    case Op::kGet: return {DType::kAny, true};
-    case Op::kLower: case Op::kUpper: case Op::kStrip:
-      expect(0, DType::kString);
-      return {DType::kString, opt};
-    case Op::kLen: return {DType::kInt, opt};
-    case Op::kContains: case Op::kStartsWith: case Op::kEndsWith:
-      expect(0, DType::kString);
-      expect(1, DType::kString);
-      return {DType::kBool, opt};
-    case Op::kReplace:
-      for (size_t i = 0; i < 3; ++i) expect(i, DType::kString);
-      return {DType::kString, opt};
-    case Op::kSplit:
-      expect(0, DType::kString);
-      return {DType::kTuple, t(0).optional};
-    case Op::kSlice:
-      expect(0, DType::kString);
-      expect(1, DType::kInt);
-      expect(2, DType::kInt);
-      return {DType::kString, t(0).optional};
-  }
+Type get_type(const ArgTypes& a) {
+  a.expect(0, {DType::kTuple});
+  a.expect(1, {DType::kInt});
   return {DType::kAny, true};
+}
+
+// -- Strings (bytes of UTF-8: lower/upper change ASCII letters only; len and slice count
+// bytes). None in any argument gives None, except slice, whose None bounds mean "from the
+// start" / "to the end" as in Python.
+
+Type str_args_type(const ArgTypes& a, DType result, bool optional) {
+  for (size_t i = 0; i < a.size(); ++i) a.expect(i, {DType::kString});
+  return {result, optional};
+}
+Type str_to_str_type(const ArgTypes& a) { return str_args_type(a, DType::kString, a.any_optional()); }
+Type str_to_bool_type(const ArgTypes& a) { return str_args_type(a, DType::kBool, a.any_optional()); }
+
+Value lower_kernel(const Call& f, const EvalContext& c) {
+  Value tmp;
+  const Value& a = f.ref(0, c, tmp);
+  return a.is_none() ? Value() : Value(lower_ascii(need_str(f, a)));
+}
+Value upper_kernel(const Call& f, const EvalContext& c) {
+  Value tmp;
+  const Value& a = f.ref(0, c, tmp);
+  return a.is_none() ? Value() : Value(upper_ascii(need_str(f, a)));
+}
+
+Value strip_kernel(const Call& f, const EvalContext& c) {
+  Value tmp;
+  const Value& a = f.ref(0, c, tmp);
+  if (a.is_none()) return Value();
+  const std::string& s = need_str(f, a);
+  size_t b = s.find_first_not_of(" \t\r\n\f\v");
+  if (b == std::string::npos) return Value(std::string());
+  size_t e = s.find_last_not_of(" \t\r\n\f\v");
+  return Value(s.substr(b, e - b + 1));
+}
+
+Value len_kernel(const Call& f, const EvalContext& c) {
+  Value tmp;
+  const Value& a = f.ref(0, c, tmp);
+  switch (a.type()) {
+    case DType::kNone: return Value();
+    case DType::kString: return Value(static_cast<int64_t>(a.as_string().size()));
+    case DType::kBytes: return Value(static_cast<int64_t>(a.as_bytes().size()));
+    case DType::kTuple: return Value(static_cast<int64_t>(a.as_tuple().size()));
+    default: wrong_arg(f, "str, bytes or tuple", a);
+  }
+}
+Type len_type(const ArgTypes& a) {
+  a.expect(0, {DType::kString, DType::kBytes, DType::kTuple});
+  return {DType::kInt, a.any_optional()};
+}
+
+// Two string arguments (s, other), both non-None: pred(s, other).
+template <bool (*pred)(const std::string&, const std::string&)>
+Value str_pred_kernel(const Call& f, const EvalContext& c) {
+  Value ta, tb;
+  const Value& a = f.ref(0, c, ta);
+  const Value& b = f.ref(1, c, tb);
+  if (a.is_none() || b.is_none()) return Value();
+  return Value(pred(need_str(f, a), need_str(f, b)));
+}
+bool contains_pred(const std::string& s, const std::string& n) { return s.find(n) != std::string::npos; }
+bool startswith_pred(const std::string& s, const std::string& p) {
+  return s.size() >= p.size() && s.compare(0, p.size(), p) == 0;
+}
+bool endswith_pred(const std::string& s, const std::string& p) {
+  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+}
+
+Value replace_kernel(const Call& f, const EvalContext& c) {
+  Value ta, tb, tc;
+  const Value& a = f.ref(0, c, ta);
+  const Value& b = f.ref(1, c, tb);
+  const Value& d = f.ref(2, c, tc);
+  if (a.is_none() || b.is_none() || d.is_none()) return Value();
+  const std::string& s = need_str(f, a);
+  const std::string& from = need_str(f, b);
+  const std::string& to = need_str(f, d);
+  if (from.empty()) return a;
+  std::string out;
+  size_t i = 0;
+  for (;;) {
+    size_t j = s.find(from, i);
+    if (j == std::string::npos) break;
+    out.append(s, i, j - i);
+    out += to;
+    i = j + from.size();
+  }
+  out.append(s, i, std::string::npos);
+  return Value(std::move(out));
+}
+
+// split(s): on runs of ASCII whitespace, no empty parts; split(s, sep): on every sep (empty
+// parts kept; an empty sep is a RuntimeError).
+Value split_kernel(const Call& f, const EvalContext& c) {
+  Value ta, tb;
+  const Value& a = f.ref(0, c, ta);
+  if (a.is_none()) return Value();
+  const std::string& s = need_str(f, a);
+  std::vector<Value> parts;
+  if (f.size() == 1) {
+    // ASCII whitespace, as isspace() in the C locale, without a call per byte.
+    auto space = [](char ch) { return ch == ' ' || (ch >= '\t' && ch <= '\r'); };
+    size_t i = 0, n = s.size();
+    parts.reserve(std::min<size_t>(n / 2 + 1, 16));
+    while (i < n) {
+      while (i < n && space(s[i])) ++i;
+      size_t j = i;
+      while (j < n && !space(s[j])) ++j;
+      if (j > i) parts.emplace_back(std::string_view(s).substr(i, j - i));
+      i = j;
+    }
+    return Value::tuple(std::move(parts));
+  }
+  const Value& b = f.ref(1, c, tb);
+  if (b.is_none()) return Value();
+  const std::string& sep = need_str(f, b);
+  if (sep.empty()) throw RuntimeError("split(): empty separator");
+  size_t i = 0;
+  for (;;) {
+    size_t j = s.find(sep, i);
+    if (j == std::string::npos) {
+      parts.emplace_back(std::string_view(s).substr(i));
+      break;
+    }
+    parts.emplace_back(std::string_view(s).substr(i, j - i));
+    i = j + sep.size();
+  }
+  return Value::tuple(std::move(parts));
+}
+Type split_type(const ArgTypes& a) {
+  for (size_t i = 0; i < a.size(); ++i) a.expect(i, {DType::kString});
+  return {DType::kTuple, a.any_optional()};
+}
+
+// slice(s, start, end): bytes [start, end) with Python's clamping of negative and
+// out-of-range bounds.
+Value slice_kernel(const Call& f, const EvalContext& c) {
+  Value ta, tb, tc;
+  const Value& a = f.ref(0, c, ta);
+  if (a.is_none()) return Value();
+  const std::string& s = need_str(f, a);
+  int64_t n = static_cast<int64_t>(s.size());
+  const Value& b = f.ref(1, c, tb);
+  const Value& e = f.ref(2, c, tc);
+  int64_t from = b.is_none() ? 0 : need_int(f, b);
+  int64_t to = e.is_none() ? n : need_int(f, e);
+  if (from < 0) from = std::max<int64_t>(0, from + n);
+  if (to < 0) to = std::max<int64_t>(0, to + n);
+  from = std::min(from, n);
+  to = std::min(to, n);
+  if (to <= from) return Value(std::string());
+  return Value(s.substr(static_cast<size_t>(from), static_cast<size_t>(to - from)));
+}
+Type slice_type(const ArgTypes& a) {
+  a.expect(0, {DType::kString});
+  a.expect(1, {DType::kInt});
+  a.expect(2, {DType::kInt});
+  return {DType::kString, a[0].optional};
+}
+
+const Function kFunctions[] = {
+    {"+", 2, 2, arith_type<Arith::kAdd>, arith_kernel<Arith::kAdd>},
+    {"-", 2, 2, arith_type<Arith::kSub>, arith_kernel<Arith::kSub>},
+    {"*", 2, 2, arith_type<Arith::kMul>, arith_kernel<Arith::kMul>},
+    {"/", 2, 2, arith_type<Arith::kDiv>, arith_kernel<Arith::kDiv>},
+    {"%", 2, 2, arith_type<Arith::kMod>, arith_kernel<Arith::kMod>},
+    {"//", 2, 2, arith_type<Arith::kFloorDiv>, arith_kernel<Arith::kFloorDiv>},
+    {"neg", 1, 1, neg_type, neg_kernel},
+    {"==", 2, 2, equality_type, compare_kernel<Cmp::kEq>},
+    {"!=", 2, 2, equality_type, compare_kernel<Cmp::kNe>},
+    {"<", 2, 2, order_type, compare_kernel<Cmp::kLt>},
+    {"<=", 2, 2, order_type, compare_kernel<Cmp::kLe>},
+    {">", 2, 2, order_type, compare_kernel<Cmp::kGt>},
+    {">=", 2, 2, order_type, compare_kernel<Cmp::kGe>},
+    {"and", 2, 2, bool_args_type, and_kernel},
+    {"or", 2, 2, bool_args_type, or_kernel},
+    {"not", 1, 1, bool_args_type, not_kernel},
+    {"if_else", 3, 3, if_else_type, if_else_kernel},
+    {"coalesce", 1, kVariadic, coalesce_type, coalesce_kernel},
+    {"is_none", 1, 1, bool_result_type, is_none_kernel},
+    {"is_not_none", 1, 1, bool_result_type, is_not_none_kernel},
+    {"cast", 1, 1, cast_type, cast_kernel},
+    {"tuple", 1, kVariadic, tuple_type, tuple_kernel},
+    {"get", 2, 2, get_type, get_kernel},
+    {"lower", 1, 1, str_to_str_type, lower_kernel},
+    {"upper", 1, 1, str_to_str_type, upper_kernel},
+    {"len", 1, 1, len_type, len_kernel},
+    {"strip", 1, 1, str_to_str_type, strip_kernel},
+    {"contains", 2, 2, str_to_bool_type, str_pred_kernel<contains_pred>},
+    {"startswith", 2, 2, str_to_bool_type, str_pred_kernel<startswith_pred>},
+    {"endswith", 2, 2, str_to_bool_type, str_pred_kernel<endswith_pred>},
+    {"replace", 3, 3, str_to_str_type, replace_kernel},
+    {"split", 1, 2, split_type, split_kernel},
+    {"slice", 3, 3, slice_type, slice_kernel},
+};
+
+const Function* find_function(const std::string& name) {
+  for (const auto& f : kFunctions)
+    if (name == f.name) return &f;
+  return nullptr;
+}
+
+std::string arity_text(const Function& f) {
+  if (f.max_args == kVariadic) return "at least " + std::to_string(f.min_args) + " argument(s)";
+  if (f.min_args == f.max_args) return std::to_string(f.min_args) + " argument(s)";
+  return std::to_string(f.min_args) + " to " + std::to_string(f.max_args) + " arguments";
 }
 
 const std::vector<std::string> kReducerNames = {"count", "sum", "min", "max", "avg", "count_distinct",
@@ -819,17 +1057,15 @@ CompiledExprPtr compile(const Expr& e, CompileScope& s) {
       return std::make_unique<ColumnExpr>(slot, rt);
     }
     case ExprKind::kOp: {
-      const OpInfo* info = nullptr;
-      for (const auto& o : kOps)
-        if (n.name == o.name) info = &o;
-      if (!info) graph_error(s, "unknown function '" + n.name + "'");
+      const Function* fn = find_function(n.name);
+      if (!fn) graph_error(s, "unknown function '" + n.name + "'");
       int na = static_cast<int>(n.args.size());
-      if (na < info->min_args || na > info->max_args)
-        graph_error(s, n.name + "() takes " + std::to_string(info->min_args) + " argument(s), got " + std::to_string(na));
+      if (na < fn->min_args || (fn->max_args != kVariadic && na > fn->max_args))
+        graph_error(s, n.name + "() takes " + arity_text(*fn) + ", got " + std::to_string(na));
       std::vector<CompiledExprPtr> args;
       for (const auto& a : n.args) args.push_back(compile(a, s));
-      Type t = op_type(s, info->op, args, n.cast_to, n.name);
-      return std::make_unique<OpExpr>(info->op, std::move(args), n.cast_to, t);
+      Type t = fn->type(ArgTypes(s, n.name, args, n.cast_to));
+      return std::make_unique<Call>(fn, std::move(args), n.cast_to, t);
     }
   }
   graph_error(s, "internal: unknown expression kind");

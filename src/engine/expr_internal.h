@@ -82,7 +82,7 @@ struct CompileScope {
 // Type-checks and compiles; throws GraphError naming scope.op and the column on mistakes.
 CompiledExprPtr compile(const Expr& e, CompileScope& scope);
 
-// A canonical text of an expression ("mul(col(v), 2:int)"), for operator signatures: equal
+// A canonical text of an expression ("*(col(v), 2:int)"), for operator signatures: equal
 // expressions give equal texts. A user function is known by its result type, determinism and
 // cache name only (its code cannot be compared).
 std::string describe(const Expr& e);

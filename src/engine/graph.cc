@@ -61,17 +61,8 @@ std::string Node::label() const {
   return kind_ + "#" + std::to_string(index_);
 }
 
-void Node::take_state_changes(StateChanges& out) {
-  if (!stateful() || !processed_) return;
-  processed_ = false;
-  StateChange c;
-  save_state(c.value);
-  out.push_back(std::move(c));
-}
-
 Status Node::restore_state_entry(std::string_view key, std::string_view value) {
-  if (!key.empty()) return Status::corruption("state of " + label() + ": unexpected entry");
-  return load_state(value);
+  return Status::corruption("state of " + label() + ": unexpected entry (the operator keeps no state)");
 }
 
 void consolidate(Batch& batch) {

@@ -200,39 +200,6 @@ class JoinNode final : public Node {
   }
 
   bool stateful() const override { return true; }
-  void save_state(std::string& out) const override {
-    codec::put_u8(out, kStateVersion);
-    for (int s = 0; s < 2; ++s) {
-      size_t n = 0;
-      for (const auto& b : buckets_) n += b.rows[s].size();
-      codec::put_varint(out, n);
-      for (const auto& b : buckets_)
-        for (const auto& [k, r] : b.rows[s]) {
-          codec::put_key(out, k);
-          codec::put_row(out, r);
-        }
-    }
-    save_key_rows(out, memo_);
-  }
-  Status load_state(std::string_view in) override {
-    uint8_t version;
-    if (!codec::get_u8(in, &version) || version != kStateVersion) return state_corrupt(label());
-    buckets_.clear();
-    free_.clear();
-    stamp_.clear();
-    touch_pos_.clear();
-    index_.clear();
-    for (int s = 0; s < 2; ++s) {
-      RowsByKey rows;
-      if (!load_key_rows(in, &rows)) return state_corrupt(label());
-      for (auto& [k, r] : rows) {
-        Key bk;
-        if (r.size() != widths_[s] || !join_key(s, r, &bk)) return state_corrupt(label());
-        buckets_[bucket_slot(bk)].rows[s].insert(k, r);
-      }
-    }
-    return load_key_rows(in, &memo_) && in.empty() ? Status() : state_corrupt(label());
-  }
 
  private:
   struct Bucket {

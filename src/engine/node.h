@@ -9,9 +9,10 @@
 // Persistence hooks (used by src/persistence):
 //  * Source::offset() / seek(): a source's position after everything it returned, and resuming
 //    after such a position;
-//  * Node::save_state() / load_state(): stateful operators export and import their state;
-//  * Sink::durable_frontier(): the time up to which a sink's output is durable, and
-//    position() / truncate_to() to cut an output back to a committed point.
+//  * Node as a PersistentState: a stateful operator's state is a map of entries that it
+//    reports changes of and is restored from (encodings: src/engine/README.md);
+//  * Sink::flush() makes a sink's output durable, position() / truncate_to() cut an output
+//    back to a committed point.
 #pragma once
 
 #include <cstdint>
@@ -139,10 +140,9 @@ class Node : public PersistentState {
   virtual void process_part(Time t, std::span<Batch* const> inputs, Batch& out) { process_consuming(t, inputs, out); }
   virtual void end_time(Time t, Batch& out) {}
 
-  // Persistence hooks. A stateful node serializes everything process() depends on.
+  // Persistence: a stateful node keeps everything process() depends on in its PersistentState
+  // entries (it overrides take_state_changes, restore_state_entry and finish_state_restore).
   virtual bool stateful() const { return false; }
-  virtual void save_state(std::string& out) const {}
-  virtual Status load_state(std::string_view in) { return {}; }
   // The output depends on the order in which rows arrived (deduplicate, earliest/latest), not
   // only on the input collection: replaying input with merged times would change it.
   virtual bool order_dependent() const { return false; }
@@ -156,16 +156,13 @@ class Node : public PersistentState {
   const std::string& params() const { return params_; }
   void set_params(std::string p) { params_ = std::move(p); }
 
-  // PersistentState. Default for stateful nodes: one entry "" holding save_state(), rewritten
-  // after every time the node processed: correct, not incremental. Nodes whose state can be
-  // large override these with per-key entries.
+  // PersistentState. The defaults are those of a node without state: no changes, and any
+  // entry to restore is Corruption. Stateful nodes override them with their own entries.
   void track_state_changes() override { tracking_ = true; }
-  void take_state_changes(StateChanges& out) override;
+  void take_state_changes(StateChanges& out) override {}
   Status restore_state_entry(std::string_view key, std::string_view value) override;
   Status finish_state_restore() override { return {}; }
   bool tracking_state() const { return tracking_; }
-  // Set by the scheduler after process() while tracking.
-  void mark_processed() { processed_ = true; }
 
   const std::string& kind() const { return kind_; }
   const std::vector<size_t>& inputs() const { return inputs_; }
@@ -185,7 +182,6 @@ class Node : public PersistentState {
   size_t index_ = 0;
   std::string name_;
   bool tracking_ = false;
-  bool processed_ = false;
   std::string params_;
 };
 
@@ -231,8 +227,6 @@ class Sink {
   virtual Status time_end(Time t) { return {}; }
   // Makes everything written so far durable (fsync for files).
   virtual Status flush() = 0;
-  // Every time < durable_frontier() is durable.
-  virtual Time durable_frontier() const = 0;
   // Called once at the end of a run (after the last flush).
   virtual Status close() { return {}; }
   // Exactly-once outputs: the current position (e.g. file length) and cutting the output back

@@ -98,10 +98,6 @@ class SelectNode final : public Node {
   }
   bool stateful() const override { return memoize_; }
   bool needs_consolidated_input() const override { return memoize_; }
-  void save_state(std::string& out) const override { save_key_rows(out, memo_); }
-  Status load_state(std::string_view in) override {
-    return load_key_rows(in, &memo_) ? Status() : state_corrupt(label());
-  }
 
  private:
   std::vector<CompiledExprPtr> exprs_;
@@ -161,25 +157,6 @@ class FilterNode final : public Node {
       Value v = pred_->eval(ctx);
       if (!v.is_none() && v.type() == DType::kBool && v.as_bool()) out.push_back(std::move(u));
     }
-  }
-  void save_state(std::string& out) const override {
-    codec::put_varint(out, passed_.size());
-    for (const auto& [k, p] : passed_) {
-      codec::put_key(out, k);
-      codec::put_u8(out, p ? 1 : 0);
-    }
-  }
-  Status load_state(std::string_view in) override {
-    uint64_t n;
-    if (!codec::get_varint(in, &n)) return state_corrupt(label());
-    passed_.clear();
-    for (uint64_t i = 0; i < n; ++i) {
-      Key k;
-      uint8_t p;
-      if (!codec::get_key(in, &k) || !codec::get_u8(in, &p)) return state_corrupt(label());
-      passed_[k] = p != 0;
-    }
-    return {};
   }
 
  private:
@@ -285,25 +262,6 @@ class ConcatNode final : public Node {
       }
   }
   bool stateful() const override { return true; }
-  void save_state(std::string& out) const override {
-    codec::put_varint(out, live_.size());
-    for (const auto& [k, c] : live_) {
-      codec::put_key(out, k);
-      codec::put_i64(out, c);
-    }
-  }
-  Status load_state(std::string_view in) override {
-    uint64_t n;
-    if (!codec::get_varint(in, &n)) return state_corrupt(label());
-    live_.clear();
-    for (uint64_t i = 0; i < n; ++i) {
-      Key k;
-      int64_t c;
-      if (!codec::get_key(in, &k) || !codec::get_i64(in, &c)) return state_corrupt(label());
-      live_[k] = c;
-    }
-    return {};
-  }
 
  private:
   std::unordered_map<Key, int64_t, KeyHash> live_;

@@ -503,34 +503,6 @@ class GroupByNode final : public Node {
 
  public:
   bool stateful() const override { return true; }
-  void save_state(std::string& out) const override {
-    codec::put_varint(out, index_.size());
-    for (const Group& g : groups_) {
-      if (!g.live) continue;
-      codec::put_row(out, g.values);
-      save_group(out, g);
-    }
-  }
-  Status load_state(std::string_view in) override {
-    uint64_t n;
-    if (!codec::get_varint(in, &n)) return state_corrupt(label());
-    groups_.clear();
-    stamp_.clear();
-    delta_.clear();
-    for (auto& v : sum_delta_) v.clear();
-    free_.clear();
-    index_.clear();
-    for (uint64_t i = 0; i < n; ++i) {
-      Row vals;
-      Group g = new_group();
-      if (!codec::get_row(in, &vals) || !load_group(in, &g)) return state_corrupt(label());
-      Key gkey = key_from_values(vals);
-      if (index_.find(gkey) != KeyIndex::kNone) return state_corrupt(label());
-      g.values = std::move(vals);
-      add_group(gkey, std::move(g));
-    }
-    return {};
-  }
 
  private:
   struct Group {
@@ -578,8 +550,7 @@ class GroupByNode final : public Node {
     g = Group{};
     free_.push_back(slot);
   }
-  // The group's state: count, emitted, last output, reducer states (shared by save_state and
-  // the per-group entries).
+  // The group's state in its persistent entry: count, emitted, last output, reducer states.
   static void save_group(std::string& out, const Group& g) {
     codec::put_i64(out, g.count);
     codec::put_u8(out, g.emitted ? 1 : 0);

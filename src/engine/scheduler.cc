@@ -189,7 +189,6 @@ Status Scheduler::step(Time t, bool suppress_sinks) {
       }
       if (!feeds_rest_[i]) outputs[i].clear();
       else if (consolidate_output_[i]) consolidate(outputs[i]);
-      if (node.tracking_state()) node.mark_processed();
       continue;
     }
     bool is_sink = is_sink_[i];
@@ -208,7 +207,6 @@ Status Scheduler::step(Time t, bool suppress_sinks) {
       // Consolidate only where a consumer needs it (sinks, stateful inputs); linear stateless
       // operators pass their batches on as they are.
       if (consolidate_output_[i]) consolidate(outputs[i]);
-      if (node.tracking_state()) node.mark_processed();
     }
     // Free inputs nobody else needs.
     for (size_t in : node.inputs())

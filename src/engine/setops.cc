@@ -73,17 +73,6 @@ class SetOpNode final : public Node {
   }
 
   bool stateful() const override { return true; }
-  void save_state(std::string& out) const override {
-    codec::put_u8(out, kStateVersion);
-    save_key_rows(out, rows_[0]);
-    save_key_rows(out, rows_[1]);
-  }
-  Status load_state(std::string_view in) override {
-    uint8_t version;
-    bool ok = codec::get_u8(in, &version) && version == kStateVersion && load_key_rows(in, &rows_[0]) &&
-              load_key_rows(in, &rows_[1]) && in.empty();
-    return ok ? Status() : state_corrupt(label());
-  }
 
  private:
   bool other_cells_used() const { return op_ == SetOp::kUpdateRows || op_ == SetOp::kUpdateCells; }
@@ -188,33 +177,6 @@ class IxNode final : public Node {
   }
 
   bool stateful() const override { return true; }
-  void save_state(std::string& out) const override {
-    codec::put_u8(out, kStateVersion);
-    save_key_rows(out, targets_);
-    codec::put_varint(out, pointers_.size());
-    for (const auto& [k, p] : pointers_) {
-      codec::put_key(out, k);
-      codec::put_value(out, p);
-    }
-  }
-  Status load_state(std::string_view in) override {
-    uint8_t version;
-    uint64_t n;
-    if (!codec::get_u8(in, &version) || version != kStateVersion || !load_key_rows(in, &targets_) ||
-        !codec::get_varint(in, &n))
-      return state_corrupt(label());
-    pointers_.clear();
-    referrers_.clear();
-    for (uint64_t i = 0; i < n; ++i) {
-      Key k;
-      Value p;
-      if (!codec::get_key(in, &k) || !codec::get_value(in, &p) || (!p.is_none() && p.type() != DType::kPointer))
-        return state_corrupt(label());
-      link(k, p);
-      pointers_[k] = std::move(p);
-    }
-    return in.empty() ? Status() : state_corrupt(label());
-  }
 
  private:
   void link(const Key& source, const Value& p) {

@@ -87,31 +87,6 @@ class SortNode final : public Node {
   }
 
   bool stateful() const override { return true; }
-  void save_state(std::string& out) const override {
-    codec::put_varint(out, rows_.size());
-    for (const auto& [k, e] : rows_) {
-      codec::put_key(out, k);
-      codec::put_value(out, e.instance);
-      codec::put_value(out, e.value);
-      codec::put_row(out, e.last);
-    }
-  }
-  Status load_state(std::string_view in) override {
-    uint64_t n;
-    if (!codec::get_varint(in, &n)) return state_corrupt(label());
-    rows_.clear();
-    sets_.clear();
-    for (uint64_t i = 0; i < n; ++i) {
-      Key k;
-      Entry e;
-      if (!codec::get_key(in, &k) || !codec::get_value(in, &e.instance) || !codec::get_value(in, &e.value) ||
-          !codec::get_row(in, &e.last) || e.last.size() != 2)
-        return state_corrupt(label());
-      sets_[e.instance].emplace(e.value, k);
-      rows_.emplace(k, std::move(e));
-    }
-    return in.empty() ? Status() : state_corrupt(label());
-  }
 
  private:
   struct Entry {

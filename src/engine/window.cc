@@ -300,37 +300,6 @@ class SessionWindowNode final : public Node {
   }
 
   bool stateful() const override { return true; }
-  void save_state(std::string& out) const override {
-    codec::put_varint(out, rows_.size());
-    for (const auto& [k, e] : rows_) {
-      codec::put_key(out, k);
-      codec::put_value(out, e.instance);
-      codec::put_value(out, e.time);
-      codec::put_row(out, e.row);
-      codec::put_u8(out, e.assigned ? 1 : 0);
-      codec::put_value(out, e.start);
-      codec::put_value(out, e.end);
-    }
-  }
-  Status load_state(std::string_view in) override {
-    uint64_t n;
-    if (!codec::get_varint(in, &n)) return state_corrupt(label());
-    rows_.clear();
-    sets_.clear();
-    for (uint64_t i = 0; i < n; ++i) {
-      Key k;
-      Entry e;
-      uint8_t assigned;
-      if (!codec::get_key(in, &k) || !codec::get_value(in, &e.instance) || !codec::get_value(in, &e.time) ||
-          !codec::get_row(in, &e.row) || !codec::get_u8(in, &assigned) || !codec::get_value(in, &e.start) ||
-          !codec::get_value(in, &e.end))
-        return state_corrupt(label());
-      e.assigned = assigned != 0;
-      sets_[e.instance].emplace(e.time, k);
-      rows_.emplace(k, std::move(e));
-    }
-    return in.empty() ? Status() : state_corrupt(label());
-  }
 
  private:
   struct Entry {

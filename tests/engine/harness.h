@@ -54,11 +54,36 @@ class StepRecorder final : public engine::Sink {
     return {};
   }
   Status flush() override { return {}; }
-  engine::Time durable_frontier() const override { return 0; }
 
  private:
   std::vector<engine::Time>* times_;
 };
+
+// An operator's state as its persistent entries (Node as a PersistentState): key -> value.
+using StateEntries = std::map<std::string, std::string>;
+
+// Starts change tracking on every stateful node, as persistence does before the first time.
+inline void track_state(Graph& g) {
+  for (size_t i = 0; i < g.impl().size(); ++i)
+    if (g.impl().node(i).stateful()) g.impl().node(i).track_state_changes();
+}
+
+// Applies the node's state changes since the previous take to `entries`.
+inline void take_state(engine::Node& n, StateEntries& entries) {
+  engine::StateChanges changes;
+  n.take_state_changes(changes);
+  for (auto& c : changes) {
+    if (c.erase) entries.erase(c.key);
+    else entries[c.key] = std::move(c.value);
+  }
+}
+
+// Restores a node that has not processed anything yet: every entry, then finish.
+inline Status restore_state(engine::Node& n, const StateEntries& entries) {
+  for (const auto& [k, v] : entries)
+    if (Status s = n.restore_state_entry(k, v); !s.is_ok()) return s;
+  return n.finish_state_restore();
+}
 
 // `slice_rows`: RunOptions::pipeline_slice_rows.
 inline RunOutput run_graph(const std::vector<SourceSpec>& sources, const BuildFn& build,

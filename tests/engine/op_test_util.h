@@ -21,9 +21,10 @@ inline std::vector<std::string> step_changes(const RunOutput& out,
   return got;
 }
 
-// State export/import check: run the first `split` batches, export every stateful node's
-// state, import it into a freshly built graph and feed the remaining batches. The resumed
-// run's output must equal the uninterrupted run's output after the split.
+// State export/import check: run the first `split` batches with state tracking, take every
+// stateful node's entries, restore them into a freshly built graph and feed the remaining
+// batches. The resumed run's output must equal the uninterrupted run's output after the split.
+// A garbage entry value is rejected.
 
 inline void expect_state_continuation(const Schema& schema, const std::vector<Batch>& batches, size_t split,
                                       const BuildFn& build) {
@@ -32,7 +33,7 @@ inline void expect_state_continuation(const Schema& schema, const std::vector<Ba
   ASSERT_GT(whole.step_times.size(), split);
 
   std::vector<Batch> first(batches.begin(), batches.begin() + split), second(batches.begin() + split, batches.end());
-  std::vector<std::pair<size_t, std::string>> states;
+  std::map<size_t, StateEntries> states;
   engine::Time last_time = 0;
   {
     Graph g;
@@ -41,25 +42,33 @@ inline void expect_state_continuation(const Schema& schema, const std::vector<Ba
     RunOptions o;
     o.handle_signals = false;
     engine::RunHooks hooks;
+    hooks.before_start = [&](engine::Scheduler&) {
+      track_state(g);
+      return Status();
+    };
     hooks.at_end = [&](engine::Scheduler& s, bool) {
       last_time = s.last_time();
       return Status();
     };
     ASSERT_TRUE(engine::run_with_hooks(g, o, hooks).is_ok());
     for (size_t i = 0; i < g.impl().size(); ++i)
-      if (g.impl().node(i).stateful()) {
-        states.emplace_back(i, "");
-        g.impl().node(i).save_state(states.back().second);
-      }
+      if (g.impl().node(i).stateful()) take_state(g.impl().node(i), states[i]);
   }
   ASSERT_FALSE(states.empty());
+  for (const auto& [i, s] : states) {
+    if (s.empty()) continue;
+    Graph g;
+    std::vector<Table> in{engine::add_source(g, std::make_unique<engine::BatchesSource>(second), schema)};
+    build(g, in);
+    EXPECT_FALSE(restore_state(g.impl().node(i), {{s.begin()->first, "\x05garbage"}}).is_ok())
+        << g.impl().node(i).label();
+  }
   Graph g;
   std::vector<Table> in{engine::add_source(g, std::make_unique<engine::BatchesSource>(second), schema)};
   Table out = build(g, in);
   for (const auto& [i, s] : states) {
-    ASSERT_TRUE(g.impl().node(i).load_state(s).is_ok()) << g.impl().node(i).label();
-    EXPECT_FALSE(g.impl().node(i).load_state("\x05garbage").is_ok());
-    ASSERT_TRUE(g.impl().node(i).load_state(s).is_ok());
+    Status st = restore_state(g.impl().node(i), s);
+    ASSERT_TRUE(st.is_ok()) << g.impl().node(i).label() << ": " << st.to_string();
   }
   auto captured = std::make_shared<std::vector<CapturedChange>>();
   engine::add_sink(out, std::make_unique<engine::CaptureSink>(captured));

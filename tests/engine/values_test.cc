@@ -115,7 +115,6 @@ class FailingSink final : public engine::Sink {
   Status open() override { return {}; }
   Status write(engine::Time, const Batch&, const Schema&) override { return Status::io_error("disk full"); }
   Status flush() override { return {}; }
-  engine::Time durable_frontier() const override { return 0; }
 };
 
 TEST(Values, SinkErrorsKeepTheirCode) {
