@@ -3,17 +3,18 @@
 // "Persistent state entries").
 //
 //  * cells encoding: a row's cells without a count (the width is the operator's), each as
-//    `value` of docs/format/values.md except ints, which are the kInt tag then the zigzag
-//    varint of the value (1..10 bytes instead of 8). In memory and in join's version-2 state
+//    `value` of docs/format/values.md except ints: byte 0x80 | n, then the n (0..8) low bytes
+//    of the zigzag value (1..9 bytes instead of 9). In memory and in join's version-2 state
 //    entries, so restoring an entry copies its bytes.
 //  * RowArena: the cells of many rows in 1 MiB pages (no per-row heap object), each record
 //    prefixed by its varint length; refs stay valid until compacted by the owner.
-//  * RowStore: one input side's rows in dense slots (key, arena ref, next row of the same
-//    bucket), found by row key through a flat open-addressing index; rows of one bucket form
+//  * RowStore: one input side's rows in dense slots (key, cells inline when at most 7 bytes
+//    else an arena ref, next row of the same bucket), found by row key through a flat open-addressing index; rows of one bucket form
 //    a chain whose head the caller keeps (the join's bucket table).
 // Not thread-safe.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -28,11 +29,18 @@ namespace tidemark::engine {
 
 namespace cells {
 
+// An int cell: one byte 0x80 | n (n = 0..8), then n little-endian bytes of the zigzag value.
+inline constexpr uint8_t kIntCell = 0x80;
+
 inline void put(std::string& out, const Value& v) {
   if (v.type() == DType::kInt) {
     int64_t i = v.as_int();
-    codec::put_u8(out, static_cast<uint8_t>(DType::kInt));
-    codec::put_varint(out, (static_cast<uint64_t>(i) << 1) ^ static_cast<uint64_t>(i >> 63));
+    uint64_t z = (static_cast<uint64_t>(i) << 1) ^ static_cast<uint64_t>(i >> 63);
+    char b[9];
+    size_t n = 0;
+    for (; z != 0; z >>= 8) b[1 + n++] = static_cast<char>(z & 0xff);
+    b[0] = static_cast<char>(kIntCell | n);
+    out.append(b, 1 + n);
     return;
   }
   codec::put_value(out, v);
@@ -43,13 +51,17 @@ inline void put(std::string& out, const Value* row, size_t width) {
 // Decodes one cell from the front of `in`; false on truncated or invalid input.
 inline bool get(std::string_view& in, Value* v) {
   if (in.empty()) return false;
-  if (static_cast<uint8_t>(in[0]) == static_cast<uint8_t>(DType::kInt)) {
-    in.remove_prefix(1);
-    uint64_t z;
-    if (!codec::get_varint(in, &z)) return false;
+  uint8_t b = static_cast<uint8_t>(in[0]);
+  if (b & kIntCell) {
+    size_t n = b & 0x7f;
+    if (n > 8 || in.size() < 1 + n) return false;
+    uint64_t z = 0;
+    for (size_t i = 0; i < n; ++i) z |= static_cast<uint64_t>(static_cast<uint8_t>(in[1 + i])) << (8 * i);
+    in.remove_prefix(1 + n);
     *v = Value(static_cast<int64_t>((z >> 1) ^ (~(z & 1) + 1)));
     return true;
   }
+  if (b == static_cast<uint8_t>(DType::kInt)) return false;  // ints have one encoding (above)
   return codec::get_value(in, v);
 }
 // Decodes exactly `width` cells filling the whole of `in`.
@@ -125,13 +137,40 @@ class RowArena {
 
 // Position of a 32-bit hash in a table of `cap` cells (any cap, not only powers of two).
 inline size_t home_of(uint32_t h, size_t cap) { return static_cast<size_t>((static_cast<uint64_t>(h) * cap) >> 32); }
-// Open-addressing tables grow by half at 7/8 load: with 8-byte cells an index costs 9 to 14
-// bytes per entry (a power-of-two table would cost up to 18).
-inline size_t grown_capacity(size_t cap, size_t need) {
-  size_t c = cap < 64 ? 64 : cap;
-  while (need * 8 > c * 7) c += c / 2;
-  return c;
+// The capacity of an open-addressing table of `cell_bytes` cells that must hold `need` entries
+// at most 7/8 full, growing from `cap` by at least a quarter (so a table is at least 70% full
+// after growing: the bucket and row indexes are a large part of a join's state). Rounded up so the table's bytes fill a
+// whole allocator size class (jemalloc and most others space large classes by a quarter of a
+// power of two): the slack a class would waste becomes capacity.
+inline size_t grown_capacity(size_t cap, size_t need, size_t cell_bytes) {
+  size_t c = cap < 64 ? 64 : cap + cap / 4;
+  while (need * 8 > c * 7) c += c / 4;
+  size_t bytes = c * cell_bytes;
+  size_t quarter = std::bit_floor(bytes) / 4;
+  if (quarter >= 4096) bytes = (bytes + quarter - 1) / quarter * quarter;
+  return bytes / cell_bytes;
 }
+
+// A vector in fixed-size segments: no copy and no doubling slack when it grows.
+template <typename T>
+class SegmentedVector {
+ public:
+  static constexpr size_t kShift = 15;
+  size_t size() const { return size_; }
+  T& operator[](size_t i) { return segs_[i >> kShift][i & kMask]; }
+  const T& operator[](size_t i) const { return segs_[i >> kShift][i & kMask]; }
+  void push_back(const T& v) {
+    if ((size_ >> kShift) == segs_.size()) segs_.push_back(std::make_unique<T[]>(kMask + 1));
+    (*this)[size_++] = v;
+  }
+
+ private:
+  static constexpr size_t kMask = (size_t{1} << kShift) - 1;
+  std::vector<std::unique_ptr<T[]>> segs_;
+  size_t size_ = 0;
+};
+
+static_assert(std::endian::native == std::endian::little, "RowStore::Ref keeps its inline flag in the top byte of an arena ref");
 
 class RowStore {
  public:
@@ -139,8 +178,15 @@ class RowStore {
 
   size_t size() const { return size_; }
   const Key& key(uint32_t slot) const { return keys_[slot]; }
-  std::string_view cells(uint32_t slot) const { return arena_.get(refs_[slot]); }
+  std::string_view cells(uint32_t slot) const {
+    const Ref& r = refs_[slot];
+    if (r.b[7] & kInline) return {r.b, static_cast<size_t>(r.b[7] & 0x7f)};
+    return arena_.get(r.arena());
+  }
   uint32_t next(uint32_t slot) const { return next_[slot]; }
+  void prefetch(const Key& k) const {
+    if (!index_.empty()) __builtin_prefetch(&index_[home_of(hash(k), index_.size())]);
+  }
 
   // The slot of row key `k`, or kEnd.
   uint32_t find(const Key& k) const {
@@ -156,7 +202,7 @@ class RowStore {
   // Adds row `k` with encoded `cells` at the front of the chain `*head`. False (nothing
   // changed) if `k` is present.
   bool insert(const Key& k, std::string_view cell_bytes, uint32_t* head) {
-    if ((size_ + 1) * 8 > index_.size() * 7) rehash(grown_capacity(index_.size(), size_ + 1));
+    if ((size_ + 1) * 8 > index_.size() * 7) rehash(grown_capacity(index_.size(), size_ + 1, sizeof(Cell)));
     uint32_t h = hash(k);
     size_t i = home_of(h, index_.size());
     for (;; i = step(i)) {
@@ -169,11 +215,11 @@ class RowStore {
       slot = free_;
       free_ = next_[slot];
       keys_[slot] = k;
-      refs_[slot] = arena_.add(cell_bytes);
+      refs_[slot] = store(cell_bytes);
     } else {
       slot = static_cast<uint32_t>(keys_.size());
       keys_.push_back(k);
-      refs_.push_back(arena_.add(cell_bytes));
+      refs_.push_back(store(cell_bytes));
       next_.push_back(kEnd);
     }
     next_[slot] = *head;
@@ -186,7 +232,7 @@ class RowStore {
   // Removes `slot`, which is on the chain starting at `*head`. Singly linked chains: the head
   // row moves into the erased slot and the head slot is freed.
   void erase(uint32_t slot, uint32_t* head) {
-    arena_.release(refs_[slot]);
+    release(refs_[slot]);
     index_erase(keys_[slot], slot);
     uint32_t h = *head;
     if (h != slot) {
@@ -202,6 +248,31 @@ class RowStore {
   }
 
  private:
+  // A row's cells: inline (b[7] = kInline | length, at most 7 bytes) or an arena ref (b[7]'s
+  // top bit clear: page indexes stay below 2^31).
+  static constexpr char kInline = static_cast<char>(0x80);
+  struct Ref {
+    char b[8];
+    RowArena::Ref arena() const {
+      RowArena::Ref v;
+      std::memcpy(&v, b, 8);
+      return v;
+    }
+  };
+  Ref store(std::string_view cell_bytes) {
+    Ref r{};
+    if (cell_bytes.size() <= 7) {
+      if (!cell_bytes.empty()) std::memcpy(r.b, cell_bytes.data(), cell_bytes.size());
+      r.b[7] = static_cast<char>(kInline | static_cast<char>(cell_bytes.size()));
+    } else {
+      RowArena::Ref a = arena_.add(cell_bytes);
+      std::memcpy(r.b, &a, 8);
+    }
+    return r;
+  }
+  void release(const Ref& r) {
+    if (!(r.b[7] & kInline)) arena_.release(r.arena());
+  }
   struct Cell {
     uint32_t slot = kEnd;
     uint32_t tag = 0;  // hash of the key: its home cell and a filter before comparing keys
@@ -250,13 +321,16 @@ class RowStore {
     for (uint32_t f = free_; f != kEnd; f = next_[f]) is_free[f] = true;
     RowArena fresh;
     for (size_t s = 0; s < keys_.size(); ++s)
-      if (!is_free[s]) refs_[s] = fresh.add(arena_.get(refs_[s]));
+      if (!is_free[s] && !(refs_[s].b[7] & kInline)) {
+        RowArena::Ref a = fresh.add(arena_.get(refs_[s].arena()));
+        std::memcpy(refs_[s].b, &a, 8);
+      }
     arena_ = std::move(fresh);
   }
 
-  std::vector<Key> keys_;
-  std::vector<RowArena::Ref> refs_;
-  std::vector<uint32_t> next_;  // next row of the bucket chain; next free slot for free slots
+  SegmentedVector<Key> keys_;
+  SegmentedVector<Ref> refs_;
+  SegmentedVector<uint32_t> next_;  // next row of the bucket chain; next free slot for free slots
   uint32_t free_ = kEnd;
   size_t size_ = 0;
   std::vector<Cell> index_;

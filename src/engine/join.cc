@@ -57,14 +57,19 @@ class BucketTable {
   };
   size_t size() const { return size_; }
   Cell& at(size_t pos) { return cells_[pos]; }
-  // Room for `n` more buckets without growing.
-  void reserve(size_t n) {
-    if ((size_ + n) * 8 > cells_.size() * 7) rehash(grown_capacity(cells_.size(), size_ + n));
+  void prefetch(const Key& k) const {
+    if (!cells_.empty()) __builtin_prefetch(&cells_[home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size())]);
   }
-  // The position of bucket `k`, created with empty chains if absent. Invalidates positions
-  // only when it grows (never after reserve() for as many new buckets).
+  void prefetch_at(size_t pos) const { __builtin_prefetch(&cells_[pos]); }
+  // Room for `n` more buckets without growing.
+  // Incremented whenever the table grows (every position changes then).
+  uint64_t generation() const { return generation_; }
+  // The position of bucket `k`, created with empty chains if absent.
   size_t find_or_insert(const Key& k) {
-    reserve(1);
+    if ((size_ + 1) * 8 > cells_.size() * 7) {
+      rehash(grown_capacity(cells_.size(), size_ + 1, sizeof(Cell)));
+      ++generation_;
+    }
     size_t i = home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size());
     for (;; i = step(i)) {
       Cell& c = cells_[i];
@@ -108,6 +113,7 @@ class BucketTable {
   }
   std::vector<Cell> cells_;
   size_t size_ = 0;
+  uint64_t generation_ = 0;
 };
 
 class JoinNode final : public Node {
@@ -202,10 +208,11 @@ class JoinNode final : public Node {
     touched_.clear();
     links_.clear();
     size_t n = in[0]->size() + in[1]->size();
-    buckets_.reserve(n);  // bucket positions stay valid until the end of this call
     size_t cap = 16;
     while (cap < 2 * n) cap *= 2;
     touch_map_.assign(cap, kEnd);
+    // Bucket keys first, so the bucket cells can be prefetched a few updates ahead.
+    bkeys_.clear();
     for (int s = 0; s < 2; ++s)
       for (const Update& u : *in[s]) {
         Key bk;
@@ -215,25 +222,36 @@ class JoinNode final : public Node {
         }
         if (u.diff != 1 && u.diff != -1) multiplicity_error(s, u.key);
         if (tracking_state()) dirty_[s].push_back(u.key);
-        uint32_t pos = static_cast<uint32_t>(buckets_.find_or_insert(bk));
-        size_t m = (static_cast<uint64_t>(pos) * 0x9E3779B97F4A7C15ULL >> 32) & (cap - 1);
-        while (touch_map_[m] != kEnd && touched_[touch_map_[m]].pos != pos) m = (m + 1) & (cap - 1);
-        if (touch_map_[m] == kEnd) {
-          touch_map_[m] = static_cast<uint32_t>(touched_.size());
-          touched_.push_back({pos, {kEnd, kEnd}, {kEnd, kEnd}});
-        }
-        Touched& t = touched_[touch_map_[m]];
-        uint32_t link = static_cast<uint32_t>(links_.size());
-        links_.push_back({&u, kEnd});
-        if (t.head[s] == kEnd) t.head[s] = link;
-        else links_[t.tail[s]].next = link;
-        t.tail[s] = link;
+        bkeys_.push_back({bk, &u, static_cast<uint8_t>(s)});
       }
+    for (size_t i = 0; i < bkeys_.size(); ++i) {
+      if (i + kAhead < bkeys_.size()) buckets_.prefetch(bkeys_[i + kAhead].bk);
+      const auto& [bk, up, s] = bkeys_[i];
+      size_t m = bk.lo & (cap - 1);
+      while (touch_map_[m] != kEnd && touched_[touch_map_[m]].bk != bk) m = (m + 1) & (cap - 1);
+      if (touch_map_[m] == kEnd) {
+        uint64_t gen = buckets_.generation();
+        uint32_t pos = static_cast<uint32_t>(buckets_.find_or_insert(bk));
+        if (buckets_.generation() != gen)  // the table grew: positions moved
+          for (Touched& o : touched_) o.pos = static_cast<uint32_t>(buckets_.find_or_insert(o.bk));
+        touch_map_[m] = static_cast<uint32_t>(touched_.size());
+        touched_.push_back({bk, pos, {kEnd, kEnd}, {kEnd, kEnd}});
+      }
+      uint32_t ti = touch_map_[m];
+      Touched& t = touched_[ti];
+      uint32_t link = static_cast<uint32_t>(links_.size());
+      links_.push_back({up, kEnd, ti, s});
+      if (t.head[s] == kEnd) t.head[s] = link;
+      else links_[t.tail[s]].next = link;
+      t.tail[s] = link;
+    }
     // Delta rule per bucket: dL x R_old + L_new x dR. Retractions leave the arrangement at
     // once; insertions are applied after every bucket (a row moving between buckets leaves
     // its old bucket before it enters the new one), so L_new is L's chain plus dL's insertions.
     std::array<std::vector<const Update*>, 2> delta;
-    for (const Touched& t : touched_) {
+    for (size_t ti = 0; ti < touched_.size(); ++ti) {
+      if (ti + kAhead < touched_.size()) buckets_.prefetch_at(touched_[ti + kAhead].pos);
+      const Touched& t = touched_[ti];
       BucketTable::Cell& b = buckets_.at(t.pos);
       std::array<int64_t, 2> sum{0, 0};
       for (int s = 0; s < 2; ++s) {
@@ -262,6 +280,10 @@ class JoinNode final : public Node {
           if (lu->diff > 0) emit_pair(lu->key, lu->row.data(), u->key, u->row.data(), u->diff, out);
       }
       retract(1, b, delta[1]);
+      bool inserts = false;
+      for (int s = 0; s < 2; ++s)
+        for (const Update* u : delta[s]) inserts = inserts || u->diff > 0;
+      if (b.head[0] == kEnd && b.head[1] == kEnd && !inserts) emptied_.push_back(b.key);
       for (int s = 0; s < 2; ++s) {
         if (!keep_[s]) continue;
         if (was_empty[1 - s] && will_be_empty[1 - s]) {
@@ -273,22 +295,30 @@ class JoinNode final : public Node {
         }
       }
     }
-    for (const Touched& t : touched_) {
-      BucketTable::Cell& b = buckets_.at(t.pos);
-      for (int s = 0; s < 2; ++s)
-        for (uint32_t l = t.head[s]; l != kEnd; l = links_[l].next) {
-          const Update& u = *links_[l].u;
-          if (u.diff < 0) continue;
-          buf_.clear();
-          cells::put(buf_, u.row.data(), widths_[s]);
-          if (!rows_[s].insert(u.key, buf_, &b.head[s])) multiplicity_error(s, u.key);
-        }
-      if (b.head[0] == kEnd && b.head[1] == kEnd) emptied_.push_back(b.key);
+    // Insertions in input order, the row index prefetched a few rows ahead.
+    for (size_t l = 0; l < links_.size(); ++l) {
+      if (l + kAhead < links_.size()) {
+        const Link& a = links_[l + kAhead];
+        rows_[a.side].prefetch(a.u->key);
+        buckets_.prefetch_at(touched_[a.ti].pos);
+      }
+      const Link& k = links_[l];
+      if (k.u->diff < 0) continue;
+      buf_.clear();
+      cells::put(buf_, k.u->row.data(), widths_[k.side]);
+      if (!rows_[k.side].insert(k.u->key, buf_, &buckets_.at(touched_[k.ti].pos).head[k.side])) multiplicity_error(k.side, k.u->key);
     }
     for (const Key& k : emptied_) buckets_.erase(k);
     emptied_.clear();
     touched_.clear();
     links_.clear();
+    bkeys_.clear();
+    if (touch_map_.size() > kKeepScratch) {  // a large batch's scratch is not kept as state
+      std::vector<Touched>().swap(touched_);
+      std::vector<Link>().swap(links_);
+      std::vector<Keyed>().swap(bkeys_);
+      std::vector<uint32_t>().swap(touch_map_);
+    }
     flush(out);
   }
 
@@ -454,13 +484,24 @@ class JoinNode final : public Node {
   // process() scratch: touched buckets in first-touch order (found by position through
   // touch_map_, sized for the batch), their per-side update lists.
   struct Touched {
+    Key bk;
     uint32_t pos;
     std::array<uint32_t, 2> head, tail;
   };
   struct Link {
     const Update* u;
-    uint32_t next;
+    uint32_t next;  // next update of the same bucket and side
+    uint32_t ti;    // the bucket's entry in touched_
+    uint8_t side;
   };
+  struct Keyed {
+    Key bk;
+    const Update* u;
+    uint8_t side;
+  };
+  static constexpr size_t kAhead = 8;  // prefetch distance (updates)
+  static constexpr size_t kKeepScratch = size_t{1} << 14;
+  std::vector<Keyed> bkeys_;
   std::vector<Touched> touched_;
   std::vector<Link> links_;
   std::vector<uint32_t> touch_map_;
