@@ -69,7 +69,7 @@ class InputState {
   void take(StateChanges& out, Live&& live) {
     for (size_t p = 0; p < ports_.size(); ++p) {
       std::vector<Key>& d = dirty_[p];
-      std::sort(d.begin(), d.end());
+      std::sort(d.begin(), d.end(), key_bytes_less);
       d.erase(std::unique(d.begin(), d.end()), d.end());
       out.reserve(out.size() + d.size());
       for (const Key& k : d) {

@@ -137,7 +137,7 @@ class JoinNode final : public Node {
   void take_state_changes(StateChanges& out) override {
     for (uint8_t s = 0; s < 2; ++s) {
       std::vector<Key>& d = dirty_[s];
-      std::sort(d.begin(), d.end());
+      std::sort(d.begin(), d.end(), key_bytes_less);
       d.erase(std::unique(d.begin(), d.end()), d.end());
       out.reserve(out.size() + d.size());
       for (const Key& k : d) {
