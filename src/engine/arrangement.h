@@ -135,6 +135,10 @@ class RowArena {
   size_t dead_ = 0;
 };
 
+// Open-addressing tables (linear probing) are kept at most this full: an insert probes about
+// (1 + 1 / (1 - load)^2) / 2 cells.
+inline constexpr size_t kMaxLoadPercent = 87;
+
 // Position of a 32-bit hash in a table of `cap` cells (any cap, not only powers of two).
 inline size_t home_of(uint32_t h, size_t cap) { return static_cast<size_t>((static_cast<uint64_t>(h) * cap) >> 32); }
 // The capacity of an open-addressing table of `cell_bytes` cells that must hold `need` entries
@@ -144,7 +148,7 @@ inline size_t home_of(uint32_t h, size_t cap) { return static_cast<size_t>((stat
 // power of two): the slack a class would waste becomes capacity.
 inline size_t grown_capacity(size_t cap, size_t need, size_t cell_bytes) {
   size_t c = cap < 64 ? 64 : cap + cap / 4;
-  while (need * 8 > c * 7) c += c / 4;
+  while (need > c * kMaxLoadPercent / 100) c += c / 4;
   size_t bytes = c * cell_bytes;
   size_t quarter = std::bit_floor(bytes) / 4;
   if (quarter >= 4096) bytes = (bytes + quarter - 1) / quarter * quarter;
@@ -202,7 +206,7 @@ class RowStore {
   // Adds row `k` with encoded `cells` at the front of the chain `*head`. False (nothing
   // changed) if `k` is present.
   bool insert(const Key& k, std::string_view cell_bytes, uint32_t* head) {
-    if ((size_ + 1) * 8 > index_.size() * 7) rehash(grown_capacity(index_.size(), size_ + 1, sizeof(Cell)));
+    if ((size_ + 1) * 100 > index_.size() * kMaxLoadPercent) rehash(grown_capacity(index_.size(), size_ + 1, sizeof(Cell)));
     uint32_t h = hash(k);
     size_t i = home_of(h, index_.size());
     for (;; i = step(i)) {

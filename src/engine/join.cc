@@ -66,7 +66,7 @@ class BucketTable {
   uint64_t generation() const { return generation_; }
   // The position of bucket `k`, created with empty chains if absent.
   size_t find_or_insert(const Key& k) {
-    if ((size_ + 1) * 8 > cells_.size() * 7) {
+    if ((size_ + 1) * 100 > cells_.size() * kMaxLoadPercent) {
       rehash(grown_capacity(cells_.size(), size_ + 1, sizeof(Cell)));
       ++generation_;
     }
@@ -189,8 +189,10 @@ class JoinNode final : public Node {
       }
       Key bk;
       if (!join_key(port, r, &bk)) return state_corrupt(label());
-      BucketTable::Cell& b = buckets_.at(buckets_.find_or_insert(bk));
-      if (!rows_[port].insert(k, cell_bytes, &b.head[port])) return state_corrupt(label());
+      // Staged, then inserted a few thousand at a time with the tables prefetched ahead.
+      staged_.push_back({k, bk, staged_cells_.size(), cell_bytes.size(), port});
+      staged_cells_.append(cell_bytes);
+      if (staged_.size() >= kStage) return insert_staged();
       return {};
     }
     Row r;
@@ -200,7 +202,7 @@ class JoinNode final : public Node {
     memo_.emplace(k, std::move(r));
     return {};
   }
-  Status finish_state_restore() override { return {}; }
+  Status finish_state_restore() override { return insert_staged(); }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     // The changes of this time grouped by bucket without copying them: per touched bucket, a
@@ -326,6 +328,23 @@ class JoinNode final : public Node {
 
  private:
   static constexpr uint32_t kEnd = RowStore::kEnd;
+
+  Status insert_staged() {
+    Status st;
+    for (size_t i = 0; i < staged_.size() && st.is_ok(); ++i) {
+      if (i + kAhead < staged_.size()) {
+        buckets_.prefetch(staged_[i + kAhead].bk);
+        rows_[staged_[i + kAhead].port].prefetch(staged_[i + kAhead].key);
+      }
+      const Staged& e = staged_[i];
+      BucketTable::Cell& b = buckets_.at(buckets_.find_or_insert(e.bk));
+      if (!rows_[e.port].insert(e.key, std::string_view(staged_cells_).substr(e.off, e.len), &b.head[e.port]))
+        st = state_corrupt(label());  // a row key stored twice
+    }
+    staged_.clear();
+    staged_cells_.clear();
+    return st;
+  }
 
   [[noreturn]] static void multiplicity_error(int side, const Key& k) {
     throw RuntimeError(std::string("join: the ") + (side == 0 ? "left" : "right") + " input has key " + k.to_string() +
@@ -515,6 +534,15 @@ class JoinNode final : public Node {
   // Tracking (operator persisting only): the row keys changed since the last take, per side.
   std::array<std::vector<Key>, 2> dirty_;
   static constexpr size_t kEntryKeySize = 1 + 16;
+  // Restore: rows checked and keyed, not yet inserted.
+  struct Staged {
+    Key key, bk;
+    size_t off, len;  // in staged_cells_
+    uint8_t port;
+  };
+  static constexpr size_t kStage = 4096;
+  std::vector<Staged> staged_;
+  std::string staged_cells_;
   static constexpr uint8_t kRowsVersion = 2;
   static constexpr uint8_t kMemoPort = 2;
   static constexpr uint8_t kMemoVersion = 1;
