@@ -1,8 +1,6 @@
 // Persistent state entries for "input-collection" operators: operators whose state (or part
-// of it) is a deterministic function of the consolidated collections on their input ports
-// (join buckets, set operations, ix targets). Instead of exporting their internal structures,
-// such an operator stores its inputs' current rows as entries and rebuilds everything else on
-// restart by processing those rows once.
+// of it) is their inputs' current rows, kept in maps by row key (set operations, ix targets).
+// Such an operator stores those rows as entries and restores them straight into its maps.
 //
 // Entry encoding (see src/engine/README.md, "Persistent state entries"):
 //   key   = port byte + row key (16 bytes: lo, hi little-endian)
@@ -11,22 +9,18 @@
 //
 // Usage in a node:
 //   * process(): `inputs_.record(tracking_state(), port, update)` (or a whole batch) for every
-//     update the state depends on. Tables have unique keys per input and consolidated batches
-//     order a key's retraction before its insertion, so "diff > 0 -> put, diff < 0 -> erase,
-//     the last change wins" tracks the live row of every key. Nothing is recorded unless
-//     tracking, and nothing while the node replays its restored inputs.
-//   * take_state_changes(): `inputs_.take(out)` appends one change per touched (port, key).
+//     update the state depends on; only the key is remembered (nothing unless tracking).
+//   * take_state_changes(): `inputs_.take(out, live)` appends one change per touched
+//     (port, key): a put of the row `live(port, key)` returns, or an erase if it returns null.
 //   * restore_state_entry(): entries whose port byte is one of the helper's ports go to
-//     `inputs_.restore(...)`; other port bytes are the node's own entries.
-//   * finish_state_restore(): `inputs_.replay(*this)` calls the node's own process() once
-//     (time 0) with one consolidated batch per port and discards the output (the outputs
-//     were delivered before the restart).
+//     `inputs_.restore(...)`, which checks and decodes them for the node to insert; other port
+//     bytes are the node's own entries.
 #pragma once
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "engine/codec.h"
@@ -46,7 +40,7 @@ class InputState {
   static constexpr uint8_t kVersion = 1;
   static constexpr size_t kKeySize = 1 + 16;
 
-  explicit InputState(std::vector<Port> ports) : ports_(std::move(ports)), restored_(ports_.size()) {}
+  explicit InputState(std::vector<Port> ports) : ports_(std::move(ports)), dirty_(ports_.size()) {}
 
   // The entry key of (port, key).
   static std::string entry_key(uint8_t port, const Key& k) {
@@ -61,34 +55,36 @@ class InputState {
     return key.size() == kKeySize && codec::get_u8(key, port) && codec::get_key(key, k);
   }
 
-  bool replaying() const { return replaying_; }
-
   void record(bool tracking, size_t port, const Update& u) {
-    if (!tracking || replaying_ || ports_[port] == Port::kOwn) return;
-    Slot& s = pending_[PortKey{static_cast<uint8_t>(port), u.key}];
-    if (u.diff > 0) s = ports_[port] == Port::kRows ? std::optional<Row>(u.row) : std::optional<Row>(Row{});
-    else if (u.diff < 0) s.reset();
+    if (!tracking || ports_[port] == Port::kOwn) return;
+    dirty_[port].push_back(u.key);
   }
   void record(bool tracking, size_t port, const Batch& b) {
-    if (!tracking || replaying_) return;
-    for (const Update& u : b) record(true, port, u);
+    if (!tracking || ports_[port] == Port::kOwn) return;
+    for (const Update& u : b) dirty_[port].push_back(u.key);
   }
 
   // One change per (port, key) touched since the previous take: put of the live row, or erase.
-  void take(StateChanges& out) {
-    out.reserve(out.size() + pending_.size());
-    for (auto& [pk, row] : pending_) {
-      StateChange c;
-      c.key = entry_key(pk.port, pk.key);
-      if (row) {
-        codec::put_u8(c.value, kVersion);
-        codec::put_row(c.value, *row);
-      } else {
-        c.erase = true;
+  template <typename Live>
+  void take(StateChanges& out, Live&& live) {
+    for (size_t p = 0; p < ports_.size(); ++p) {
+      std::vector<Key>& d = dirty_[p];
+      std::sort(d.begin(), d.end(), key_bytes_less);
+      d.erase(std::unique(d.begin(), d.end()), d.end());
+      out.reserve(out.size() + d.size());
+      for (const Key& k : d) {
+        StateChange c;
+        c.key = entry_key(static_cast<uint8_t>(p), k);
+        if (const Row* row = live(p, k)) {
+          codec::put_u8(c.value, kVersion);
+          codec::put_row(c.value, ports_[p] == Port::kRows ? *row : Row{});
+        } else {
+          c.erase = true;
+        }
+        out.push_back(std::move(c));
       }
-      out.push_back(std::move(c));
+      std::vector<Key>().swap(d);
     }
-    pending_.clear();
   }
 
   // Whether an entry key belongs to one of the helper's ports (else it is the node's own).
@@ -97,62 +93,24 @@ class InputState {
            ports_[static_cast<uint8_t>(key[0])] != Port::kOwn;
   }
 
-  // `width`: expected number of cells of a port's rows (kRows ports), or nullopt to accept any.
+  // Checks and decodes an entry of one of the helper's ports into (*port, *k, *r).
+  // `widths`: expected number of cells of a port's rows (kRows ports), or nullopt to accept any.
   Status restore(std::string_view key, std::string_view value, const std::string& label,
-                 const std::vector<std::optional<size_t>>& widths = {}) {
-    uint8_t port, version;
-    Key k;
-    Row r;
-    if (!parse_key(key, &port, &k) || port >= ports_.size() || ports_[port] == Port::kOwn ||
-        !codec::get_u8(value, &version) || version != kVersion || !codec::get_row(value, &r) || !value.empty())
+                 const std::vector<std::optional<size_t>>& widths, uint8_t* port, Key* k, Row* r) const {
+    uint8_t version;
+    r->clear();
+    if (!parse_key(key, port, k) || *port >= ports_.size() || ports_[*port] == Port::kOwn ||
+        !codec::get_u8(value, &version) || version != kVersion || !codec::get_row(value, r) || !value.empty())
       return state_corrupt(label);
-    if (ports_[port] == Port::kKeys && !r.empty()) return state_corrupt(label);
-    if (ports_[port] == Port::kRows && port < widths.size() && widths[port] && r.size() != *widths[port])
+    if (ports_[*port] == Port::kKeys && !r->empty()) return state_corrupt(label);
+    if (ports_[*port] == Port::kRows && *port < widths.size() && widths[*port] && r->size() != *widths[*port])
       return state_corrupt(label);
-    restored_[port].push_back({k, std::move(r), 1});
     return {};
   }
 
-  // Processes the restored rows once through `node` (time 0), discarding the output. A failure
-  // (the node rejects its own stored input) is reported as corruption of the node's state.
-  Status replay(Node& node) {
-    std::vector<const Batch*> ins;
-    for (Batch& b : restored_) {
-      consolidate(b);
-      ins.push_back(&b);
-    }
-    bool any = false;
-    for (const Batch* b : ins) any = any || !b->empty();
-    Status st;
-    if (any) {
-      Batch discard;
-      replaying_ = true;
-      try {
-        node.process(0, ins, discard);
-      } catch (const std::exception& e) {
-        st = Status::corruption("state of " + node.label() + " cannot be restored: " + e.what());
-      }
-      replaying_ = false;
-    }
-    for (Batch& b : restored_) Batch().swap(b);
-    return st;
-  }
-
  private:
-  struct PortKey {
-    uint8_t port;
-    Key key;
-    bool operator==(const PortKey&) const = default;
-  };
-  struct PortKeyHash {
-    size_t operator()(const PortKey& p) const noexcept { return KeyHash{}(p.key) ^ (static_cast<size_t>(p.port) << 1); }
-  };
-  using Slot = std::optional<Row>;
-
   std::vector<Port> ports_;
-  std::unordered_map<PortKey, Slot, PortKeyHash> pending_;
-  std::vector<Batch> restored_;
-  bool replaying_ = false;
+  std::vector<std::vector<Key>> dirty_;  // per port: keys recorded since the last take
 };
 
 }  // namespace tidemark::engine

@@ -1,7 +1,8 @@
 // join / join_left / join_right / join_outer and JoinResult::select.
 //
-// State: one bucket per join-values tuple holding both sides' rows (key -> row). A batch is
-// applied bucket by bucket with the delta rule, so the cost is proportional to the matches
+// State: an arrangement per side (arrangement.h): the rows whose join values are all non-None,
+// encoded compactly and found by row key, chained per bucket (one bucket per join-values
+// tuple, found by its 128-bit key). A batch is applied bucket by bucket with the delta rule, so the cost is proportional to the matches
 // that change: matched pairs change by dL x R_old + L_new x dR. A row of a kept (outer) side
 // is emitted unmatched while the other side of its bucket is empty, so its bucket's rows are
 // re-emitted only when that other side turns empty or non-empty.
@@ -16,10 +17,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "engine/arrangement.h"
 #include "engine/codec.h"
 #include "engine/expr_internal.h"
-#include "engine/flat_index.h"
-#include "engine/input_state.h"
 #include "engine/node.h"
 #include "engine/state_codec.h"
 
@@ -31,59 +31,6 @@ using internal::CompiledExprPtr;
 using internal::EvalContext;
 
 using RowsByKey = std::unordered_map<Key, Row, KeyHash>;
-
-// The rows of one side of one join key. Most buckets hold a row or two, so rows live in a
-// vector (no per-bucket hash table); a key index is added once a bucket grows past a few rows,
-// keeping erase O(1) for skewed join keys.
-class KeyedRows {
- public:
-  using Entry = std::pair<Key, Row>;
-  bool empty() const { return rows_.empty(); }
-  size_t size() const { return rows_.size(); }
-  std::vector<Entry>::const_iterator begin() const { return rows_.begin(); }
-  std::vector<Entry>::const_iterator end() const { return rows_.end(); }
-
-  // False if the key is already present.
-  bool insert(const Key& k, const Row& r) {
-    if (find(k) != kNone) return false;
-    rows_.emplace_back(k, r);
-    if (index_) index_->emplace(k, rows_.size() - 1);
-    else if (rows_.size() > kIndexAbove) build_index();
-    return true;
-  }
-  // False if the key is absent.
-  bool erase(const Key& k) {
-    size_t i = find(k);
-    if (i == kNone) return false;
-    if (index_) index_->erase(k);
-    if (i + 1 != rows_.size()) {
-      rows_[i] = std::move(rows_.back());
-      if (index_) (*index_)[rows_[i].first] = i;
-    }
-    rows_.pop_back();
-    return true;
-  }
-
- private:
-  static constexpr size_t kIndexAbove = 8;
-  static constexpr size_t kNone = ~size_t{0};
-  size_t find(const Key& k) const {
-    if (index_) {
-      auto it = index_->find(k);
-      return it == index_->end() ? kNone : it->second;
-    }
-    for (size_t i = 0; i < rows_.size(); ++i)
-      if (rows_[i].first == k) return i;
-    return kNone;
-  }
-  void build_index() {
-    index_ = std::make_unique<std::unordered_map<Key, size_t, KeyHash>>();
-    for (size_t i = 0; i < rows_.size(); ++i) index_->emplace(rows_[i].first, i);
-  }
-  std::vector<Entry> rows_;
-  std::unique_ptr<std::unordered_map<Key, size_t, KeyHash>> index_;
-};
-constexpr uint8_t kStateVersion = 1;
 
 bool is_num(DType t) { return t == DType::kInt || t == DType::kFloat; }
 
@@ -97,6 +44,78 @@ Value normalize(const Value& v) {
   return v;
 }
 
+// Buckets: one cell per join-values key holding the head of each side's row chain, in a flat
+// open-addressing table (the key is a uniform hash: its high bits place it). A cell's position
+// is the bucket's id during a process(): the table is grown before and shrunk after.
+class BucketTable {
+ public:
+  static constexpr uint32_t kEnd = RowStore::kEnd;
+  struct Cell {
+    Key key;
+    std::array<uint32_t, 2> head{kFree, kEnd};
+    bool free() const { return head[0] == kFree; }
+  };
+  size_t size() const { return size_; }
+  Cell& at(size_t pos) { return cells_[pos]; }
+  void prefetch(const Key& k) const {
+    if (!cells_.empty()) __builtin_prefetch(&cells_[home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size())]);
+  }
+  void prefetch_at(size_t pos) const { __builtin_prefetch(&cells_[pos]); }
+  // Room for `n` more buckets without growing.
+  // Incremented whenever the table grows (every position changes then).
+  uint64_t generation() const { return generation_; }
+  // The position of bucket `k`, created with empty chains if absent.
+  size_t find_or_insert(const Key& k) {
+    if ((size_ + 1) * 100 > cells_.size() * kMaxLoadPercent) {
+      rehash(grown_capacity(cells_.size(), size_ + 1, sizeof(Cell)));
+      ++generation_;
+    }
+    size_t i = home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size());
+    for (;; i = step(i)) {
+      Cell& c = cells_[i];
+      if (c.free()) break;
+      if (c.key == k) return i;
+    }
+    cells_[i].key = k;
+    cells_[i].head = {kEnd, kEnd};
+    ++size_;
+    return i;
+  }
+  // Removes bucket `k` (present). Moves other cells.
+  void erase(const Key& k) {
+    size_t i = home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size());
+    while (cells_[i].key != k || cells_[i].free()) i = step(i);
+    for (size_t j = step(i);; j = step(j)) {
+      if (cells_[j].free()) break;
+      size_t home = home_of(static_cast<uint32_t>(cells_[j].key.hi >> 32), cells_.size());
+      bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+      if (movable) {
+        cells_[i] = cells_[j];
+        i = j;
+      }
+    }
+    cells_[i] = Cell{};
+    --size_;
+  }
+
+ private:
+  static constexpr uint32_t kFree = kEnd - 1;
+  size_t step(size_t i) const { return i + 1 == cells_.size() ? 0 : i + 1; }
+  void rehash(size_t cap) {
+    std::vector<Cell> old = std::move(cells_);
+    cells_.assign(cap, Cell{});
+    for (const Cell& c : old) {
+      if (c.free()) continue;
+      size_t i = home_of(static_cast<uint32_t>(c.key.hi >> 32), cap);
+      while (!cells_[i].free()) i = step(i);
+      cells_[i] = c;
+    }
+  }
+  std::vector<Cell> cells_;
+  size_t size_ = 0;
+  uint64_t generation_ = 0;
+};
+
 class JoinNode final : public Node {
  public:
   JoinNode(size_t left, size_t right, Schema schema, std::array<std::vector<size_t>, 2> on,
@@ -106,127 +125,267 @@ class JoinNode final : public Node {
         widths_(widths),
         keep_(keep),
         exprs_(std::move(exprs)),
-        memoize_(memoize) {}
+        memoize_(memoize) {
+    for (int s = 0; s < 2; ++s) decoded_[s].resize(widths_[s]);
+  }
 
-  // Persistent entries: both inputs' rows that can match (InputState ports 0 and 1: left,
-  // right) and, with a non-deterministic select, the memo under port byte 2 (output key ->
-  // version byte + the row emitted). Restoring replays the rows without evaluating the select.
+  // Persistent entries (src/engine/README.md): the arranged rows of both sides (port byte 0
+  // left, 1 right, + row key -> version 2 + the row's cells encoding, the bytes the arrangement
+  // holds) and, with a non-deterministic select, the memo under port byte 2 (output key ->
+  // version 1 + the row emitted). Restoring inserts the rows into the arrangement: no
+  // process(), no output evaluation.
   void take_state_changes(StateChanges& out) override {
-    inputs_.take(out);
+    for (uint8_t s = 0; s < 2; ++s) {
+      std::vector<Key>& d = dirty_[s];
+      std::sort(d.begin(), d.end(), key_bytes_less);
+      d.erase(std::unique(d.begin(), d.end()), d.end());
+      out.reserve(out.size() + d.size());
+      for (const Key& k : d) {
+        StateChange c;
+        c.key.reserve(kEntryKeySize);
+        codec::put_u8(c.key, s);
+        codec::put_key(c.key, k);
+        uint32_t slot = rows_[s].find(k);
+        if (slot == RowStore::kEnd) {
+          c.erase = true;
+        } else {
+          std::string_view cells = rows_[s].cells(slot);
+          c.value.reserve(1 + cells.size());
+          codec::put_u8(c.value, kRowsVersion);
+          c.value.append(cells);
+        }
+        out.push_back(std::move(c));
+      }
+      std::vector<Key>().swap(d);
+    }
     take_dirty_entries(
-        memo_dirty_, memo_, kEntryVersion, [](const Key& k, std::string& key) { key = InputState::entry_key(kMemoPort, k); },
+        memo_dirty_, memo_, kMemoVersion,
+        [](const Key& k, std::string& key) {
+          codec::put_u8(key, kMemoPort);
+          codec::put_key(key, k);
+        },
         [](const Row& r, std::string& v) { codec::put_row(v, r); }, out);
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
-    if (inputs_.owns(key)) return inputs_.restore(key, value, label(), {widths_[0], widths_[1]});
     uint8_t port, version;
     Key k;
-    Row r;
-    if (!memoize_ || !InputState::parse_key(key, &port, &k) || port != kMemoPort || !codec::get_u8(value, &version) ||
-        version != kEntryVersion || !codec::get_row(value, &r) || !value.empty() || r.size() != exprs_.size())
+    if (key.size() != kEntryKeySize || !codec::get_u8(key, &port) || !codec::get_key(key, &k) ||
+        !codec::get_u8(value, &version))
       return state_corrupt(label());
-    memo_[k] = std::move(r);
+    if (port < 2) {
+      Row& r = decoded_[port];
+      std::string_view cell_bytes = value;
+      if (version == kRowsVersion) {
+        if (!cells::get_all(value, r.data(), widths_[port])) return state_corrupt(label());
+      } else if (version == 1) {  // version 1: the row as codec::put_row
+        Row v1;
+        if (!codec::get_row(value, &v1) || !value.empty() || v1.size() != widths_[port]) return state_corrupt(label());
+        r = std::move(v1);
+        converted_.clear();
+        cells::put(converted_, r.data(), r.size());
+        cell_bytes = converted_;
+      } else {
+        return state_corrupt(label());
+      }
+      Key bk;
+      if (!join_key(port, r, &bk)) return state_corrupt(label());
+      // Staged, then inserted a few thousand at a time with the tables prefetched ahead.
+      staged_.push_back({k, bk, staged_cells_.size(), cell_bytes.size(), port});
+      staged_cells_.append(cell_bytes);
+      if (staged_.size() >= kStage) return insert_staged();
+      return {};
+    }
+    Row r;
+    if (!memoize_ || port != kMemoPort || version != kMemoVersion || !codec::get_row(value, &r) || !value.empty() ||
+        r.size() != exprs_.size() || memo_.contains(k))
+      return state_corrupt(label());
+    memo_.emplace(k, std::move(r));
     return {};
   }
-  Status finish_state_restore() override { return inputs_.replay(*this); }
+  Status finish_state_restore() override { return insert_staged(); }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
-    // The changes of this time grouped by bucket (the join values' 128-bit key) without
-    // copying them: per touched bucket, a list of the updates of each side.
+    // The changes of this time grouped by bucket without copying them: per touched bucket, a
+    // list of the updates of each side.
     touched_.clear();
     links_.clear();
-    if (++epoch_ == 0) {  // wrapped: forget every stamp
-      std::fill(stamp_.begin(), stamp_.end(), 0);
-      epoch_ = 1;
-    }
+    size_t n = in[0]->size() + in[1]->size();
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    touch_map_.assign(cap, kEnd);
+    // Bucket keys first, so the bucket cells can be prefetched a few updates ahead.
+    bkeys_.clear();
     for (int s = 0; s < 2; ++s)
       for (const Update& u : *in[s]) {
         Key bk;
         if (!join_key(s, u.row, &bk)) {
-          if (keep_[s]) emit_unmatched(s, u.key, u.row, u.diff);
+          if (keep_[s]) emit_unmatched(s, u.key, u.row.data(), u.diff);
           continue;
         }
-        inputs_.record(tracking_state(), s, u);
-        uint32_t slot = bucket_slot(bk);
-        if (stamp_[slot] != epoch_) {
-          stamp_[slot] = epoch_;
-          touch_pos_[slot] = static_cast<uint32_t>(touched_.size());
-          touched_.push_back({slot, {kEnd, kEnd}, {kEnd, kEnd}});
-        }
-        Touched& t = touched_[touch_pos_[slot]];
-        uint32_t link = static_cast<uint32_t>(links_.size());
-        links_.push_back({&u, kEnd});
-        if (t.head[s] == kEnd) t.head[s] = link;
-        else links_[t.tail[s]].next = link;
-        t.tail[s] = link;
+        if (u.diff != 1 && u.diff != -1) multiplicity_error(s, u.key);
+        if (tracking_state()) dirty_[s].push_back(u.key);
+        bkeys_.push_back({bk, &u, static_cast<uint8_t>(s)});
       }
+    for (size_t i = 0; i < bkeys_.size(); ++i) {
+      if (i + kAhead < bkeys_.size()) buckets_.prefetch(bkeys_[i + kAhead].bk);
+      const auto& [bk, up, s] = bkeys_[i];
+      size_t m = bk.lo & (cap - 1);
+      while (touch_map_[m] != kEnd && touched_[touch_map_[m]].bk != bk) m = (m + 1) & (cap - 1);
+      if (touch_map_[m] == kEnd) {
+        uint64_t gen = buckets_.generation();
+        uint32_t pos = static_cast<uint32_t>(buckets_.find_or_insert(bk));
+        if (buckets_.generation() != gen)  // the table grew: positions moved
+          for (Touched& o : touched_) o.pos = static_cast<uint32_t>(buckets_.find_or_insert(o.bk));
+        touch_map_[m] = static_cast<uint32_t>(touched_.size());
+        touched_.push_back({bk, pos, {kEnd, kEnd}, {kEnd, kEnd}});
+      }
+      uint32_t ti = touch_map_[m];
+      Touched& t = touched_[ti];
+      uint32_t link = static_cast<uint32_t>(links_.size());
+      links_.push_back({up, kEnd, ti, s});
+      if (t.head[s] == kEnd) t.head[s] = link;
+      else links_[t.tail[s]].next = link;
+      t.tail[s] = link;
+    }
+    // Delta rule per bucket: dL x R_old + L_new x dR. Retractions leave the arrangement at
+    // once; insertions are applied after every bucket (a row moving between buckets leaves
+    // its old bucket before it enters the new one), so L_new is L's chain plus dL's insertions.
     std::array<std::vector<const Update*>, 2> delta;
-    for (const Touched& t : touched_) {
+    for (size_t ti = 0; ti < touched_.size(); ++ti) {
+      if (ti + kAhead < touched_.size()) buckets_.prefetch_at(touched_[ti + kAhead].pos);
+      const Touched& t = touched_[ti];
+      BucketTable::Cell& b = buckets_.at(t.pos);
+      std::array<int64_t, 2> sum{0, 0};
       for (int s = 0; s < 2; ++s) {
         delta[s].clear();
-        for (uint32_t l = t.head[s]; l != kEnd; l = links_[l].next) delta[s].push_back(links_[l].u);
+        for (uint32_t l = t.head[s]; l != kEnd; l = links_[l].next) {
+          delta[s].push_back(links_[l].u);
+          sum[s] += links_[l].u->diff;
+        }
       }
-      Bucket& b = buckets_[t.slot];
-      std::array<bool, 2> was_empty{b.rows[0].empty(), b.rows[1].empty()};
+      std::array<bool, 2> was_empty{b.head[0] == kEnd, b.head[1] == kEnd};
       std::array<bool, 2> will_be_empty{};
-      for (int s = 0; s < 2; ++s) {
-        int64_t n = static_cast<int64_t>(b.rows[s].size());
-        for (const Update* u : delta[s]) n += u->diff;
-        will_be_empty[s] = n == 0;
-      }
+      for (int s = 0; s < 2; ++s)
+        if (keep_[1 - s]) will_be_empty[s] = empty_after(s, b.head[s], sum[s]);
       // Kept rows stop being unmatched when the other side appears.
       for (int s = 0; s < 2; ++s)
         if (keep_[s] && was_empty[1 - s] && !will_be_empty[1 - s])
-          for (const auto& [k, r] : b.rows[s]) emit_unmatched(s, k, r, -1);
+          for (uint32_t r = b.head[s]; r != kEnd; r = rows_[s].next(r)) emit_unmatched(s, rows_[s].key(r), decode(s, r), -1);
       for (const Update* u : delta[0])
-        for (const auto& [rk, rr] : b.rows[1]) emit_pair(u->key, u->row, rk, rr, u->diff, out);
-      apply(0, b.rows[0], delta[0]);
-      for (const Update* u : delta[1])
-        for (const auto& [lk, lr] : b.rows[0]) emit_pair(lk, lr, u->key, u->row, u->diff, out);
-      apply(1, b.rows[1], delta[1]);
+        for (uint32_t r = b.head[1]; r != kEnd; r = rows_[1].next(r))
+          emit_pair(u->key, u->row.data(), rows_[1].key(r), decode(1, r), u->diff, out);
+      retract(0, b, delta[0]);
+      for (const Update* u : delta[1]) {
+        for (uint32_t l = b.head[0]; l != kEnd; l = rows_[0].next(l))
+          emit_pair(rows_[0].key(l), decode(0, l), u->key, u->row.data(), u->diff, out);
+        for (const Update* lu : delta[0])
+          if (lu->diff > 0) emit_pair(lu->key, lu->row.data(), u->key, u->row.data(), u->diff, out);
+      }
+      retract(1, b, delta[1]);
+      bool inserts = false;
+      for (int s = 0; s < 2; ++s)
+        for (const Update* u : delta[s]) inserts = inserts || u->diff > 0;
+      if (b.head[0] == kEnd && b.head[1] == kEnd && !inserts) emptied_.push_back(b.key);
       for (int s = 0; s < 2; ++s) {
         if (!keep_[s]) continue;
         if (was_empty[1 - s] && will_be_empty[1 - s]) {
-          for (const Update* u : delta[s]) emit_unmatched(s, u->key, u->row, u->diff);
+          for (const Update* u : delta[s]) emit_unmatched(s, u->key, u->row.data(), u->diff);
         } else if (!was_empty[1 - s] && will_be_empty[1 - s]) {
-          for (const auto& [k, r] : b.rows[s]) emit_unmatched(s, k, r, 1);
+          for (uint32_t r = b.head[s]; r != kEnd; r = rows_[s].next(r)) emit_unmatched(s, rows_[s].key(r), decode(s, r), 1);
+          for (const Update* u : delta[s])
+            if (u->diff > 0) emit_unmatched(s, u->key, u->row.data(), 1);
         }
       }
-      if (b.rows[0].empty() && b.rows[1].empty()) remove_bucket(t.slot);
     }
+    // Insertions in input order, the row index prefetched a few rows ahead.
+    for (size_t l = 0; l < links_.size(); ++l) {
+      if (l + kAhead < links_.size()) {
+        const Link& a = links_[l + kAhead];
+        rows_[a.side].prefetch(a.u->key);
+        buckets_.prefetch_at(touched_[a.ti].pos);
+      }
+      const Link& k = links_[l];
+      if (k.u->diff < 0) continue;
+      buf_.clear();
+      cells::put(buf_, k.u->row.data(), widths_[k.side]);
+      if (!rows_[k.side].insert(k.u->key, buf_, &buckets_.at(touched_[k.ti].pos).head[k.side])) multiplicity_error(k.side, k.u->key);
+    }
+    for (const Key& k : emptied_) buckets_.erase(k);
+    emptied_.clear();
     touched_.clear();
     links_.clear();
+    bkeys_.clear();
+    if (touch_map_.size() > kKeepScratch) {  // a large batch's scratch is not kept as state
+      std::vector<Touched>().swap(touched_);
+      std::vector<Link>().swap(links_);
+      std::vector<Keyed>().swap(bkeys_);
+      std::vector<uint32_t>().swap(touch_map_);
+    }
     flush(out);
   }
 
   bool stateful() const override { return true; }
 
  private:
-  struct Bucket {
-    Key key;
-    std::array<KeyedRows, 2> rows;
-  };
-  // The slot of the bucket with join key `bk`, created empty if absent.
-  uint32_t bucket_slot(const Key& bk) {
-    uint32_t slot = index_.find(bk);
-    if (slot != KeyIndex::kNone) return slot;
-    if (!free_.empty()) {
-      slot = free_.back();
-      free_.pop_back();
-    } else {
-      slot = static_cast<uint32_t>(buckets_.size());
-      buckets_.emplace_back();
-      stamp_.push_back(0);
-      touch_pos_.push_back(0);
+  static constexpr uint32_t kEnd = RowStore::kEnd;
+
+  Status insert_staged() {
+    Status st;
+    for (size_t i = 0; i < staged_.size() && st.is_ok(); ++i) {
+      if (i + kAhead < staged_.size()) {
+        buckets_.prefetch(staged_[i + kAhead].bk);
+        rows_[staged_[i + kAhead].port].prefetch(staged_[i + kAhead].key);
+      }
+      const Staged& e = staged_[i];
+      BucketTable::Cell& b = buckets_.at(buckets_.find_or_insert(e.bk));
+      if (!rows_[e.port].insert(e.key, std::string_view(staged_cells_).substr(e.off, e.len), &b.head[e.port]))
+        st = state_corrupt(label());  // a row key stored twice
     }
-    buckets_[slot].key = bk;
-    index_.insert(bk, slot);
-    return slot;
+    staged_.clear();
+    staged_cells_.clear();
+    return st;
   }
-  void remove_bucket(uint32_t slot) {
-    index_.erase(buckets_[slot].key);
-    buckets_[slot] = Bucket{};
-    free_.push_back(slot);
+
+  [[noreturn]] static void multiplicity_error(int side, const Key& k) {
+    throw RuntimeError(std::string("join: the ") + (side == 0 ? "left" : "right") + " input has key " + k.to_string() +
+                       " with multiplicity other than 0 or 1");
+  }
+
+  // Whether side `s` of a bucket whose chain starts at `head` is empty after changes summing
+  // to `sum`: walks at most -sum + 1 rows.
+  bool empty_after(int s, uint32_t head, int64_t sum) const {
+    if (head == kEnd) return sum == 0;
+    if (sum >= 0) return false;
+    int64_t n = 0;
+    for (uint32_t r = head; r != kEnd && n <= -sum; r = rows_[s].next(r)) ++n;
+    return n + sum == 0;
+  }
+
+  // The cells of a stored row, decoded into the side's scratch row (valid until the next call
+  // for that side).
+  const Value* decode(int s, uint32_t slot) {
+    std::string_view in = rows_[s].cells(slot);
+    Value* out = decoded_[s].data();
+    for (size_t i = 0; i < widths_[s]; ++i) cells::get(in, &out[i]);
+    return out;
+  }
+
+  // Removes the retracted rows of side `s` from bucket `b`. A retraction must name a row the
+  // arrangement holds, with the same cells.
+  void retract(int s, BucketTable::Cell& b, const std::vector<const Update*>& delta) {
+    for (const Update* u : delta) {
+      if (u->diff > 0) continue;
+      uint32_t slot = rows_[s].find(u->key);
+      if (slot == kEnd) multiplicity_error(s, u->key);
+      buf_.clear();
+      cells::put(buf_, u->row.data(), widths_[s]);
+      if (rows_[s].cells(slot) != std::string_view(buf_)) {
+        // Equal values may encode differently (0.0 and -0.0).
+        const Value* stored = decode(s, slot);
+        if (!std::equal(stored, stored + widths_[s], u->row.begin())) multiplicity_error(s, u->key);
+      }
+      rows_[s].erase(slot, &b.head[s]);
+    }
   }
 
   // The bucket of a row: key_from_values of its normalized join values, computed over their
@@ -245,25 +404,15 @@ class JoinNode final : public Node {
     return true;
   }
 
-  void apply(int side, KeyedRows& rows, const std::vector<const Update*>& delta) const {
-    for (const Update* up : delta) {
-      const Update& u = *up;
-      bool ok = u.diff > 0 ? u.diff == 1 && rows.insert(u.key, u.row) : u.diff == -1 && rows.erase(u.key);
-      if (!ok)
-        throw RuntimeError(std::string("join: the ") + (side == 0 ? "left" : "right") + " input has key " +
-                           u.key.to_string() + " with multiplicity other than 0 or 1");
-    }
-  }
-
   // Inner joins without memo emit pairs evaluated at once (no intermediate rows, no sort: the
   // scheduler consolidates for consumers that need it); other joins collect and consolidate.
   bool direct() const { return !memoize_ && !keep_[0] && !keep_[1]; }
-  void emit_pair(const Key& lk, const Row& l, const Key& rk, const Row& r, int64_t diff, Batch& out) {
+  void emit_pair(const Key& lk, const Value* l, const Key& rk, const Value* r, int64_t diff, Batch& out) {
+    size_t wl = widths_[0], wr = widths_[1];
     if (direct()) {
-      if (inputs_.replaying()) return;  // restoring: the outputs were delivered before the restart
-      scratch_.resize(l.size() + r.size());
-      std::copy(l.begin(), l.end(), scratch_.begin());
-      std::copy(r.begin(), r.end(), scratch_.begin() + static_cast<ptrdiff_t>(l.size()));
+      scratch_.resize(wl + wr);
+      std::copy(l, l + wl, scratch_.begin());
+      std::copy(r, r + wr, scratch_.begin() + static_cast<ptrdiff_t>(wl));
       Key okey = key_combine(lk, rk);
       EvalContext ctx{scratch_.data(), &okey, &lk, &rk};
       Row o;
@@ -272,16 +421,18 @@ class JoinNode final : public Node {
       out.push_back({okey, std::move(o), diff});
       return;
     }
-    Row cols = l;
-    cols.insert(cols.end(), r.begin(), r.end());
+    Row cols;
+    cols.reserve(wl + wr);
+    cols.insert(cols.end(), l, l + wl);
+    cols.insert(cols.end(), r, r + wr);
     pending_.push_back({key_combine(lk, rk), std::move(cols), lk, rk, diff});
   }
 
-  void emit_unmatched(int side, const Key& k, const Row& row, int64_t diff) {
+  void emit_unmatched(int side, const Key& k, const Value* row, int64_t diff) {
     Row cols;
     cols.reserve(widths_[0] + widths_[1]);
     if (side == 1) cols.resize(widths_[0]);
-    cols.insert(cols.end(), row.begin(), row.end());
+    cols.insert(cols.end(), row, row + widths_[side]);
     cols.resize(widths_[0] + widths_[1]);
     if (side == 0) pending_.push_back({key_combine(k, Key{}), std::move(cols), k, std::nullopt, diff});
     else pending_.push_back({key_combine(Key{}, k), std::move(cols), std::nullopt, k, diff});
@@ -292,10 +443,6 @@ class JoinNode final : public Node {
   // non-deterministic apply() every retraction is resolved from the memo before any insertion
   // of the same output key overwrites it.
   void flush(Batch& out) {
-    if (inputs_.replaying()) {  // restoring: the outputs were delivered before the restart
-      pending_.clear();
-      return;
-    }
     std::sort(pending_.begin(), pending_.end(), [](const Change& a, const Change& b) {
       if (a.okey != b.okey) return a.okey < b.okey;
       return (a.cols <=> b.cols) < 0;
@@ -350,33 +497,55 @@ class JoinNode final : public Node {
   std::array<bool, 2> keep_;
   std::vector<CompiledExprPtr> exprs_;
   bool memoize_;
-  // Buckets in dense slots (free_ lists the empty ones), found through a flat index by the
-  // 128-bit key of their join values.
-  std::vector<Bucket> buckets_;
-  std::vector<uint32_t> free_;
-  KeyIndex index_;
-  std::vector<uint32_t> stamp_;      // per slot: epoch_ of the last process() touching it
-  std::vector<uint32_t> touch_pos_;  // per slot: its entry in touched_ (valid when stamped)
-  uint32_t epoch_ = 0;
-  // process() scratch: touched buckets in first-touch order, their per-side update lists.
-  static constexpr uint32_t kEnd = ~uint32_t{0};
+  // The arrangement: each side's rows (compact cells, by row key) chained per bucket.
+  BucketTable buckets_;
+  std::array<RowStore, 2> rows_;
+  // process() scratch: touched buckets in first-touch order (found by position through
+  // touch_map_, sized for the batch), their per-side update lists.
   struct Touched {
-    uint32_t slot;
+    Key bk;
+    uint32_t pos;
     std::array<uint32_t, 2> head, tail;
   };
   struct Link {
     const Update* u;
-    uint32_t next;
+    uint32_t next;  // next update of the same bucket and side
+    uint32_t ti;    // the bucket's entry in touched_
+    uint8_t side;
   };
+  struct Keyed {
+    Key bk;
+    const Update* u;
+    uint8_t side;
+  };
+  static constexpr size_t kAhead = 8;  // prefetch distance (updates)
+  static constexpr size_t kKeepScratch = size_t{1} << 14;
+  std::vector<Keyed> bkeys_;
   std::vector<Touched> touched_;
   std::vector<Link> links_;
+  std::vector<uint32_t> touch_map_;
+  std::vector<Key> emptied_;
   std::string buf_;
+  std::string converted_;  // restore of a version-1 entry: its cells encoding
+  std::array<Row, 2> decoded_;
   Row scratch_;
   RowsByKey memo_;
   std::vector<Change> pending_;
+  // Tracking (operator persisting only): the row keys changed since the last take, per side.
+  std::array<std::vector<Key>, 2> dirty_;
+  static constexpr size_t kEntryKeySize = 1 + 16;
+  // Restore: rows checked and keyed, not yet inserted.
+  struct Staged {
+    Key key, bk;
+    size_t off, len;  // in staged_cells_
+    uint8_t port;
+  };
+  static constexpr size_t kStage = 4096;
+  std::vector<Staged> staged_;
+  std::string staged_cells_;
+  static constexpr uint8_t kRowsVersion = 2;
   static constexpr uint8_t kMemoPort = 2;
-  static constexpr uint8_t kEntryVersion = 1;
-  InputState inputs_{{InputState::Port::kRows, InputState::Port::kRows}};
+  static constexpr uint8_t kMemoVersion = 1;
   std::unordered_set<Key, KeyHash> memo_dirty_;
 };
 

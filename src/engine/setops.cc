@@ -20,7 +20,6 @@ namespace {
 
 using RowsByKey = std::unordered_map<Key, Row, KeyHash>;
 using Before = std::unordered_map<Key, std::optional<Row>, KeyHash>;
-constexpr uint8_t kStateVersion = 1;
 
 void emit_changes(const Before& before, const std::function<std::optional<Row>(const Key&)>& output, Batch& out) {
   for (const auto& [k, old] : before) {
@@ -50,15 +49,25 @@ class SetOpNode final : public Node {
         inputs_({InputState::Port::kRows, other_cells_used() ? InputState::Port::kRows : InputState::Port::kKeys}) {}
 
   // Persistent entries: the two inputs' rows (InputState ports 0 = this table, 1 = other; only
-  // the keys of other for difference / intersect / restrict); restoring replays them.
-  void take_state_changes(StateChanges& out) override { inputs_.take(out); }
+  // the keys of other for difference / intersect / restrict), restored straight into the maps:
+  // the output is a function of the two maps, so nothing needs recomputing.
+  void take_state_changes(StateChanges& out) override {
+    inputs_.take(out, [this](size_t port, const Key& k) -> const Row* {
+      auto it = rows_[port].find(k);
+      return it == rows_[port].end() ? nullptr : &it->second;
+    });
+  }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     std::optional<size_t> other_width;
     if (op_ == SetOp::kUpdateRows) other_width = schema().size();
     if (op_ == SetOp::kUpdateCells) other_width = other_pos_.size();
-    return inputs_.restore(key, value, label(), {schema().size(), other_width});
+    uint8_t port;
+    Key k;
+    Row r;
+    TM_RETURN_IF_ERROR(inputs_.restore(key, value, label(), {schema().size(), other_width}, &port, &k, &r));
+    if (!rows_[port].emplace(k, std::move(r)).second) return state_corrupt(label());
+    return {};
   }
-  Status finish_state_restore() override { return inputs_.replay(*this); }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     Before before;
@@ -119,18 +128,26 @@ class IxNode final : public Node {
   // Persistent entries: the target rows (InputState port 0) and, under port byte 1, each
   // source key's pointer (version byte + the pointer value, None included) as evaluated when
   // the source row arrived, so a restored node retracts along the same pointers without
-  // re-evaluating the expression. Restoring loads the pointers, then replays the targets.
+  // re-evaluating the expression. Both restore straight into the maps.
   void take_state_changes(StateChanges& out) override {
-    inputs_.take(out);
+    inputs_.take(out, [this](size_t, const Key& k) -> const Row* {
+      auto it = targets_.find(k);
+      return it == targets_.end() ? nullptr : &it->second;
+    });
     take_dirty_entries(
         pointers_dirty_, pointers_, kEntryVersion,
         [](const Key& k, std::string& key) { key = InputState::entry_key(kPointerPort, k); },
         [](const Value& p, std::string& v) { codec::put_value(v, p); }, out);
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
-    if (inputs_.owns(key)) return inputs_.restore(key, value, label(), {schema().size()});
     uint8_t port, version;
     Key k;
+    if (inputs_.owns(key)) {
+      Row r;
+      TM_RETURN_IF_ERROR(inputs_.restore(key, value, label(), {schema().size()}, &port, &k, &r));
+      if (!targets_.emplace(k, std::move(r)).second) return state_corrupt(label());
+      return {};
+    }
     Value p;
     if (!InputState::parse_key(key, &port, &k) || port != kPointerPort || !codec::get_u8(value, &version) ||
         version != kEntryVersion || !codec::get_value(value, &p) || !value.empty() ||
@@ -140,7 +157,6 @@ class IxNode final : public Node {
     pointers_.emplace(k, std::move(p));
     return {};
   }
-  Status finish_state_restore() override { return inputs_.replay(*this); }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     Before before;

@@ -35,6 +35,14 @@ void take_dirty_entries(Dirty& dirty, const Map& map, uint8_t version, KeyOf&& k
 }
 inline void put_key_entry(const Key& k, std::string& out) { codec::put_key(out, k); }
 
+// The order of keys' put_key encodings (bytewise): entries taken in this order are sorted
+// the way state chunks store them.
+inline bool key_bytes_less(const Key& a, const Key& b) {
+  uint64_t x = __builtin_bswap64(a.lo), y = __builtin_bswap64(b.lo);
+  if (x != y) return x < y;
+  return __builtin_bswap64(a.hi) < __builtin_bswap64(b.hi);
+}
+
 inline Status state_corrupt(const std::string& label) {
   return Status::corruption("state of " + label + " is truncated or malformed");
 }

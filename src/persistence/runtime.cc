@@ -628,23 +628,31 @@ Status Runtime::Impl::restore_owners() {
   for (size_t i = 0; i < owners.size(); ++i) {
     POwner& o = owners[i];
     if (o.st.chunks.empty()) continue;
-    StateMap map;
+    // Every chunk checked, then the chunks merged by key straight into the owner (no map of
+    // the whole state).
+    std::vector<std::pair<std::string, std::string_view>> chunks;
+    size_t first = f;
     for (; f < fetches.size() && fetches[f].owner == i; ++f) {
       Result<std::string>& data = fetches[f].data;
       if (!data.is_ok()) return data.status().with_context("loading the state of " + o.st.label);
       Status checked = check_chunk_object(snap->describe(), *refs[f], *data);
       if (!checked.is_ok()) return checked.with_context("loading the state of " + o.st.label);
-      Status applied = apply_state_chunk(snap->describe() + "/" + fetches[f].key, *data, &map);
-      if (!applied.is_ok()) return applied.with_context("loading the state of " + o.st.label);
-      data = Status::internal("consumed");  // free the chunk's bytes
+      chunks.emplace_back(snap->describe() + "/" + fetches[f].key, *data);
     }
-    for (const auto& [k, v] : map) {
-      Status st = o.state->restore_state_entry(k, v);
-      if (!st.is_ok()) return st.with_context("restoring " + o.st.label);
-    }
+    uint64_t entries = 0;
+    bool owner_failed = false;
+    Status merged = merge_state_records(chunks, false, [&](std::string_view k, std::optional<std::string_view> v) {
+      ++entries;
+      Status st = o.state->restore_state_entry(k, *v);
+      owner_failed = !st.is_ok();
+      return st;
+    });
+    if (!merged.is_ok())
+      return merged.with_context(owner_failed ? "restoring " + o.st.label : "loading the state of " + o.st.label);
+    for (size_t j = first; j < f; ++j) fetches[j].data = Status::internal("consumed");  // free the chunks' bytes
     Status st = o.state->finish_state_restore();
     if (!st.is_ok()) return st.with_context("restoring " + o.st.label);
-    stats.restored_entries += map.size();
+    stats.restored_entries += entries;
   }
   return {};
 }

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 
 #include "engine/codec.h"
 #include "storage/chunk_format.h"
@@ -33,8 +32,9 @@ std::string short_hex(std::string_view k) {
   return k.size() > 16 ? out + "..." : out;
 }
 
-Status put_state_record(storage::ChunkWriter& w, const std::string& key, const std::optional<std::string>& value) {
-  std::string rec;
+Status put_state_record(storage::ChunkWriter& w, std::string_view key, std::optional<std::string_view> value) {
+  thread_local std::string rec;
+  rec.clear();
   codec::put_bytes(rec, key);
   if (!value) return w.append(kRecordStateErase, rec);
   codec::put_bytes(rec, *value);
@@ -65,6 +65,14 @@ Status read_state_chunk(const std::string& key, std::string_view data, F&& f) {
   return reader.torn_tail_status();
 }
 
+bool get_view(std::string_view& in, std::string_view* out) {
+  uint64_t n;
+  if (!codec::get_varint(in, &n) || n > in.size()) return false;
+  *out = in.substr(0, n);
+  in.remove_prefix(n);
+  return true;
+}
+
 }  // namespace
 
 std::string state_prefix(const std::string& owner_id) { return hashed_prefix("operators/", owner_id); }
@@ -85,16 +93,38 @@ std::string content_key(const std::string& source_id, uint64_t hash, uint64_t ep
 }
 
 Result<std::string> encode_state_chunk(engine::StateChanges changes, uint64_t* records) {
-  // Latest change per key, sorted by key.
-  std::map<std::string, std::optional<std::string>> latest;
-  for (auto& c : changes) {
-    if (c.erase) latest[std::move(c.key)] = std::nullopt;
-    else latest[std::move(c.key)] = std::move(c.value);
+  // Latest change per key, sorted by key. The changes are runs that are mostly sorted already
+  // (one per take; operators take in key order), so a stable merge of the runs orders them
+  // with the later change of a key after the earlier one.
+  std::vector<uint32_t> order(changes.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto less = [&](uint32_t a, uint32_t b) { return changes[a].key < changes[b].key; };
+  std::vector<size_t> runs{0};
+  for (size_t i = 1; i < order.size(); ++i)
+    if (less(order[i], order[i - 1])) runs.push_back(i);
+  runs.push_back(order.size());
+  if (runs.size() > 64) {
+    std::stable_sort(order.begin(), order.end(), less);
+  } else {
+    while (runs.size() > 2) {
+      std::vector<size_t> merged{0};
+      for (size_t r = 0; r + 2 < runs.size(); r += 2) {
+        std::inplace_merge(order.begin() + static_cast<std::ptrdiff_t>(runs[r]),
+                           order.begin() + static_cast<std::ptrdiff_t>(runs[r + 1]),
+                           order.begin() + static_cast<std::ptrdiff_t>(runs[r + 2]), less);
+        merged.push_back(runs[r + 2]);
+      }
+      if (runs.size() % 2 == 0) merged.push_back(runs.back());  // an odd run count: the last run stays
+      runs = std::move(merged);
+    }
   }
   storage::ChunkWriter w;
-  for (const auto& [k, v] : latest) {
-    Status st = put_state_record(w, k, v);
-    if (!st.is_ok()) return st.with_context("state entry of " + std::to_string(k.size()) + "-byte key " + short_hex(k));
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i + 1 < order.size() && changes[order[i + 1]].key == changes[order[i]].key) continue;  // a later change wins
+    const engine::StateChange& c = changes[order[i]];
+    Status st = put_state_record(w, c.key, c.erase ? std::nullopt : std::optional<std::string_view>(c.value));
+    if (!st.is_ok())
+      return st.with_context("state entry of " + std::to_string(c.key.size()) + "-byte key " + short_hex(c.key));
   }
   *records = w.record_count();
   return w.finish();
@@ -152,18 +182,72 @@ std::optional<std::pair<size_t, size_t>> pick_merge(const std::vector<ChunkRef>&
   return std::nullopt;
 }
 
+Status merge_state_records(const std::vector<std::pair<std::string, std::string_view>>& chunks, bool with_erases,
+                           const StateRecordFn& f) {
+  struct Cursor {
+    const std::string* name;
+    std::optional<storage::ChunkReader> reader;
+    bool done = false;
+    bool erase = false;
+    std::string_view key, value;
+    std::string last;  // the previous key (order check)
+    bool started = false;
+  };
+  auto advance = [](Cursor& c) -> Status {
+    TM_ASSIGN_OR_RETURN(auto rec, c.reader->next());
+    if (!rec) {
+      c.done = true;
+      return c.reader->torn_tail_status();
+    }
+    std::string_view p = rec->data;
+    bool ok;
+    if (rec->type == kRecordStatePut) {
+      ok = get_view(p, &c.key) && get_view(p, &c.value) && p.empty();
+      c.erase = false;
+    } else if (rec->type == kRecordStateErase) {
+      ok = get_view(p, &c.key) && p.empty();
+      c.erase = true;
+    } else {
+      return Status::corruption("state chunk '" + *c.name + "': unexpected record type " + std::to_string(rec->type));
+    }
+    if (!ok) return Status::corruption("state chunk '" + *c.name + "': malformed " + (c.erase ? "erase" : "put") + " record");
+    if (c.started && !(c.last < c.key))
+      return Status::corruption("state chunk '" + *c.name + "': entry keys out of order at key " + short_hex(c.key));
+    c.last.assign(c.key);
+    c.started = true;
+    return {};
+  };
+  std::vector<Cursor> cs(chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    cs[i].name = &chunks[i].first;
+    TM_ASSIGN_OR_RETURN(auto r, storage::ChunkReader::open(chunks[i].first, chunks[i].second));
+    cs[i].reader.emplace(std::move(r));
+    TM_RETURN_IF_ERROR(advance(cs[i]));
+  }
+  std::string current;
+  for (;;) {
+    // The smallest key; among chunks holding it, the newest (last) wins.
+    size_t win = cs.size();
+    for (size_t i = 0; i < cs.size(); ++i)
+      if (!cs[i].done && (win == cs.size() || cs[i].key <= cs[win].key)) win = i;
+    if (win == cs.size()) return {};
+    Cursor& w = cs[win];
+    if (!w.erase || with_erases)
+      TM_RETURN_IF_ERROR(f(w.key, w.erase ? std::nullopt : std::optional<std::string_view>(w.value)));
+    current.assign(w.key);
+    for (auto& c : cs)
+      if (!c.done && c.key == current) TM_RETURN_IF_ERROR(advance(c));
+  }
+}
+
 Result<std::string> merge_state_chunks(const std::vector<std::pair<std::string, std::string>>& chunks,
                                        bool drop_erases, uint64_t* records) {
-  std::map<std::string, std::optional<std::string>> merged;
-  for (const auto& [key, data] : chunks)
-    TM_RETURN_IF_ERROR(read_state_chunk(key, data, [&](std::string k, std::optional<std::string> v) {
-      merged[std::move(k)] = std::move(v);
-    }));
+  std::vector<std::pair<std::string, std::string_view>> views;
+  for (const auto& [key, data] : chunks) views.emplace_back(key, data);
   storage::ChunkWriter w;
-  for (const auto& [k, v] : merged) {
-    if (!v && drop_erases) continue;
-    TM_RETURN_IF_ERROR(put_state_record(w, k, v));
-  }
+  TM_RETURN_IF_ERROR(merge_state_records(views, !drop_erases, [&](std::string_view k, std::optional<std::string_view> v) {
+    return put_state_record(w, k, v);
+  }));
   *records = w.record_count();
   return w.finish();
 }

@@ -43,6 +43,16 @@ using StateMap = std::unordered_map<std::string, std::string>;
 // Applies one state chunk to `map`. Corruption naming `key` on damage.
 Status apply_state_chunk(const std::string& key, std::string_view data, StateMap* map);
 
+// Streams the records of consecutive state chunks (name, data; oldest first) merged by key,
+// without building a map: each chunk is sorted by key, so a k-way merge visits every key once
+// in key order with its newest record. f(key, value) gets the live entries, and, when
+// `with_erases`, f(key, nullopt) the keys whose newest record is an erase. The views are valid
+// during the call. Corruption naming the chunk on damage or keys out of order; f's error stops
+// the merge and is returned.
+using StateRecordFn = std::function<Status(std::string_view key, std::optional<std::string_view> value)>;
+Status merge_state_records(const std::vector<std::pair<std::string, std::string_view>>& chunks, bool with_erases,
+                           const StateRecordFn& f);
+
 // Content objects (ContentArchive): "contents/<hash of source id>/<16 hex digits>-<epoch>".
 std::string content_prefix(const std::string& source_id);
 std::string content_key(const std::string& source_id, uint64_t hash, uint64_t epoch);

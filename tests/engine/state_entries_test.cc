@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <map>
 
+#include "engine/arrangement.h"
 #include "engine/codec.h"
 #include "engine/node.h"
 #include "two_input_testing.h"
@@ -832,6 +833,201 @@ TEST(StateEntries, CorruptEntryIsReportedWithTheOperatorLabel) {
     auto b = build_pipeline(c.schemas, c.build);
     for (const auto& [k, v] : e) ASSERT_TRUE(b->node(target).restore_state_entry(k, v).is_ok());
     ASSERT_TRUE(b->node(target).finish_state_restore().is_ok());
+  }
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Join restore by load: the arrangement is rebuilt from its entries without process().
+
+// A restored join (every mode) continues exactly like the uninterrupted one through targeted
+// changes: a bucket's right side emptied (kept left rows turn unmatched), refilled, rows moving
+// between buckets on both sides, retractions of restored rows.
+TEST(StateEntries, JoinRestoredArrangementTakesUpdatesOfBothSides) {
+  auto lrow = [](int64_t j, int64_t v) { return Row{Value(j), Value(v)}; };
+  auto rrow = [](int64_t j, const char* w) { return Row{Value(j), Value(w)}; };
+  std::vector<std::vector<Batch>> steps = {
+      {{{Key{1, 1}, lrow(1, 10), 1}, {Key{2, 1}, lrow(1, 20), 1}, {Key{3, 1}, lrow(2, 30), 1}, {Key{4, 1}, lrow(3, 40), 1}},
+       {{Key{1, 2}, rrow(1, "a"), 1}, {Key{2, 2}, rrow(2, "b"), 1}, {Key{3, 2}, rrow(4, "c"), 1}}},
+      // Restore happens here. Right of bucket 1 retracted: left 1 and 2 turn unmatched.
+      {{}, {{Key{1, 2}, rrow(1, "a"), -1}}},
+      // Left 3 moves from bucket 2 to bucket 4; right 2 moves from bucket 2 to bucket 3.
+      {{{Key{3, 1}, lrow(2, 30), -1}, {Key{3, 1}, lrow(4, 31), 1}}, {{Key{2, 2}, rrow(2, "b"), -1}, {Key{2, 2}, rrow(3, "b2"), 1}}},
+      // Bucket 1 refilled on the right, a restored left row retracted, a new left row.
+      {{{Key{2, 1}, lrow(1, 20), -1}, {Key{5, 1}, lrow(3, 50), 1}}, {{Key{7, 2}, rrow(1, "a2"), 1}}},
+      // Everything retracted.
+      {{{Key{1, 1}, lrow(1, 10), -1}, {Key{3, 1}, lrow(4, 31), -1}, {Key{4, 1}, lrow(3, 40), -1}, {Key{5, 1}, lrow(3, 50), -1}},
+       {{Key{2, 2}, rrow(3, "b2"), -1}, {Key{3, 2}, rrow(4, "c"), -1}, {Key{7, 2}, rrow(1, "a2"), -1}}},
+  };
+  for (JoinMode mode : {JoinMode::kInner, JoinMode::kLeft, JoinMode::kRight, JoinMode::kOuter}) {
+    for (bool memo : {false, true}) {
+      SCOPED_TRACE("mode " + std::to_string(static_cast<int>(mode)) + (memo ? " memo" : ""));
+      auto a = build_pipeline({kLeft, kRight}, join_build(mode, memo));
+      Node& na = a->node(a->out);
+      na.track_state_changes();
+      g_epoch = 1;
+      std::vector<Batch> first = steps[0];
+      for (auto& b : first) engine::consolidate(b);
+      step(*a, 1, first);
+      Entries e;
+      take_into(na, e);
+      std::mt19937_64 rng(1);
+      std::unique_ptr<Pipeline> b;
+      ASSERT_EQ(restore_pipeline({kLeft, kRight}, join_build(mode, memo), {{a->out, e}}, rng, &b), "");
+      Entries eb = e;
+      for (size_t s = 1; s < steps.size(); ++s) {
+        g_epoch = static_cast<int64_t>(s) + 1;
+        std::vector<Batch> in = steps[s];
+        for (auto& x : in) engine::consolidate(x);
+        auto oa = step(*a, 1 + s, in);
+        auto ob = step(*b, 1 + s, in);
+        EXPECT_EQ(describe(oa[a->out]), describe(ob[b->out])) << "step " << s;
+        take_into(na, e);
+        take_into(b->node(b->out), eb);
+        EXPECT_EQ(e, eb) << "step " << s;
+      }
+      if (mode == JoinMode::kInner && !memo) EXPECT_TRUE(e.empty());
+    }
+  }
+}
+
+// Restoring evaluates nothing: the select's function is not called for the restored pairs.
+TEST(StateEntries, JoinRestoreEvaluatesNoOutput) {
+  static int calls = 0;
+  BuildFn build = [](Graph&, std::vector<Table>& in) {
+    return in[0].join(in[1], {{"j", "j"}}).select({{"x", apply([](const std::vector<Value>& v) {
+                                                       ++calls;
+                                                       return v[0];
+                                                     }, {left("v")}, t_int())}});
+  };
+  auto a = build_pipeline({kLeft, kRight}, build);
+  a->node(a->out).track_state_changes();
+  step(*a, 1, {numbered(1000, [](size_t i) { return Row{Value(int64_t(i % 10)), Value(int64_t(i))}; }),
+               numbered(1000, [](size_t i) { return Row{Value(int64_t(i % 10)), Value("r")}; })});
+  Entries e;
+  take_into(a->node(a->out), e);
+  EXPECT_EQ(e.size(), 2000u);
+  calls = 0;
+  std::mt19937_64 rng(2);
+  std::unique_ptr<Pipeline> b;
+  ASSERT_EQ(restore_pipeline({kLeft, kRight}, build, {{a->out, e}}, rng, &b), "");
+  EXPECT_EQ(calls, 0);
+  // One right row retracted: its 100 pairs are retracted, evaluated then (not before).
+  Batch r = {{Key{1, 0x5eed}, Row{Value(int64_t(0)), Value("r")}, -1}};
+  auto ob = step(*b, 2, {{}, r});
+  EXPECT_EQ(ob[b->out].size(), 100u);
+  EXPECT_EQ(calls, 100);
+}
+
+// Entries of the previous row encoding (version 1: the row as codec::put_row) still load, and
+// rows are taken back in the current encoding.
+TEST(StateEntries, JoinLoadsVersionOneRowEntries) {
+  auto a = build_pipeline({kLeft, kRight}, join_build(JoinMode::kOuter, false));
+  Node& n = a->node(a->out);
+  auto v1 = [](uint8_t port, Key k, const Row& r) {
+    std::string key, value;
+    codec::put_u8(key, port);
+    codec::put_key(key, k);
+    codec::put_u8(value, 1);
+    codec::put_row(value, r);
+    return std::make_pair(key, value);
+  };
+  auto [lk, lv] = v1(0, Key{1, 1}, Row{Value(int64_t(5)), Value(int64_t(7))});
+  auto [rk, rv] = v1(1, Key{2, 1}, Row{Value(int64_t(5)), Value("w")});
+  ASSERT_TRUE(n.restore_state_entry(lk, lv).is_ok());
+  ASSERT_TRUE(n.restore_state_entry(rk, rv).is_ok());
+  ASSERT_TRUE(n.finish_state_restore().is_ok());
+  n.track_state_changes();
+  // Retracting the restored right row: the pair goes, the left row turns unmatched.
+  auto out = step(*a, 1, {{}, {{Key{2, 1}, Row{Value(int64_t(5)), Value("w")}, -1}}});
+  EXPECT_EQ(out[a->out].size(), 2u);
+  // The same row retracted from the left: its entry is erased.
+  out = step(*a, 2, {{{Key{1, 1}, Row{Value(int64_t(5)), Value(int64_t(7))}, -1}}, {}});
+  EXPECT_EQ(out[a->out].size(), 1u);
+  StateChanges c;
+  n.take_state_changes(c);
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_TRUE(c[0].erase && c[1].erase);
+}
+
+// Join entries that cannot be loaded: Corruption naming the operator.
+TEST(StateEntries, JoinRejectsEntriesItCannotLoad) {
+  auto a = build_pipeline({kLeft, kRight}, join_build(JoinMode::kInner, false));
+  std::string label = a->node(a->out).label();
+  auto entry = [](uint8_t port, Key k, uint8_t version, std::string cells) {
+    std::string key;
+    codec::put_u8(key, port);
+    codec::put_key(key, k);
+    return std::make_pair(key, std::string(1, static_cast<char>(version)) + cells);
+  };
+  auto cells_of = [](const Row& r) {
+    std::string s;
+    engine::cells::put(s, r.data(), r.size());
+    return s;
+  };
+  std::string good = cells_of({Value(int64_t(1)), Value(int64_t(2))});
+  struct Bad {
+    std::string what;
+    std::vector<std::pair<std::string, std::string>> entries;
+  };
+  std::vector<Bad> cases = {
+      {"unknown version", {entry(0, Key{1, 1}, 3, good)}},
+      {"too few cells", {entry(0, Key{1, 1}, 2, cells_of({Value(int64_t(1))}))}},
+      {"too many cells", {entry(0, Key{1, 1}, 2, cells_of({Value(int64_t(1)), Value(int64_t(2)), Value(int64_t(3))}))}},
+      {"None join value (never stored)", {entry(0, Key{1, 1}, 2, cells_of({Value(), Value(int64_t(2))}))}},
+      {"int in the fixed-width form", {entry(0, Key{1, 1}, 2, [] {
+         std::string s;
+         codec::put_value(s, Value(int64_t(1)));
+         codec::put_value(s, Value(int64_t(2)));
+         return s;
+       }())}},
+      {"int cell longer than 8 bytes", {entry(0, Key{1, 1}, 2, std::string("\x89") + std::string(9, '\x01') + "\x80")}},
+      {"row key stored twice", {entry(0, Key{1, 1}, 2, good), entry(0, Key{1, 1}, 2, cells_of({Value(int64_t(3)), Value(int64_t(4))}))}},
+      {"memo entry without memo", {entry(2, Key{1, 1}, 1, "")}},
+      {"unknown port", {entry(3, Key{1, 1}, 2, good)}},
+  };
+  for (const auto& c : cases) {
+    auto b = build_pipeline({kLeft, kRight}, join_build(JoinMode::kInner, false));
+    Node& n = b->node(b->out);
+    Status s;
+    for (const auto& [k, v] : c.entries)
+      if (s.is_ok()) s = n.restore_state_entry(k, v);
+    if (s.is_ok()) s = n.finish_state_restore();
+    EXPECT_EQ(s.code(), StatusCode::kCorruption) << c.what << ": " << s.to_string();
+    EXPECT_NE(s.message().find(label), std::string::npos) << c.what << ": " << s.to_string();
+  }
+}
+
+// Set operations and ix restore into their maps (no replay): a restored node's outputs for
+// changes to both inputs match the uninterrupted node's.
+TEST(StateEntries, SetOpsRestoredMapsTakeUpdatesOfBothSides) {
+  std::vector<std::pair<std::string, BuildFn>> ops = {
+      {"update_rows", [](Graph&, std::vector<Table>& in) { return in[0].update_rows(in[1]); }},
+      {"difference", [](Graph&, std::vector<Table>& in) { return in[0].difference(in[1]); }},
+      {"intersect", [](Graph&, std::vector<Table>& in) { return in[0].intersect(in[1]); }},
+  };
+  auto row = [](const char* a, int64_t b) { return Row{Value(a), Value(b)}; };
+  for (const auto& [name, build] : ops) {
+    SCOPED_TRACE(name);
+    auto a = build_pipeline({kAB, kAB}, build);
+    a->node(a->out).track_state_changes();
+    step(*a, 1, {{{Key{1, 1}, row("p", 1), 1}, {Key{2, 1}, row("q", 2), 1}}, {{Key{2, 1}, row("o", 9), 1}, {Key{3, 1}, row("o", 8), 1}}});
+    Entries e;
+    take_into(a->node(a->out), e);
+    std::mt19937_64 rng(3);
+    std::unique_ptr<Pipeline> b;
+    ASSERT_EQ(restore_pipeline({kAB, kAB}, build, {{a->out, e}}, rng, &b), "");
+    std::vector<std::vector<Batch>> more = {
+        {{{Key{3, 1}, row("r", 3), 1}}, {{Key{2, 1}, row("o", 9), -1}}},
+        {{{Key{1, 1}, row("p", 1), -1}, {Key{1, 1}, row("p", 5), 1}}, {{Key{1, 1}, row("o", 7), 1}}},
+        {{{Key{2, 1}, row("q", 2), -1}}, {{Key{3, 1}, row("o", 8), -1}}},
+    };
+    for (size_t s = 0; s < more.size(); ++s) {
+      for (auto& x : more[s]) engine::consolidate(x);
+      auto oa = step(*a, 2 + s, more[s]);
+      auto ob = step(*b, 2 + s, more[s]);
+      EXPECT_EQ(describe(oa[a->out]), describe(ob[b->out])) << "step " << s;
+    }
   }
 }
 
