@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
 #include <functional>
 #include <map>
 #include <set>
@@ -82,17 +86,81 @@ void parallel_for(size_t n, size_t width, const std::function<void(size_t)>& fn)
 }
 constexpr size_t kIoParallelism = 16;
 
-// ContentArchive over the snapshot storage: stashed contents wait for the next commit.
+// A standing pool of I/O threads, started once per run: work submitted to it (compressing
+// and writing archived contents) overlaps the run loop's processing instead of stalling the
+// next commit. Jobs queued but not started when the pool is destroyed are dropped (their
+// objects were never referenced by a manifest).
+class IoPool {
+ public:
+  explicit IoPool(size_t threads) {
+    for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+  }
+  ~IoPool() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  IoPool(const IoPool&) = delete;
+  IoPool& operator=(const IoPool&) = delete;
+  template <typename R>
+  std::shared_future<R> submit(std::function<R()> fn) {
+    auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));
+    std::shared_future<R> f = task->get_future().share();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue_.push_back([task] { (*task)(); });
+    }
+    cv_.notify_one();
+    return f;
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+        if (stop_) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      job();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+constexpr size_t kIoPoolThreads = 2;
+
+// ContentArchive over the snapshot storage. A stashed content is compressed and written in
+// the background right away (under this run's epoch key, with put_if_absent); the next commit
+// waits for its upload and lists it in the manifest.
 class Archive final : public engine::ContentArchive {
  public:
-  Archive(storage::ObjectStore* store, std::string source_id) : store_(store), id_(std::move(source_id)) {}
+  Archive(std::shared_ptr<storage::ObjectStore> store, std::string source_id, uint64_t epoch, IoPool* io)
+      : store_(std::move(store)), id_(std::move(source_id)), epoch_(epoch), io_(io) {}
   void stash(uint64_t hash, std::string content) override {
-    if (stored.count(hash)) return;
-    pending.emplace(hash, std::move(content));
+    if (stored.count(hash) || pending.count(hash)) return;
+    auto data = std::make_shared<const std::string>(std::move(content));
+    pending.emplace(hash, data);
+    std::shared_ptr<storage::ObjectStore> store = store_;
+    std::string key = content_key(id_, hash, epoch_);
+    uploads[hash] = io_->submit<Result<ChunkRef>>([store, key, data]() -> Result<ChunkRef> {
+      std::string encoded = encode_content(*data);
+      TM_RETURN_IF_ERROR(store->put_if_absent(key, encoded));
+      return make_chunk_ref(key, encoded, 0, 0);
+    });
   }
   Result<std::string> fetch(uint64_t hash) override {
     auto it = pending.find(hash);
-    if (it != pending.end()) return it->second;
+    if (it != pending.end()) return *it->second;
     auto ref = stored.find(hash);
     if (ref == stored.end())
       return Status::corruption("archived content " + std::to_string(hash) + " of source '" + id_ +
@@ -108,12 +176,15 @@ class Archive final : public engine::ContentArchive {
     TM_RETURN_IF_ERROR(check_chunk_object(store_->describe(), as_chunk, *data));
     return decode_content(store_->describe() + "/" + c.key, *data);
   }
-  std::map<uint64_t, std::string> pending;  // stashed, not yet uploaded
+  std::map<uint64_t, std::shared_ptr<const std::string>> pending;  // stashed, not yet committed
+  std::map<uint64_t, std::shared_future<Result<ChunkRef>>> uploads;  // of the pending ones
   std::map<uint64_t, ContentRef> stored;     // in the storage, listed by the manifest
 
  private:
-  storage::ObjectStore* store_;
+  std::shared_ptr<storage::ObjectStore> store_;
   std::string id_;
+  uint64_t epoch_;
+  IoPool* io_;
 };
 
 struct PSource {
@@ -146,6 +217,7 @@ struct Runtime::Impl {
   Scheduler* sched_ = nullptr;
   Stats stats;
   std::shared_ptr<storage::ObjectStore> meta, snap;
+  std::unique_ptr<IoPool> io;  // background uploads (operator persisting's archived contents)
   std::optional<storage::StorageLock> lock;
   std::vector<PSource> sources;
   std::vector<PSink> sinks;
@@ -310,7 +382,8 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
   record_rows = source_rows && (access == SnapshotAccess::kFull || access == SnapshotAccess::kRecord);
   if (mode == PersistenceMode::kOperatorPersisting)
     for (auto& ps : sources) {
-      ps.archive = std::make_unique<Archive>(snap.get(), ps.id);
+      if (!io) io = std::make_unique<IoPool>(kIoPoolThreads);
+      ps.archive = std::make_unique<Archive>(snap, ps.id, run, io.get());
       if (manifest)
         if (const SourceState* st = manifest->find_source(ps.id))
           for (const auto& c : st->contents) ps.archive->stored[c.hash] = c;
@@ -734,7 +807,6 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
     uint64_t records = 0;
     PSource* source = nullptr;
     POwner* owner = nullptr;
-    uint64_t content_hash = 0;
   };
   std::vector<Pending> pending;
   for (auto& ps : sources) {
@@ -758,16 +830,18 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
     p.owner = &o;
     pending.push_back(std::move(p));
   }
+  // Archived contents were uploading since they were stashed: wait for them.
   for (auto& ps : sources) {
     if (!ps.archive) continue;
-    for (auto& [hash, content] : ps.archive->pending) {
-      Pending p;
-      p.key = content_key(ps.id, hash, run);
-      p.data = encode_content(content);
-      p.source = &ps;
-      p.content_hash = hash;
-      pending.push_back(std::move(p));
+    for (auto& [hash, upload] : ps.archive->uploads) {
+      const Result<ChunkRef>& ref = upload.get();
+      if (!ref.is_ok()) return ref.status().with_context("committing the state of " + ps.node->label());
+      ps.archive->stored[hash] = {hash, ref->key, ref->bytes, ref->crc32c};
+      ps.archive->pending.erase(hash);
+      stats.bytes_written += ref->bytes;
+      ++stats.contents_written;
     }
+    ps.archive->uploads.clear();
   }
   std::vector<Status> results(pending.size());
   // Conditional creates: keys carry this writer's epoch, so an existing object with other
@@ -782,11 +856,6 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
     if (p.owner) {
       p.owner->st.chunks.push_back(make_chunk_ref(p.key, p.data, p.records, t));
       ++stats.state_chunks_written;
-    } else if (p.content_hash || p.key.starts_with(kContentsPrefix)) {
-      ChunkRef ref = make_chunk_ref(p.key, p.data, 0, 0);
-      p.source->archive->stored[p.content_hash] = {p.content_hash, p.key, ref.bytes, ref.crc32c};
-      p.source->archive->pending.erase(p.content_hash);
-      ++stats.contents_written;
     } else {
       p.source->state.chunks.push_back(make_chunk_ref(p.key, p.data, p.records, p.source->pending_max_time));
       ++stats.chunks_written;
