@@ -255,7 +255,8 @@ class SourceNode final : public Node {
   void process_slice(Batch& rows, size_t begin, size_t end, Batch& out) {
     auto b = rows.begin() + static_cast<std::ptrdiff_t>(begin), e = rows.begin() + static_cast<std::ptrdiff_t>(end);
     if (record) record->insert(record->end(), b, e);
-    out.insert(out.end(), std::make_move_iterator(b), std::make_move_iterator(e));
+    if (begin == 0 && end == rows.size() && out.empty()) out.swap(rows);  // the whole batch: no move per row
+    else out.insert(out.end(), std::make_move_iterator(b), std::make_move_iterator(e));
   }
   Source& source() { return *source_; }
   Batch pending;  // filled by the scheduler before process()

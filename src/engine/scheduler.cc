@@ -136,9 +136,14 @@ Status Scheduler::step(Time t, bool suppress_sinks) {
     all.swap(src->pending);
     // Small enough that what a slice fans out to stays in the caches, large enough to amortize
     // the calls per node.
-    const size_t slice_rows = options_.pipeline_slice_rows ? options_.pipeline_slice_rows : all.size();
-    for (size_t off = 0; off < all.size(); off += slice_rows) {
-      size_t end = std::min(all.size(), off + slice_rows);
+    // Slices only bound what rows fan out to: when every pipelined reader of the source emits
+    // only at the end of the time (a groupby right behind it), the batch goes whole.
+    bool fans_out = false;
+    for (size_t c : consumers_[si]) fans_out = fans_out || (pipelined_[c] && !graph_.node(c).emits_at_end_of_time());
+    const size_t total = all.size();
+    const size_t slice_rows = options_.pipeline_slice_rows && fans_out ? options_.pipeline_slice_rows : total;
+    for (size_t off = 0; off < total; off += slice_rows) {
+      size_t end = std::min(total, off + slice_rows);
       ++slice_no;
       reached[si] = slice_no;
       src->process_slice(all, off, end, outputs[si]);
