@@ -4,7 +4,9 @@
 // increasing). At each time the scheduler polls the sources, then calls process() on every
 // node in topological order, handing it the consolidated changes of each input at that time;
 // a node whose inputs did not change is skipped. Every table therefore sees exactly one
-// consistent batch per time. Nodes keep only the state they need.
+// consistent batch per time. Nodes keep only the state they need. Pipelined nodes
+// (accepts_partial_input) may instead get a time's input in consecutive parts, then end_time().
+// Consolidation happens only where a consumer needs it (needs_consolidated_input).
 //
 // Persistence hooks (used by src/persistence):
 //  * Source::offset() / seek(): a source's position after everything it returned, and resuming
