@@ -306,6 +306,9 @@ class GroupByNode final : public Node {
       if (reducers_[i].name == "sum" || reducers_[i].name == "avg") linear_.push_back(i);  // summed per time
       else if (reducers_[i].name != "count") active_.push_back(i);  // count is the group's own count
     sum_delta_.resize(linear_.size());
+    sums_.resize(linear_.size());
+    linear_pos_.assign(reducers_.size(), -1);
+    for (size_t j = 0; j < linear_.size(); ++j) linear_pos_[linear_[j]] = static_cast<int>(j);
     for (const auto& r : reducers_) ordered_ = ordered_ || ordered_reducer(r.name);
     // Outputs that are plain references to a grouping value or a reducer's result are built
     // without evaluating expressions (the common case).
@@ -354,7 +357,7 @@ class GroupByNode final : public Node {
       StateChange c;
       codec::put_row(c.key, g.values);
       codec::put_u8(c.value, kEntryVersion);
-      save_group(c.value, g);
+      save_group(c.value, slot);
       out.push_back(std::move(c));
     }
     dirty_.clear();
@@ -366,12 +369,15 @@ class GroupByNode final : public Node {
         !codec::get_u8(value, &version) || version != kEntryVersion)
       return state_corrupt(label());
     Group g = new_group();
-    if (!load_group(value, &g) || !value.empty() || g.count <= 0 || (g.emitted && g.last.size() != schema().size()))
+    std::vector<SumState> sums;
+    if (!load_group(value, &g, &sums) || !value.empty() || g.count <= 0 ||
+        (g.emitted && g.last.size() != schema().size()))
       return state_corrupt(label());
     Key gkey = key_from_values(vals);
     if (index_.find(gkey) != KeyIndex::kNone) return state_corrupt(label());
     g.values = std::move(vals);
-    add_group(gkey, std::move(g));
+    uint32_t slot = add_group(gkey, std::move(g));
+    for (size_t j = 0; j < sums.size(); ++j) sums_[j][slot] = sums[j];
     return {};
   }
   Status finish_state_restore() override { return {}; }
@@ -469,8 +475,9 @@ class GroupByNode final : public Node {
     for (size_t ti = 0; ti < touched_.size(); ++ti) {
       if (ti + kAhead < touched_.size()) __builtin_prefetch(&groups_[touched_[ti + kAhead]]);
       if (ti + kAhead / 2 < touched_.size()) {
-        const Group& h = groups_[touched_[ti + kAhead / 2]];
-        for (const auto& st : h.states) __builtin_prefetch(st.get());
+        uint32_t ahead = touched_[ti + kAhead / 2];
+        const Group& h = groups_[ahead];
+        for (auto& v : sums_) __builtin_prefetch(&v[ahead]);
         if (!h.last.empty()) __builtin_prefetch(h.last.data());
       }
       uint32_t slot = touched_[ti];
@@ -479,11 +486,11 @@ class GroupByNode final : public Node {
       delta_[slot] = 0;
       for (size_t j = 0; j < linear_.size(); ++j) {
         SumDelta& d = sum_delta_[j][slot];
-        if (d.any) static_cast<SumState*>(g.states[linear_[j]].get())->merge(d);
+        if (d.any) sums_[j][slot].merge(d);
         d = SumDelta{};
       }
       if (g.count > 0) {
-        Row next = output_row(g);
+        Row next = output_row(slot);
         if (g.emitted) {
           if (next == g.last) continue;  // unchanged output: nothing to emit
           out.push_back({g.key, std::move(g.last), -1});
@@ -515,11 +522,21 @@ class GroupByNode final : public Node {
     bool dirty = false;  // changed since the last take (tracking only)
     bool live = false;
   };
+  // Reducer states live in the group only for reducers fed per row (active_); count is the
+  // group's count and sum/avg are dense per slot (sums_), so touching a group's results costs
+  // no pointer chase.
   Group new_group() const {
     Group g;
-    g.states.reserve(reducers_.size());
-    for (const auto& r : reducers_) g.states.push_back(make_state(r.name));
+    if (active_.empty()) return g;
+    g.states.resize(reducers_.size());
+    for (size_t i : active_) g.states[i] = make_state(reducers_[i].name);
     return g;
+  }
+  const ReducerState& state_of(const Group& g, uint32_t slot, size_t i) const {
+    static const CountState kCount;
+    if (linear_pos_[i] >= 0) return sums_[static_cast<size_t>(linear_pos_[i])][slot];
+    if (!g.states.empty() && g.states[i]) return *g.states[i];
+    return kCount;
   }
   uint32_t add_group(const Key& gkey, Group g) {
     g.key = gkey;
@@ -529,12 +546,14 @@ class GroupByNode final : public Node {
       slot = free_.back();
       free_.pop_back();
       groups_[slot] = std::move(g);
+      for (size_t j = 0; j < sums_.size(); ++j) sums_[j][slot] = SumState(reducers_[linear_[j]].name == "avg");
     } else {
       slot = static_cast<uint32_t>(groups_.size());
       groups_.push_back(std::move(g));
       stamp_.push_back(0);
       delta_.push_back(0);
       for (auto& v : sum_delta_) v.emplace_back();
+      for (size_t j = 0; j < sums_.size(); ++j) sums_[j].emplace_back(reducers_[linear_[j]].name == "avg");
     }
     index_.insert(gkey, slot);
     return slot;
@@ -551,22 +570,31 @@ class GroupByNode final : public Node {
     free_.push_back(slot);
   }
   // The group's state in its persistent entry: count, emitted, last output, reducer states.
-  static void save_group(std::string& out, const Group& g) {
+  void save_group(std::string& out, uint32_t slot) const {
+    const Group& g = groups_[slot];
     codec::put_i64(out, g.count);
     codec::put_u8(out, g.emitted ? 1 : 0);
     codec::put_row(out, g.last);
-    for (const auto& s : g.states) s->save(out);
+    for (size_t i = 0; i < reducers_.size(); ++i) state_of(g, slot, i).save(out);
   }
-  static bool load_group(std::string_view& in, Group* g) {
+  // Reducer states in reducer order; sum/avg ones into `sums` (in linear_ order).
+  bool load_group(std::string_view& in, Group* g, std::vector<SumState>* sums) const {
     uint8_t emitted;
     if (!codec::get_i64(in, &g->count) || !codec::get_u8(in, &emitted) || emitted > 1 || !codec::get_row(in, &g->last))
       return false;
     g->emitted = emitted != 0;
-    for (auto& s : g->states)
-      if (!s->load(in) || !s->fits(g->count)) return false;
+    for (size_t i = 0; i < reducers_.size(); ++i) {
+      if (linear_pos_[i] >= 0) {
+        sums->emplace_back(reducers_[i].name == "avg");
+        if (!sums->back().load(in) || !sums->back().fits(g->count)) return false;
+      } else if (!g->states.empty() && g->states[i]) {
+        if (!g->states[i]->load(in) || !g->states[i]->fits(g->count)) return false;
+      }  // count: no bytes
+    }
     return true;
   }
-  Row output_row(const Group& g) const {
+  Row output_row(uint32_t slot) const {
+    const Group& g = groups_[slot];
     if (direct_) {
       Row r;
       r.reserve(outputs_.size());
@@ -574,14 +602,14 @@ class GroupByNode final : public Node {
       for (int c : direct_cols_) {
         size_t i = static_cast<size_t>(c);
         if (i < nv) r.push_back(g.values[i]);
-        else r.push_back(g.states[i - nv]->result(g.count));
+        else r.push_back(state_of(g, slot, i - nv).result(g.count));
       }
       return r;
     }
     Row& ext = scratch_;
     ext.clear();
     ext.insert(ext.end(), g.values.begin(), g.values.end());
-    for (const auto& s : g.states) ext.push_back(s->result(g.count));
+    for (size_t i = 0; i < reducers_.size(); ++i) ext.push_back(state_of(g, slot, i).result(g.count));
     EvalContext ctx{ext.data(), nullptr};
     Row r;
     r.reserve(outputs_.size());
@@ -598,6 +626,8 @@ class GroupByNode final : public Node {
   std::vector<size_t> active_;  // reducers fed per row (all but count, sum, avg)
   std::vector<size_t> linear_;  // sum/avg: fed per time from sum_delta_
   std::vector<std::vector<SumDelta>> sum_delta_;  // [linear reducer][slot]
+  std::vector<std::vector<SumState>> sums_;       // [linear reducer][slot]: sum/avg states
+  std::vector<int> linear_pos_;                   // per reducer: its index in linear_, or -1
   bool ordered_ = false;
   std::vector<Group> groups_;    // dense slots; free_ lists the dead ones
   std::vector<uint32_t> free_;
