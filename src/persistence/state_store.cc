@@ -131,10 +131,23 @@ Result<std::string> encode_state_chunk(engine::StateChanges changes, uint64_t* r
 }
 
 Status apply_state_chunk(const std::string& key, std::string_view data, StateMap* map) {
-  return read_state_chunk(key, data, [&](std::string k, std::optional<std::string> v) {
+  // Entries are stored sorted by key, each key once (as the streaming merge requires).
+  std::string last;
+  bool started = false;
+  Status order;
+  Status st = read_state_chunk(key, data, [&](std::string k, std::optional<std::string> v) {
+    if (!order.is_ok()) return;
+    if (started && !(last < k)) {
+      order = Status::corruption("state chunk '" + key + "': entry keys out of order at key " + short_hex(k));
+      return;
+    }
+    last = k;
+    started = true;
     if (v) (*map)[std::move(k)] = std::move(*v);
     else map->erase(k);
   });
+  if (!st.is_ok()) return st;
+  return order;
 }
 
 std::string encode_content(std::string_view content) {

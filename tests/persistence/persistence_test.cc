@@ -1165,6 +1165,12 @@ TEST(StateChunks, MergedByKeyNewestWins) {
                                         [](std::string_view, std::optional<std::string_view>) { return Status(); });
   EXPECT_EQ(st.code(), StatusCode::kCorruption);
   EXPECT_NE(st.message().find("operators/x/bad"), std::string::npos) << st.to_string();
+  // The whole-chunk reader (inspect/verify) agrees: what does not merge does not apply
+  // (found by fuzz_state_chunk: "a chunk that applies also merges").
+  persistence::StateMap map;
+  st = persistence::apply_state_chunk("operators/x/bad", bad, &map);
+  EXPECT_EQ(st.code(), StatusCode::kCorruption);
+  EXPECT_NE(st.message().find("out of order"), std::string::npos) << st.to_string();
 }
 
 }  // namespace
