@@ -45,32 +45,40 @@ Value normalize(const Value& v) {
 }
 
 // Buckets: one cell per join-values key holding the head of each side's row chain, in a flat
-// open-addressing table (the key is a uniform hash: its high bits place it). A cell's position
-// is the bucket's id during a process(): the table is grown before and shrunk after.
+// open-addressing table (the key is a uniform hash: its high bits place it). A process() reserves
+// room for its batch first, so positions stay put until it erases the emptied buckets.
 class BucketTable {
  public:
   static constexpr uint32_t kEnd = RowStore::kEnd;
+  static constexpr size_t kNone = ~size_t{0};
   struct Cell {
     Key key;
     std::array<uint32_t, 2> head{kFree, kEnd};
     bool free() const { return head[0] == kFree; }
   };
   size_t size() const { return size_; }
+  size_t capacity() const { return cells_.size(); }
   Cell& at(size_t pos) { return cells_[pos]; }
   void prefetch(const Key& k) const {
-    if (!cells_.empty()) __builtin_prefetch(&cells_[home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size())]);
+    if (!cells_.empty()) __builtin_prefetch(&cells_[home(k)]);
   }
-  void prefetch_at(size_t pos) const { __builtin_prefetch(&cells_[pos]); }
-  // Room for `n` more buckets without growing.
-  // Incremented whenever the table grows (every position changes then).
-  uint64_t generation() const { return generation_; }
+  // Room for `n` buckets in all without growing.
+  void reserve(size_t n) {
+    if (n * 100 > cells_.size() * kLoadPercent) rehash(capacity_for(n));
+  }
+  // The position of bucket `k`, or kNone.
+  size_t find(const Key& k) const {
+    if (cells_.empty()) return kNone;
+    for (size_t i = home(k);; i = step(i)) {
+      const Cell& c = cells_[i];
+      if (c.free()) return kNone;
+      if (c.key == k) return i;
+    }
+  }
   // The position of bucket `k`, created with empty chains if absent.
   size_t find_or_insert(const Key& k) {
-    if ((size_ + 1) * 100 > cells_.size() * kMaxLoadPercent) {
-      rehash(grown_capacity(cells_.size(), size_ + 1, sizeof(Cell)));
-      ++generation_;
-    }
-    size_t i = home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size());
+    reserve(size_ + 1);
+    size_t i = home(k);
     for (;; i = step(i)) {
       Cell& c = cells_[i];
       if (c.free()) break;
@@ -83,12 +91,12 @@ class BucketTable {
   }
   // Removes bucket `k` (present). Moves other cells.
   void erase(const Key& k) {
-    size_t i = home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size());
+    size_t i = home(k);
     while (cells_[i].key != k || cells_[i].free()) i = step(i);
     for (size_t j = step(i);; j = step(j)) {
       if (cells_[j].free()) break;
-      size_t home = home_of(static_cast<uint32_t>(cells_[j].key.hi >> 32), cells_.size());
-      bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+      size_t h = home(cells_[j].key);
+      bool movable = i <= j ? (h <= i || h > j) : (h <= i && h > j);
       if (movable) {
         cells_[i] = cells_[j];
         i = j;
@@ -100,20 +108,30 @@ class BucketTable {
 
  private:
   static constexpr uint32_t kFree = kEnd - 1;
+  // At most this full (shorter probe runs than the row stores' tables: every row's bucket is
+  // looked up).
+  static constexpr size_t kLoadPercent = 75;
+  size_t home(const Key& k) const { return home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size()); }
   size_t step(size_t i) const { return i + 1 == cells_.size() ? 0 : i + 1; }
+  size_t capacity_for(size_t n) const {
+    size_t c = cells_.size() < 64 ? 64 : cells_.size() + cells_.size() / 4;
+    while (n * 100 > c * kLoadPercent) c += c / 4;
+    return c;
+  }
+  // The cells are visited in order and their homes are monotone in the hash, so the new table
+  // is written nearly sequentially too.
   void rehash(size_t cap) {
     std::vector<Cell> old = std::move(cells_);
     cells_.assign(cap, Cell{});
     for (const Cell& c : old) {
       if (c.free()) continue;
-      size_t i = home_of(static_cast<uint32_t>(c.key.hi >> 32), cap);
+      size_t i = home(c.key);
       while (!cells_[i].free()) i = step(i);
       cells_[i] = c;
     }
   }
   std::vector<Cell> cells_;
   size_t size_ = 0;
-  uint64_t generation_ = 0;
 };
 
 class JoinNode final : public Node {
@@ -136,16 +154,27 @@ class JoinNode final : public Node {
   // process(), no output evaluation.
   void take_state_changes(StateChanges& out) override {
     for (uint8_t s = 0; s < 2; ++s) {
-      std::vector<Key>& d = dirty_[s];
-      std::sort(d.begin(), d.end(), key_bytes_less);
-      d.erase(std::unique(d.begin(), d.end()), d.end());
+      std::vector<Dirty>& d = dirty_[s];
+      std::sort(d.begin(), d.end(), [](const Dirty& a, const Dirty& b) {
+        if (a.key != b.key) return key_bytes_less(a.key, b.key);
+        return a.bk < b.bk;
+      });
+      d.erase(std::unique(d.begin(), d.end(), [](const Dirty& a, const Dirty& b) { return a.key == b.key && a.bk == b.bk; }),
+              d.end());
       out.reserve(out.size() + d.size());
-      for (const Key& k : d) {
+      for (size_t i = 0; i < d.size();) {
+        // The row is in one of the buckets it was inserted into or retracted from at these times.
+        const Key& k = d[i].key;
+        uint32_t slot = kEnd;
+        for (; i < d.size() && d[i].key == k; ++i) {
+          if (slot != kEnd) continue;
+          size_t pos = buckets_.find(d[i].bk);
+          if (pos != BucketTable::kNone) slot = rows_[s].find(k, buckets_.at(pos).head[s]);
+        }
         StateChange c;
         c.key.reserve(kEntryKeySize);
         codec::put_u8(c.key, s);
         codec::put_key(c.key, k);
-        uint32_t slot = rows_[s].find(k);
         if (slot == RowStore::kEnd) {
           c.erase = true;
         } else {
@@ -156,7 +185,7 @@ class JoinNode final : public Node {
         }
         out.push_back(std::move(c));
       }
-      std::vector<Key>().swap(d);
+      std::vector<Dirty>().swap(d);
     }
     take_dirty_entries(
         memo_dirty_, memo_, kMemoVersion,
@@ -169,9 +198,14 @@ class JoinNode final : public Node {
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     uint8_t port, version;
     Key k;
+    const std::string_view whole = key;
     if (key.size() != kEntryKeySize || !codec::get_u8(key, &port) || !codec::get_key(key, &k) ||
         !codec::get_u8(value, &version))
       return state_corrupt(label());
+    // Entries normally arrive in key order, which rules out a row key stored twice; otherwise
+    // finish_state_restore() checks.
+    if (!(std::string_view(last_restored_) < whole)) unordered_restore_ = true;
+    last_restored_.assign(whole);
     if (port < 2) {
       Row& r = decoded_[port];
       std::string_view cell_bytes = value;
@@ -202,19 +236,24 @@ class JoinNode final : public Node {
     memo_.emplace(k, std::move(r));
     return {};
   }
-  Status finish_state_restore() override { return insert_staged(); }
+  Status finish_state_restore() override {
+    Status st = insert_staged();
+    if (st.is_ok() && unordered_restore_ && (rows_[0].has_duplicate_keys() || rows_[1].has_duplicate_keys()))
+      st = state_corrupt(label());
+    std::string().swap(last_restored_);
+    return st;
+  }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     // The changes of this time grouped by bucket without copying them: per touched bucket, a
-    // list of the updates of each side.
+    // list of the updates of each side (touch_map_: the touched bucket by key, sized for the
+    // batch, with a tag of the key so that new buckets cost no look at touched_).
     touched_.clear();
     links_.clear();
     size_t n = in[0]->size() + in[1]->size();
     size_t cap = 16;
     while (cap < 2 * n) cap *= 2;
-    touch_map_.assign(cap, kEnd);
-    // Bucket keys first, so the bucket cells can be prefetched a few updates ahead.
-    bkeys_.clear();
+    touch_map_.assign(cap, TouchCell{});
     for (int s = 0; s < 2; ++s)
       for (const Update& u : *in[s]) {
         Key bk;
@@ -223,36 +262,43 @@ class JoinNode final : public Node {
           continue;
         }
         if (u.diff != 1 && u.diff != -1) multiplicity_error(s, u.key);
-        if (tracking_state()) dirty_[s].push_back(u.key);
-        bkeys_.push_back({bk, &u, static_cast<uint8_t>(s)});
+        if (tracking_state()) dirty_[s].push_back({u.key, bk});
+        uint32_t tag = static_cast<uint32_t>(bk.lo >> 32);
+        size_t m = bk.lo & (cap - 1);
+        for (; touch_map_[m].ti != kEnd; m = (m + 1) & (cap - 1))
+          if (touch_map_[m].tag == tag && touched_[touch_map_[m].ti].bk == bk) break;
+        if (touch_map_[m].ti == kEnd) {
+          touch_map_[m] = {static_cast<uint32_t>(touched_.size()), tag};
+          touched_.push_back({bk, 0, {kEnd, kEnd}, {kEnd, kEnd}});
+        }
+        Touched& t = touched_[touch_map_[m].ti];
+        uint32_t link = static_cast<uint32_t>(links_.size());
+        links_.push_back({&u, kEnd});
+        if (t.head[s] == kEnd) t.head[s] = link;
+        else links_[t.tail[s]].next = link;
+        t.tail[s] = link;
       }
-    for (size_t i = 0; i < bkeys_.size(); ++i) {
-      if (i + kAhead < bkeys_.size()) buckets_.prefetch(bkeys_[i + kAhead].bk);
-      const auto& [bk, up, s] = bkeys_[i];
-      size_t m = bk.lo & (cap - 1);
-      while (touch_map_[m] != kEnd && touched_[touch_map_[m]].bk != bk) m = (m + 1) & (cap - 1);
-      if (touch_map_[m] == kEnd) {
-        uint64_t gen = buckets_.generation();
-        uint32_t pos = static_cast<uint32_t>(buckets_.find_or_insert(bk));
-        if (buckets_.generation() != gen)  // the table grew: positions moved
-          for (Touched& o : touched_) o.pos = static_cast<uint32_t>(buckets_.find_or_insert(o.bk));
-        touch_map_[m] = static_cast<uint32_t>(touched_.size());
-        touched_.push_back({bk, pos, {kEnd, kEnd}, {kEnd, kEnd}});
-      }
-      uint32_t ti = touch_map_[m];
-      Touched& t = touched_[ti];
-      uint32_t link = static_cast<uint32_t>(links_.size());
-      links_.push_back({up, kEnd, ti, s});
-      if (t.head[s] == kEnd) t.head[s] = link;
-      else links_[t.tail[s]].next = link;
-      t.tail[s] = link;
-    }
-    // Delta rule per bucket: dL x R_old + L_new x dR. Retractions leave the arrangement at
-    // once; insertions are applied after every bucket (a row moving between buckets leaves
-    // its old bucket before it enters the new one), so L_new is L's chain plus dL's insertions.
+    // Positions stay put while buckets are only added (emptied ones are erased at the end).
+    buckets_.reserve(buckets_.size() + touched_.size());
+    // A pipeline over the touched buckets: the bucket cell is prefetched 2 x kAhead ahead,
+    // found (or created) kAhead ahead, when the first rows of its chains are prefetched.
+    const size_t nt = touched_.size();
+    auto stage = [&](size_t j) {
+      Touched& t = touched_[j];
+      t.pos = static_cast<uint32_t>(buckets_.find_or_insert(t.bk));
+      const BucketTable::Cell& c = buckets_.at(t.pos);
+      for (int s = 0; s < 2; ++s)
+        if (c.head[s] != kEnd) rows_[s].prefetch_row(RowStore::first(c.head[s]));
+    };
+    for (size_t j = 0; j < nt && j < 2 * kAhead; ++j) buckets_.prefetch(touched_[j].bk);
+    for (size_t j = 0; j < nt && j < kAhead; ++j) stage(j);
+    // Delta rule per bucket: dL x R_old + L_new x dR, L_new being L's chain after the
+    // retractions plus dL's insertions. A bucket's insertions are applied after its pairs and
+    // unmatched rows are emitted.
     std::array<std::vector<const Update*>, 2> delta;
-    for (size_t ti = 0; ti < touched_.size(); ++ti) {
-      if (ti + kAhead < touched_.size()) buckets_.prefetch_at(touched_[ti + kAhead].pos);
+    for (size_t ti = 0; ti < nt; ++ti) {
+      if (ti + 2 * kAhead < nt) buckets_.prefetch(touched_[ti + 2 * kAhead].bk);
+      if (ti + kAhead < nt) stage(ti + kAhead);
       const Touched& t = touched_[ti];
       BucketTable::Cell& b = buckets_.at(t.pos);
       std::array<int64_t, 2> sum{0, 0};
@@ -270,13 +316,14 @@ class JoinNode final : public Node {
       // Kept rows stop being unmatched when the other side appears.
       for (int s = 0; s < 2; ++s)
         if (keep_[s] && was_empty[1 - s] && !will_be_empty[1 - s])
-          for (uint32_t r = b.head[s]; r != kEnd; r = rows_[s].next(r)) emit_unmatched(s, rows_[s].key(r), decode(s, r), -1);
+          for (uint32_t r = RowStore::first(b.head[s]); r != kEnd; r = rows_[s].next(r))
+            emit_unmatched(s, rows_[s].key(r), decode(s, r), -1);
       for (const Update* u : delta[0])
-        for (uint32_t r = b.head[1]; r != kEnd; r = rows_[1].next(r))
+        for (uint32_t r = RowStore::first(b.head[1]); r != kEnd; r = rows_[1].next(r))
           emit_pair(u->key, u->row.data(), rows_[1].key(r), decode(1, r), u->diff, out);
       retract(0, b, delta[0]);
       for (const Update* u : delta[1]) {
-        for (uint32_t l = b.head[0]; l != kEnd; l = rows_[0].next(l))
+        for (uint32_t l = RowStore::first(b.head[0]); l != kEnd; l = rows_[0].next(l))
           emit_pair(rows_[0].key(l), decode(0, l), u->key, u->row.data(), u->diff, out);
         for (const Update* lu : delta[0])
           if (lu->diff > 0) emit_pair(lu->key, lu->row.data(), u->key, u->row.data(), u->diff, out);
@@ -285,41 +332,37 @@ class JoinNode final : public Node {
       bool inserts = false;
       for (int s = 0; s < 2; ++s)
         for (const Update* u : delta[s]) inserts = inserts || u->diff > 0;
-      if (b.head[0] == kEnd && b.head[1] == kEnd && !inserts) emptied_.push_back(b.key);
       for (int s = 0; s < 2; ++s) {
         if (!keep_[s]) continue;
         if (was_empty[1 - s] && will_be_empty[1 - s]) {
           for (const Update* u : delta[s]) emit_unmatched(s, u->key, u->row.data(), u->diff);
         } else if (!was_empty[1 - s] && will_be_empty[1 - s]) {
-          for (uint32_t r = b.head[s]; r != kEnd; r = rows_[s].next(r)) emit_unmatched(s, rows_[s].key(r), decode(s, r), 1);
+          for (uint32_t r = RowStore::first(b.head[s]); r != kEnd; r = rows_[s].next(r))
+            emit_unmatched(s, rows_[s].key(r), decode(s, r), 1);
           for (const Update* u : delta[s])
             if (u->diff > 0) emit_unmatched(s, u->key, u->row.data(), 1);
         }
       }
-    }
-    // Insertions in input order, the row index prefetched a few rows ahead.
-    for (size_t l = 0; l < links_.size(); ++l) {
-      if (l + kAhead < links_.size()) {
-        const Link& a = links_[l + kAhead];
-        rows_[a.side].prefetch(a.u->key);
-        buckets_.prefetch_at(touched_[a.ti].pos);
+      if (!inserts) {
+        if (b.head[0] == kEnd && b.head[1] == kEnd) emptied_.push_back(b.key);
+        continue;
       }
-      const Link& k = links_[l];
-      if (k.u->diff < 0) continue;
-      buf_.clear();
-      cells::put(buf_, k.u->row.data(), widths_[k.side]);
-      if (!rows_[k.side].insert(k.u->key, buf_, &buckets_.at(touched_[k.ti].pos).head[k.side])) multiplicity_error(k.side, k.u->key);
+      for (int s = 0; s < 2; ++s)
+        for (const Update* u : delta[s]) {
+          if (u->diff < 0) continue;
+          buf_.clear();
+          cells::put(buf_, u->row.data(), widths_[s]);
+          if (!rows_[s].insert(u->key, buf_, &b.head[s])) multiplicity_error(s, u->key);
+        }
     }
     for (const Key& k : emptied_) buckets_.erase(k);
     emptied_.clear();
     touched_.clear();
     links_.clear();
-    bkeys_.clear();
     if (touch_map_.size() > kKeepScratch) {  // a large batch's scratch is not kept as state
       std::vector<Touched>().swap(touched_);
       std::vector<Link>().swap(links_);
-      std::vector<Keyed>().swap(bkeys_);
-      std::vector<uint32_t>().swap(touch_map_);
+      std::vector<TouchCell>().swap(touch_map_);
     }
     flush(out);
   }
@@ -331,11 +374,9 @@ class JoinNode final : public Node {
 
   Status insert_staged() {
     Status st;
+    buckets_.reserve(buckets_.size() + staged_.size());
     for (size_t i = 0; i < staged_.size() && st.is_ok(); ++i) {
-      if (i + kAhead < staged_.size()) {
-        buckets_.prefetch(staged_[i + kAhead].bk);
-        rows_[staged_[i + kAhead].port].prefetch(staged_[i + kAhead].key);
-      }
+      if (i + kAhead < staged_.size()) buckets_.prefetch(staged_[i + kAhead].bk);
       const Staged& e = staged_[i];
       BucketTable::Cell& b = buckets_.at(buckets_.find_or_insert(e.bk));
       if (!rows_[e.port].insert(e.key, std::string_view(staged_cells_).substr(e.off, e.len), &b.head[e.port]))
@@ -357,7 +398,7 @@ class JoinNode final : public Node {
     if (head == kEnd) return sum == 0;
     if (sum >= 0) return false;
     int64_t n = 0;
-    for (uint32_t r = head; r != kEnd && n <= -sum; r = rows_[s].next(r)) ++n;
+    for (uint32_t r = RowStore::first(head); r != kEnd && n <= -sum; r = rows_[s].next(r)) ++n;
     return n + sum == 0;
   }
 
@@ -375,7 +416,7 @@ class JoinNode final : public Node {
   void retract(int s, BucketTable::Cell& b, const std::vector<const Update*>& delta) {
     for (const Update* u : delta) {
       if (u->diff > 0) continue;
-      uint32_t slot = rows_[s].find(u->key);
+      uint32_t slot = rows_[s].find(u->key, b.head[s]);
       if (slot == kEnd) multiplicity_error(s, u->key);
       buf_.clear();
       cells::put(buf_, u->row.data(), widths_[s]);
@@ -510,20 +551,16 @@ class JoinNode final : public Node {
   struct Link {
     const Update* u;
     uint32_t next;  // next update of the same bucket and side
-    uint32_t ti;    // the bucket's entry in touched_
-    uint8_t side;
   };
-  struct Keyed {
-    Key bk;
-    const Update* u;
-    uint8_t side;
+  struct TouchCell {
+    uint32_t ti = kEnd;  // the bucket's entry in touched_
+    uint32_t tag = 0;    // bits of its key
   };
-  static constexpr size_t kAhead = 8;  // prefetch distance (updates)
+  static constexpr size_t kAhead = 8;  // prefetch distance (buckets)
   static constexpr size_t kKeepScratch = size_t{1} << 14;
-  std::vector<Keyed> bkeys_;
   std::vector<Touched> touched_;
   std::vector<Link> links_;
-  std::vector<uint32_t> touch_map_;
+  std::vector<TouchCell> touch_map_;
   std::vector<Key> emptied_;
   std::string buf_;
   std::string converted_;  // restore of a version-1 entry: its cells encoding
@@ -532,7 +569,11 @@ class JoinNode final : public Node {
   RowsByKey memo_;
   std::vector<Change> pending_;
   // Tracking (operator persisting only): the row keys changed since the last take, per side.
-  std::array<std::vector<Key>, 2> dirty_;
+  // Each with the bucket it entered or left (where take_state_changes() finds the row).
+  struct Dirty {
+    Key key, bk;
+  };
+  std::array<std::vector<Dirty>, 2> dirty_;
   static constexpr size_t kEntryKeySize = 1 + 16;
   // Restore: rows checked and keyed, not yet inserted.
   struct Staged {
@@ -543,6 +584,8 @@ class JoinNode final : public Node {
   static constexpr size_t kStage = 4096;
   std::vector<Staged> staged_;
   std::string staged_cells_;
+  std::string last_restored_;  // the previous entry key restored
+  bool unordered_restore_ = false;
   static constexpr uint8_t kRowsVersion = 2;
   static constexpr uint8_t kMemoPort = 2;
   static constexpr uint8_t kMemoVersion = 1;
