@@ -134,6 +134,51 @@ class BucketTable {
   size_t size_ = 0;
 };
 
+// Orders `v` by bucket key (hi, then lo): a stable LSD radix sort on the top 24 bits of hi (the
+// bits that place a bucket in the table, so the table is then walked in increasing position),
+// then runs sharing those bits sorted by the whole key. Equal keys end up adjacent.
+template <typename T, typename F>
+void sort_by_bucket(std::vector<T>& v, std::vector<T>& tmp, F bk) {
+  auto less = [&](const T& a, const T& b) {
+    const Key &x = bk(a), &y = bk(b);
+    return x.hi != y.hi ? x.hi < y.hi : x.lo < y.lo;
+  };
+  if (v.size() < 512) {
+    std::sort(v.begin(), v.end(), less);
+    return;
+  }
+  constexpr int kBits = 12;
+  constexpr size_t kRadix = size_t{1} << kBits;
+  tmp.resize(v.size());
+  std::vector<size_t> count(2 * kRadix, 0);
+  for (const T& e : v) {
+    uint64_t top = bk(e).hi >> 40;
+    ++count[top & (kRadix - 1)];
+    ++count[kRadix + (top >> kBits)];
+  }
+  for (int pass = 0; pass < 2; ++pass) {
+    size_t* c = count.data() + pass * kRadix;
+    size_t sum = 0;
+    for (size_t i = 0; i < kRadix; ++i) {
+      size_t n = c[i];
+      c[i] = sum;
+      sum += n;
+    }
+    for (T& e : v) {
+      uint64_t d = (bk(e).hi >> (40 + pass * kBits)) & (kRadix - 1);
+      tmp[c[d]++] = std::move(e);
+    }
+    v.swap(tmp);
+  }
+  for (size_t i = 0; i < v.size();) {
+    size_t j = i + 1;
+    uint64_t top = bk(v[i]).hi >> 40;
+    while (j < v.size() && bk(v[j]).hi >> 40 == top) ++j;
+    if (j - i > 1) std::sort(v.begin() + static_cast<ptrdiff_t>(i), v.begin() + static_cast<ptrdiff_t>(j), less);
+    i = j;
+  }
+}
+
 class JoinNode final : public Node {
  public:
   JoinNode(size_t left, size_t right, Schema schema, std::array<std::vector<size_t>, 2> on,
@@ -144,7 +189,10 @@ class JoinNode final : public Node {
         keep_(keep),
         exprs_(std::move(exprs)),
         memoize_(memoize) {
-    for (int s = 0; s < 2; ++s) decoded_[s].resize(widths_[s]);
+    for (int s = 0; s < 2; ++s) {
+      decoded_[s].resize(widths_[s]);
+      delta_decoded_[s].resize(widths_[s]);
+    }
   }
 
   // Persistent entries (src/engine/README.md): the arranged rows of both sides (port byte 0
@@ -245,15 +293,11 @@ class JoinNode final : public Node {
   }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
-    // The changes of this time grouped by bucket without copying them: per touched bucket, a
-    // list of the updates of each side (touch_map_: the touched bucket by key, sized for the
-    // batch, with a tag of the key so that new buckets cost no look at touched_).
-    touched_.clear();
-    links_.clear();
-    size_t n = in[0]->size() + in[1]->size();
-    size_t cap = 16;
-    while (cap < 2 * n) cap *= 2;
-    touch_map_.assign(cap, TouchCell{});
+    // The changes of this time grouped by bucket without copying them: the updates with their
+    // bucket keys, sorted by bucket (so the bucket table is walked in increasing position).
+    ups_.clear();
+    ups_cells_.clear();
+    ups_.reserve(in[0]->size() + in[1]->size());
     for (int s = 0; s < 2; ++s)
       for (const Update& u : *in[s]) {
         Key bk;
@@ -263,26 +307,27 @@ class JoinNode final : public Node {
         }
         if (u.diff != 1 && u.diff != -1) multiplicity_error(s, u.key);
         if (tracking_state()) dirty_[s].push_back({u.key, bk});
-        uint32_t tag = static_cast<uint32_t>(bk.lo >> 32);
-        size_t m = bk.lo & (cap - 1);
-        for (; touch_map_[m].ti != kEnd; m = (m + 1) & (cap - 1))
-          if (touch_map_[m].tag == tag && touched_[touch_map_[m].ti].bk == bk) break;
-        if (touch_map_[m].ti == kEnd) {
-          touch_map_[m] = {static_cast<uint32_t>(touched_.size()), tag};
-          touched_.push_back({bk, 0, {kEnd, kEnd}, {kEnd, kEnd}});
-        }
-        Touched& t = touched_[touch_map_[m].ti];
-        uint32_t link = static_cast<uint32_t>(links_.size());
-        links_.push_back({&u, kEnd});
-        if (t.head[s] == kEnd) t.head[s] = link;
-        else links_[t.tail[s]].next = link;
-        t.tail[s] = link;
+        size_t off = ups_cells_.size();
+        cells::put(ups_cells_, u.row.data(), widths_[s]);
+        ups_.push_back({bk, u.key, off, static_cast<uint32_t>(ups_cells_.size() - off), static_cast<int8_t>(u.diff),
+                        static_cast<uint8_t>(s)});
       }
+    sort_by_bucket(ups_, ups_tmp_, [](const Keyed& e) -> const Key& { return e.bk; });
+    touched_.clear();
+    for (uint32_t i = 0; i < ups_.size();) {
+      uint32_t j = i + 1;
+      while (j < ups_.size() && ups_[j].bk == ups_[i].bk) ++j;
+      touched_.push_back({ups_[i].bk, 0, i, j});
+      i = j;
+    }
     // Positions stay put while buckets are only added (emptied ones are erased at the end).
     buckets_.reserve(buckets_.size() + touched_.size());
-    // A pipeline over the touched buckets: the bucket cell is prefetched 2 x kAhead ahead,
-    // found (or created) kAhead ahead, when the first rows of its chains are prefetched.
+    // A pipeline over the touched buckets: the bucket cell is prefetched 2 x kAhead ahead;
+    // kAhead ahead the bucket is found (or created) and the first rows of its chains are
+    // prefetched. The updates were copied in input order (key, diff, encoded cells), so they
+    // are not visited out of order.
     const size_t nt = touched_.size();
+    auto prefetch = [&](size_t j) { buckets_.prefetch(touched_[j].bk); };
     auto stage = [&](size_t j) {
       Touched& t = touched_[j];
       t.pos = static_cast<uint32_t>(buckets_.find_or_insert(t.bk));
@@ -290,24 +335,24 @@ class JoinNode final : public Node {
       for (int s = 0; s < 2; ++s)
         if (c.head[s] != kEnd) rows_[s].prefetch_row(RowStore::first(c.head[s]));
     };
-    for (size_t j = 0; j < nt && j < 2 * kAhead; ++j) buckets_.prefetch(touched_[j].bk);
+    for (size_t j = 0; j < nt && j < 2 * kAhead; ++j) prefetch(j);
     for (size_t j = 0; j < nt && j < kAhead; ++j) stage(j);
     // Delta rule per bucket: dL x R_old + L_new x dR, L_new being L's chain after the
     // retractions plus dL's insertions. A bucket's insertions are applied after its pairs and
     // unmatched rows are emitted.
-    std::array<std::vector<const Update*>, 2> delta;
+    std::array<std::vector<const Keyed*>, 2> delta;
     for (size_t ti = 0; ti < nt; ++ti) {
-      if (ti + 2 * kAhead < nt) buckets_.prefetch(touched_[ti + 2 * kAhead].bk);
+      if (ti + 2 * kAhead < nt) prefetch(ti + 2 * kAhead);
       if (ti + kAhead < nt) stage(ti + kAhead);
       const Touched& t = touched_[ti];
       BucketTable::Cell& b = buckets_.at(t.pos);
       std::array<int64_t, 2> sum{0, 0};
-      for (int s = 0; s < 2; ++s) {
-        delta[s].clear();
-        for (uint32_t l = t.head[s]; l != kEnd; l = links_[l].next) {
-          delta[s].push_back(links_[l].u);
-          sum[s] += links_[l].u->diff;
-        }
+      delta[0].clear();
+      delta[1].clear();
+      for (uint32_t i = t.begin; i < t.end; ++i) {
+        const Keyed& e = ups_[i];
+        delta[e.side].push_back(&e);
+        sum[e.side] += e.diff;
       }
       std::array<bool, 2> was_empty{b.head[0] == kEnd, b.head[1] == kEnd};
       std::array<bool, 2> will_be_empty{};
@@ -318,29 +363,33 @@ class JoinNode final : public Node {
         if (keep_[s] && was_empty[1 - s] && !will_be_empty[1 - s])
           for (uint32_t r = RowStore::first(b.head[s]); r != kEnd; r = rows_[s].next(r))
             emit_unmatched(s, rows_[s].key(r), decode(s, r), -1);
-      for (const Update* u : delta[0])
-        for (uint32_t r = RowStore::first(b.head[1]); r != kEnd; r = rows_[1].next(r))
-          emit_pair(u->key, u->row.data(), rows_[1].key(r), decode(1, r), u->diff, out);
+      if (b.head[1] != kEnd)
+        for (const Keyed* u : delta[0]) {
+          const Value* ur = delta_row(*u);
+          for (uint32_t r = RowStore::first(b.head[1]); r != kEnd; r = rows_[1].next(r))
+            emit_pair(u->key, ur, rows_[1].key(r), decode(1, r), u->diff, out);
+        }
       retract(0, b, delta[0]);
-      for (const Update* u : delta[1]) {
+      for (const Keyed* u : delta[1]) {
+        const Value* ur = delta_row(*u);
         for (uint32_t l = RowStore::first(b.head[0]); l != kEnd; l = rows_[0].next(l))
-          emit_pair(rows_[0].key(l), decode(0, l), u->key, u->row.data(), u->diff, out);
-        for (const Update* lu : delta[0])
-          if (lu->diff > 0) emit_pair(lu->key, lu->row.data(), u->key, u->row.data(), u->diff, out);
+          emit_pair(rows_[0].key(l), decode(0, l), u->key, ur, u->diff, out);
+        for (const Keyed* lu : delta[0])
+          if (lu->diff > 0) emit_pair(lu->key, delta_row(*lu), u->key, ur, u->diff, out);
       }
       retract(1, b, delta[1]);
       bool inserts = false;
       for (int s = 0; s < 2; ++s)
-        for (const Update* u : delta[s]) inserts = inserts || u->diff > 0;
+        for (const Keyed* u : delta[s]) inserts = inserts || u->diff > 0;
       for (int s = 0; s < 2; ++s) {
         if (!keep_[s]) continue;
         if (was_empty[1 - s] && will_be_empty[1 - s]) {
-          for (const Update* u : delta[s]) emit_unmatched(s, u->key, u->row.data(), u->diff);
+          for (const Keyed* u : delta[s]) emit_unmatched(s, u->key, delta_row(*u), u->diff);
         } else if (!was_empty[1 - s] && will_be_empty[1 - s]) {
           for (uint32_t r = RowStore::first(b.head[s]); r != kEnd; r = rows_[s].next(r))
             emit_unmatched(s, rows_[s].key(r), decode(s, r), 1);
-          for (const Update* u : delta[s])
-            if (u->diff > 0) emit_unmatched(s, u->key, u->row.data(), 1);
+          for (const Keyed* u : delta[s])
+            if (u->diff > 0) emit_unmatched(s, u->key, delta_row(*u), 1);
         }
       }
       if (!inserts) {
@@ -348,21 +397,19 @@ class JoinNode final : public Node {
         continue;
       }
       for (int s = 0; s < 2; ++s)
-        for (const Update* u : delta[s]) {
+        for (const Keyed* u : delta[s]) {
           if (u->diff < 0) continue;
-          buf_.clear();
-          cells::put(buf_, u->row.data(), widths_[s]);
-          if (!rows_[s].insert(u->key, buf_, &b.head[s])) multiplicity_error(s, u->key);
+          if (!rows_[s].insert(u->key, cells_of(*u), &b.head[s])) multiplicity_error(s, u->key);
         }
     }
     for (const Key& k : emptied_) buckets_.erase(k);
     emptied_.clear();
     touched_.clear();
-    links_.clear();
-    if (touch_map_.size() > kKeepScratch) {  // a large batch's scratch is not kept as state
+    if (ups_.capacity() > kKeepScratch) {  // a large batch's scratch is not kept as state
       std::vector<Touched>().swap(touched_);
-      std::vector<Link>().swap(links_);
-      std::vector<TouchCell>().swap(touch_map_);
+      std::vector<Keyed>().swap(ups_);
+      std::vector<Keyed>().swap(ups_tmp_);
+      std::string().swap(ups_cells_);
     }
     flush(out);
   }
@@ -371,9 +418,19 @@ class JoinNode final : public Node {
 
  private:
   static constexpr uint32_t kEnd = RowStore::kEnd;
+  // An update of a process(), copied in input order.
+  struct Keyed {
+    Key bk;
+    Key key;
+    size_t off;  // cells in ups_cells_
+    uint32_t len;
+    int8_t diff;
+    uint8_t side;
+  };
 
   Status insert_staged() {
     Status st;
+    sort_by_bucket(staged_, staged_tmp_, [](const Staged& e) -> const Key& { return e.bk; });
     buckets_.reserve(buckets_.size() + staged_.size());
     for (size_t i = 0; i < staged_.size() && st.is_ok(); ++i) {
       if (i + kAhead < staged_.size()) buckets_.prefetch(staged_[i + kAhead].bk);
@@ -384,6 +441,7 @@ class JoinNode final : public Node {
     }
     staged_.clear();
     staged_cells_.clear();
+    std::vector<Staged>().swap(staged_tmp_);
     return st;
   }
 
@@ -402,6 +460,15 @@ class JoinNode final : public Node {
     return n + sum == 0;
   }
 
+  // The cells of an update of this process(), decoded into the side's delta scratch row.
+  std::string_view cells_of(const Keyed& e) const { return std::string_view(ups_cells_).substr(e.off, e.len); }
+  const Value* delta_row(const Keyed& e) {
+    std::string_view in = cells_of(e);
+    Value* out = delta_decoded_[e.side].data();
+    for (size_t i = 0; i < widths_[e.side]; ++i) cells::get(in, &out[i]);
+    return out;
+  }
+
   // The cells of a stored row, decoded into the side's scratch row (valid until the next call
   // for that side).
   const Value* decode(int s, uint32_t slot) {
@@ -413,17 +480,16 @@ class JoinNode final : public Node {
 
   // Removes the retracted rows of side `s` from bucket `b`. A retraction must name a row the
   // arrangement holds, with the same cells.
-  void retract(int s, BucketTable::Cell& b, const std::vector<const Update*>& delta) {
-    for (const Update* u : delta) {
+  void retract(int s, BucketTable::Cell& b, const std::vector<const Keyed*>& delta) {
+    for (const Keyed* u : delta) {
       if (u->diff > 0) continue;
       uint32_t slot = rows_[s].find(u->key, b.head[s]);
       if (slot == kEnd) multiplicity_error(s, u->key);
-      buf_.clear();
-      cells::put(buf_, u->row.data(), widths_[s]);
-      if (rows_[s].cells(slot) != std::string_view(buf_)) {
+      if (rows_[s].cells(slot) != cells_of(*u)) {
         // Equal values may encode differently (0.0 and -0.0).
         const Value* stored = decode(s, slot);
-        if (!std::equal(stored, stored + widths_[s], u->row.begin())) multiplicity_error(s, u->key);
+        const Value* given = delta_row(*u);
+        if (!std::equal(stored, stored + widths_[s], given)) multiplicity_error(s, u->key);
       }
       rows_[s].erase(slot, &b.head[s]);
     }
@@ -546,25 +612,17 @@ class JoinNode final : public Node {
   struct Touched {
     Key bk;
     uint32_t pos;
-    std::array<uint32_t, 2> head, tail;
+    uint32_t begin, end;  // its updates in ups_
   };
-  struct Link {
-    const Update* u;
-    uint32_t next;  // next update of the same bucket and side
-  };
-  struct TouchCell {
-    uint32_t ti = kEnd;  // the bucket's entry in touched_
-    uint32_t tag = 0;    // bits of its key
-  };
-  static constexpr size_t kAhead = 8;  // prefetch distance (buckets)
+  static constexpr size_t kAhead = 16;  // prefetch distance (buckets)
   static constexpr size_t kKeepScratch = size_t{1} << 14;
+  std::vector<Keyed> ups_, ups_tmp_;
+  std::string ups_cells_;
   std::vector<Touched> touched_;
-  std::vector<Link> links_;
-  std::vector<TouchCell> touch_map_;
   std::vector<Key> emptied_;
   std::string buf_;
   std::string converted_;  // restore of a version-1 entry: its cells encoding
-  std::array<Row, 2> decoded_;
+  std::array<Row, 2> decoded_, delta_decoded_;
   Row scratch_;
   RowsByKey memo_;
   std::vector<Change> pending_;
@@ -581,8 +639,8 @@ class JoinNode final : public Node {
     size_t off, len;  // in staged_cells_
     uint8_t port;
   };
-  static constexpr size_t kStage = 4096;
-  std::vector<Staged> staged_;
+  static constexpr size_t kStage = size_t{1} << 18;
+  std::vector<Staged> staged_, staged_tmp_;
   std::string staged_cells_;
   std::string last_restored_;  // the previous entry key restored
   bool unordered_restore_ = false;
