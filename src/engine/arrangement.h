@@ -166,6 +166,10 @@ class SegmentedVector {
   size_t size() const { return size_; }
   T& operator[](size_t i) { return segs_[i >> kShift][i & kMask]; }
   const T& operator[](size_t i) const { return segs_[i >> kShift][i & kMask]; }
+  void swap(SegmentedVector& o) noexcept {
+    segs_.swap(o.segs_);
+    std::swap(size_, o.size_);
+  }
   void push_back(const T& v) {
     if ((size_ >> kShift) == segs_.size()) segs_.push_back(std::make_unique<T[]>(kMask + 1));
     (*this)[size_++] = v;
@@ -223,14 +227,13 @@ class RowStore {
   // Adds row `k` with encoded `cells` at the front of the chain `*head`. False (nothing
   // changed) if `k` is on that chain.
   bool insert(const Key& k, std::string_view cell_bytes, uint32_t* head) {
-    size_t n = 0;
-    bool indexed = *head != kEnd && (*head & kIndexed);
-    if (indexed) {
-      if (index_find(k) != kEnd) return false;
-    } else {
-      for (uint32_t r = first(*head); r != kEnd; r = next_[r], ++n)
-        if (keys_[r] == k) return false;
-    }
+    size_t n;
+    if (on_chain(k, *head, &n)) return false;
+    link_new(add_unlinked(k, cell_bytes), n, head);
+    return true;
+  }
+  // Adds row `k` on no chain yet (a restore, which links it later). Its slot.
+  uint32_t add_unlinked(const Key& k, std::string_view cell_bytes) {
     uint32_t slot;
     if (free_ != kEnd) {
       slot = free_;
@@ -244,17 +247,16 @@ class RowStore {
       refs_.push_back(store(cell_bytes));
       next_.push_back(kEnd);
     }
-    next_[slot] = first(*head);
+    next_[slot] = kEnd;
     ++size_;
-    if (indexed) {
-      index_insert(k, slot);
-      *head = slot | kIndexed;
-    } else if (n + 1 >= kLongChain) {
-      for (uint32_t r = slot; r != kEnd; r = next_[r]) index_insert(keys_[r], r);
-      *head = slot | kIndexed;
-    } else {
-      *head = slot;
-    }
+    return slot;
+  }
+  // Puts a row added by add_unlinked() at the front of the chain `*head`. False (nothing
+  // changed) if its key is on that chain.
+  bool link(uint32_t slot, uint32_t* head) {
+    size_t n;
+    if (on_chain(keys_[slot], *head, &n)) return false;
+    link_new(slot, n, head);
     return true;
   }
 
@@ -314,6 +316,29 @@ class RowStore {
   }
   void release(const Ref& r) {
     if (!(r.b[7] & kInline)) arena_.release(r.arena());
+  }
+  // Whether `k` is on the chain `head`; `*n` its length when it is not indexed (else 0).
+  bool on_chain(const Key& k, uint32_t head, size_t* n) const {
+    *n = 0;
+    if (head == kEnd) return false;
+    if (head & kIndexed) return index_find(k) != kEnd;
+    for (uint32_t r = head; r != kEnd; r = next_[r], ++*n)
+      if (keys_[r] == k) return true;
+    return false;
+  }
+  // Links `slot` in front of the chain `*head` of length `n` (0 if indexed).
+  void link_new(uint32_t slot, size_t n, uint32_t* head) {
+    bool indexed = *head != kEnd && (*head & kIndexed);
+    next_[slot] = first(*head);
+    if (indexed) {
+      index_insert(keys_[slot], slot);
+      *head = slot | kIndexed;
+    } else if (n + 1 >= kLongChain) {
+      for (uint32_t r = slot; r != kEnd; r = next_[r]) index_insert(keys_[r], r);
+      *head = slot | kIndexed;
+    } else {
+      *head = slot;
+    }
   }
   std::vector<bool> free_slots() const {
     std::vector<bool> is_free(keys_.size(), false);

@@ -62,6 +62,12 @@ class BucketTable {
   void prefetch(const Key& k) const {
     if (!cells_.empty()) __builtin_prefetch(&cells_[home(k)]);
   }
+  // The smallest capacity for the present buckets, if that saves a fifth.
+  void shrink() {
+    size_t c = 64;
+    while (size_ * 100 > c * kLoadPercent) c += c / 4;
+    if (c < cells_.size() - cells_.size() / 5) rehash(c);
+  }
   // Room for `n` buckets in all without growing.
   void reserve(size_t n) {
     if (n * 100 > cells_.size() * kLoadPercent) rehash(capacity_for(n));
@@ -271,10 +277,10 @@ class JoinNode final : public Node {
       }
       Key bk;
       if (!join_key(port, r, &bk)) return state_corrupt(label());
-      // Staged, then inserted a few thousand at a time with the tables prefetched ahead.
-      staged_.push_back({k, bk, staged_cells_.size(), cell_bytes.size(), port});
-      staged_cells_.append(cell_bytes);
-      if (staged_.size() >= kStage) return insert_staged();
+      // Stored at once (slots in arrival order); linked into its bucket by finish_state_restore(),
+      // when the number of rows is known.
+      if (rows_[port].size() >= RowStore::kMaxSlots) return state_corrupt(label());
+      staged_.push_back({bk, rows_[port].add_unlinked(k, cell_bytes), port});
       return {};
     }
     Row r;
@@ -285,7 +291,7 @@ class JoinNode final : public Node {
     return {};
   }
   Status finish_state_restore() override {
-    Status st = insert_staged();
+    Status st = link_staged();
     if (st.is_ok() && unordered_restore_ && (rows_[0].has_duplicate_keys() || rows_[1].has_duplicate_keys()))
       st = state_corrupt(label());
     std::string().swap(last_restored_);
@@ -298,6 +304,8 @@ class JoinNode final : public Node {
     ups_.clear();
     ups_cells_.clear();
     ups_.reserve(in[0]->size() + in[1]->size());
+    const size_t out_begin = out.size();
+    bool retractions = false;
     for (int s = 0; s < 2; ++s)
       for (const Update& u : *in[s]) {
         Key bk;
@@ -307,6 +315,7 @@ class JoinNode final : public Node {
         }
         if (u.diff != 1 && u.diff != -1) multiplicity_error(s, u.key);
         if (tracking_state()) dirty_[s].push_back({u.key, bk});
+        retractions = retractions || u.diff < 0;
         size_t off = ups_cells_.size();
         cells::put(ups_cells_, u.row.data(), widths_[s]);
         ups_.push_back({bk, u.key, off, static_cast<uint32_t>(ups_cells_.size() - off), static_cast<int8_t>(u.diff),
@@ -411,8 +420,21 @@ class JoinNode final : public Node {
       std::vector<Keyed>().swap(ups_tmp_);
       std::string().swap(ups_cells_);
     }
+    if (direct() && retractions && out.size() - out_begin > 1) {
+      // Pairs can cancel or repeat across buckets only when rows leave: see output_consolidated().
+      Batch mine(std::make_move_iterator(out.begin() + static_cast<ptrdiff_t>(out_begin)), std::make_move_iterator(out.end()));
+      out.resize(out_begin);
+      consolidate(mine);
+      out.insert(out.end(), std::make_move_iterator(mine.begin()), std::make_move_iterator(mine.end()));
+    }
     flush(out);
   }
+
+  // The direct path consolidates its own output: a time with insertions only emits each new pair
+  // once (one of its rows is new, and a row key is on one chain), with diff 1 and a key of its
+  // own; a time with retractions consolidates what it emitted. The other paths emit a time's
+  // retractions before its insertions (not adjacent per key), for the scheduler to consolidate.
+  bool output_consolidated() const override { return direct(); }
 
   bool stateful() const override { return true; }
 
@@ -428,20 +450,19 @@ class JoinNode final : public Node {
     uint8_t side;
   };
 
-  Status insert_staged() {
+  // Links the restored rows into their buckets: the bucket table sized once for all of them
+  // (then shrunk to the buckets found), the cells prefetched ahead.
+  Status link_staged() {
     Status st;
-    sort_by_bucket(staged_, staged_tmp_, [](const Staged& e) -> const Key& { return e.bk; });
     buckets_.reserve(buckets_.size() + staged_.size());
     for (size_t i = 0; i < staged_.size() && st.is_ok(); ++i) {
       if (i + kAhead < staged_.size()) buckets_.prefetch(staged_[i + kAhead].bk);
       const Staged& e = staged_[i];
       BucketTable::Cell& b = buckets_.at(buckets_.find_or_insert(e.bk));
-      if (!rows_[e.port].insert(e.key, std::string_view(staged_cells_).substr(e.off, e.len), &b.head[e.port]))
-        st = state_corrupt(label());  // a row key stored twice
+      if (!rows_[e.port].link(e.slot, &b.head[e.port])) st = state_corrupt(label());  // a row key stored twice
     }
-    staged_.clear();
-    staged_cells_.clear();
-    std::vector<Staged>().swap(staged_tmp_);
+    SegmentedVector<Staged>().swap(staged_);
+    buckets_.shrink();
     return st;
   }
 
@@ -635,13 +656,11 @@ class JoinNode final : public Node {
   static constexpr size_t kEntryKeySize = 1 + 16;
   // Restore: rows checked and keyed, not yet inserted.
   struct Staged {
-    Key key, bk;
-    size_t off, len;  // in staged_cells_
+    Key bk;
+    uint32_t slot;
     uint8_t port;
   };
-  static constexpr size_t kStage = size_t{1} << 18;
-  std::vector<Staged> staged_, staged_tmp_;
-  std::string staged_cells_;
+  SegmentedVector<Staged> staged_;
   std::string last_restored_;  // the previous entry key restored
   bool unordered_restore_ = false;
   static constexpr uint8_t kRowsVersion = 2;
