@@ -207,6 +207,7 @@ class RowStore {
   // The first row of the chain with head `head` (kEnd when empty), then next().
   static uint32_t first(uint32_t head) { return head == kEnd ? kEnd : head & ~kIndexed; }
   uint32_t next(uint32_t slot) const { return next_[slot]; }
+  void prefetch_link(uint32_t slot) const { __builtin_prefetch(&next_[slot], 1); }
   void prefetch_row(uint32_t slot) const {
     __builtin_prefetch(&refs_[slot]);
     __builtin_prefetch(&keys_[slot]);

@@ -62,11 +62,18 @@ class BucketTable {
   void prefetch(const Key& k) const {
     if (!cells_.empty()) __builtin_prefetch(&cells_[home(k)]);
   }
-  // The smallest capacity for the present buckets, if that saves a fifth.
-  void shrink() {
-    size_t c = 64;
-    while (size_ * 100 > c * kLoadPercent) c += c / 4;
-    if (c < cells_.size() - cells_.size() / 5) rehash(c);
+  // Adds bucket `k` (absent), the keys added since the table was empty coming in increasing
+  // (hi, lo) order, so in increasing home position: the first free cell from its home is the
+  // later of its home and `*cursor` (the cell after the previous one) unless that runs past
+  // the end. Room must be reserved.
+  size_t insert_sorted(const Key& k, size_t* cursor) {
+    size_t i = std::max(home(k), *cursor);
+    if (i >= cells_.size()) return find_or_insert(k);  // wraps around (a few at the end)
+    cells_[i].key = k;
+    cells_[i].head = {kEnd, kEnd};
+    ++size_;
+    *cursor = i + 1;
+    return i;
   }
   // Room for `n` buckets in all without growing.
   void reserve(size_t n) {
@@ -450,19 +457,30 @@ class JoinNode final : public Node {
     uint8_t side;
   };
 
-  // Links the restored rows into their buckets: the bucket table sized once for all of them
-  // (then shrunk to the buckets found), the cells prefetched ahead.
+  // Links the restored rows into their buckets, sorted by bucket: the table is sized once for
+  // the buckets counted and (when it holds none yet, as on a restart) filled in increasing
+  // position without probing.
   Status link_staged() {
     Status st;
-    buckets_.reserve(buckets_.size() + staged_.size());
+    std::vector<Staged> tmp;
+    sort_by_bucket(staged_, tmp, [](const Staged& e) -> const Key& { return e.bk; });
+    std::vector<Staged>().swap(tmp);
+    size_t distinct = 0;
+    for (size_t i = 0; i < staged_.size(); ++i) distinct += i == 0 || staged_[i].bk != staged_[i - 1].bk;
+    bool bulk = buckets_.size() == 0;
+    buckets_.reserve(buckets_.size() + distinct);
+    size_t pos = BucketTable::kNone, cursor = 0;
     for (size_t i = 0; i < staged_.size() && st.is_ok(); ++i) {
-      if (i + kAhead < staged_.size()) buckets_.prefetch(staged_[i + kAhead].bk);
+      if (i + kAhead < staged_.size()) {
+        const Staged& a = staged_[i + kAhead];
+        rows_[a.port].prefetch_link(a.slot);
+        if (!bulk) buckets_.prefetch(a.bk);
+      }
       const Staged& e = staged_[i];
-      BucketTable::Cell& b = buckets_.at(buckets_.find_or_insert(e.bk));
-      if (!rows_[e.port].link(e.slot, &b.head[e.port])) st = state_corrupt(label());  // a row key stored twice
+      if (i == 0 || e.bk != staged_[i - 1].bk) pos = bulk ? buckets_.insert_sorted(e.bk, &cursor) : buckets_.find_or_insert(e.bk);
+      if (!rows_[e.port].link(e.slot, &buckets_.at(pos).head[e.port])) st = state_corrupt(label());  // a row key stored twice
     }
-    SegmentedVector<Staged>().swap(staged_);
-    buckets_.shrink();
+    std::vector<Staged>().swap(staged_);
     return st;
   }
 
@@ -660,7 +678,7 @@ class JoinNode final : public Node {
     uint32_t slot;
     uint8_t port;
   };
-  SegmentedVector<Staged> staged_;
+  std::vector<Staged> staged_;
   std::string last_restored_;  // the previous entry key restored
   bool unordered_restore_ = false;
   static constexpr uint8_t kRowsVersion = 2;
