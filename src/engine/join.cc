@@ -265,8 +265,9 @@ class JoinNode final : public Node {
       return state_corrupt(label());
     // Entries normally arrive in key order, which rules out a row key stored twice; otherwise
     // finish_state_restore() checks.
-    if (!(std::string_view(last_restored_) < whole)) unordered_restore_ = true;
-    last_restored_.assign(whole);
+    if (restored_any_ && std::memcmp(last_restored_.data(), whole.data(), kEntryKeySize) >= 0) unordered_restore_ = true;
+    std::memcpy(last_restored_.data(), whole.data(), kEntryKeySize);
+    restored_any_ = true;
     if (port < 2) {
       Row& r = decoded_[port];
       std::string_view cell_bytes = value;
@@ -301,7 +302,6 @@ class JoinNode final : public Node {
     Status st = link_staged();
     if (st.is_ok() && unordered_restore_ && (rows_[0].has_duplicate_keys() || rows_[1].has_duplicate_keys()))
       st = state_corrupt(label());
-    std::string().swap(last_restored_);
     return st;
   }
 
@@ -346,6 +346,7 @@ class JoinNode final : public Node {
     auto prefetch = [&](size_t j) { buckets_.prefetch(touched_[j].bk); };
     auto stage = [&](size_t j) {
       Touched& t = touched_[j];
+      for (uint32_t i = t.begin; i < t.end; ++i) __builtin_prefetch(ups_cells_.data() + ups_[i].off);
       t.pos = static_cast<uint32_t>(buckets_.find_or_insert(t.bk));
       const BucketTable::Cell& c = buckets_.at(t.pos);
       for (int s = 0; s < 2; ++s)
@@ -679,7 +680,8 @@ class JoinNode final : public Node {
     uint8_t port;
   };
   std::vector<Staged> staged_;
-  std::string last_restored_;  // the previous entry key restored
+  std::array<char, kEntryKeySize> last_restored_{};  // the previous entry key restored
+  bool restored_any_ = false;
   bool unordered_restore_ = false;
   static constexpr uint8_t kRowsVersion = 2;
   static constexpr uint8_t kMemoPort = 2;
