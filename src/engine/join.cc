@@ -320,22 +320,55 @@ class JoinNode final : public Node {
           if (keep_[s]) emit_unmatched(s, u.key, u.row.data(), u.diff);
           continue;
         }
-        if (u.diff != 1 && u.diff != -1) multiplicity_error(s, u.key);
+        if (u.diff == 0) continue;
         if (tracking_state()) dirty_[s].push_back({u.key, bk});
-        retractions = retractions || u.diff < 0;
         size_t off = ups_cells_.size();
         cells::put(ups_cells_, u.row.data(), widths_[s]);
-        ups_.push_back({bk, u.key, off, static_cast<uint32_t>(ups_cells_.size() - off), static_cast<int8_t>(u.diff),
-                        static_cast<uint8_t>(s)});
+        ups_.push_back({bk, u.key, off, u.diff, static_cast<uint32_t>(ups_cells_.size() - off), static_cast<uint8_t>(s)});
       }
     sort_by_bucket(ups_, ups_tmp_, [](const Keyed& e) -> const Key& { return e.bk; });
+    // The input need not be consolidated (needs_consolidated_input()): a bucket's updates of one
+    // row key are summed per equal row here, and what remains must be -1 or +1 (a row key has
+    // one row per side; a row changing buckets leaves one and enters the other).
     touched_.clear();
-    for (uint32_t i = 0; i < ups_.size();) {
-      uint32_t j = i + 1;
+    size_t w = 0;
+    for (size_t i = 0; i < ups_.size();) {
+      size_t j = i + 1;
       while (j < ups_.size() && ups_[j].bk == ups_[i].bk) ++j;
-      touched_.push_back({ups_[i].bk, 0, i, j});
+      size_t begin = w;
+      if (j - i == 1) {
+        ups_[w++] = ups_[i];
+      } else {
+        std::sort(ups_.begin() + static_cast<ptrdiff_t>(i), ups_.begin() + static_cast<ptrdiff_t>(j),
+                  [](const Keyed& a, const Keyed& b) { return a.side != b.side ? a.side < b.side : a.key < b.key; });
+        for (size_t g = i; g < j;) {  // a group: one side and row key
+          size_t h = g + 1;
+          while (h < j && ups_[h].side == ups_[g].side && ups_[h].key == ups_[g].key) ++h;
+          size_t gw = w;
+          for (size_t x = g; x < h; ++x) {
+            size_t y = gw;
+            while (y < w && !same_row(ups_[y], ups_[x])) ++y;
+            if (y < w) {
+              ups_[y].diff += ups_[x].diff;
+            } else {
+              ups_[w++] = ups_[x];
+            }
+          }
+          size_t kept = gw;
+          for (size_t y = gw; y < w; ++y)
+            if (ups_[y].diff != 0) ups_[kept++] = ups_[y];
+          w = kept;
+          g = h;
+        }
+      }
+      for (size_t x = begin; x < w; ++x) {
+        if (ups_[x].diff != 1 && ups_[x].diff != -1) multiplicity_error(ups_[x].side, ups_[x].key);
+        retractions = retractions || ups_[x].diff < 0;
+      }
+      if (w > begin) touched_.push_back({ups_[begin].bk, 0, static_cast<uint32_t>(begin), static_cast<uint32_t>(w)});
       i = j;
     }
+    ups_.resize(w);
     // Positions stay put while buckets are only added (emptied ones are erased at the end).
     buckets_.reserve(buckets_.size() + touched_.size());
     // A pipeline over the touched buckets: the bucket cell is prefetched 2 x kAhead ahead;
@@ -443,6 +476,7 @@ class JoinNode final : public Node {
   // own; a time with retractions consolidates what it emitted. The other paths emit a time's
   // retractions before its insertions (not adjacent per key), for the scheduler to consolidate.
   bool output_consolidated() const override { return direct(); }
+  bool needs_consolidated_input() const override { return false; }
 
   bool stateful() const override { return true; }
 
@@ -453,10 +487,20 @@ class JoinNode final : public Node {
     Key bk;
     Key key;
     size_t off;  // cells in ups_cells_
+    int64_t diff;
     uint32_t len;
-    int8_t diff;
     uint8_t side;
   };
+  // Whether two updates of one side and key carry equal rows (equal values may encode
+  // differently: 0.0 and -0.0).
+  bool same_row(const Keyed& a, const Keyed& b) {
+    if (cells_of(a) == cells_of(b)) return true;
+    Row x(widths_[a.side]);
+    const Value* y = delta_row(b);
+    std::string_view in = cells_of(a);
+    for (size_t i = 0; i < x.size(); ++i) cells::get(in, &x[i]);
+    return std::equal(x.begin(), x.end(), y);
+  }
 
   // Links the restored rows into their buckets, sorted by bucket: the table is sized once for
   // the buckets counted and (when it holds none yet, as on a restart) filled in increasing
