@@ -187,7 +187,8 @@ void sort_by_bucket(std::vector<T>& v, std::vector<T>& tmp, F bk) {
     size_t j = i + 1;
     uint64_t top = bk(v[i]).hi >> 40;
     while (j < v.size() && bk(v[j]).hi >> 40 == top) ++j;
-    if (j - i > 1) std::sort(v.begin() + static_cast<ptrdiff_t>(i), v.begin() + static_cast<ptrdiff_t>(j), less);
+    auto b = v.begin() + static_cast<ptrdiff_t>(i), e = v.begin() + static_cast<ptrdiff_t>(j);
+    if (j - i > 1 && !std::is_sorted(b, e, less)) std::sort(b, e, less);
     i = j;
   }
 }
