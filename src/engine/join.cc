@@ -1,8 +1,12 @@
 // join / join_left / join_right / join_outer and JoinResult::select.
 //
 // State: an arrangement per side (arrangement.h): the rows whose join values are all non-None,
-// encoded compactly and found by row key, chained per bucket (one bucket per join-values
-// tuple, found by its 128-bit key). A batch is applied bucket by bucket with the delta rule, so the cost is proportional to the matches
+// encoded compactly, chained per bucket (one bucket per join-values tuple, found by its 128-bit
+// key); a row is found on its bucket's chain (a retraction carries its row, so its bucket).
+// A batch is copied (keys, diffs, encoded cells) in input order, sorted by bucket position
+// (radix on the top bits of the bucket hash, so the bucket table is walked in increasing
+// position with prefetching), summed per bucket and row (the input need not be consolidated),
+// and applied bucket by bucket with the delta rule, so the cost is proportional to the matches
 // that change: matched pairs change by dL x R_old + L_new x dR. A row of a kept (outer) side
 // is emitted unmatched while the other side of its bucket is empty, so its bucket's rows are
 // re-emitted only when that other side turns empty or non-empty.
