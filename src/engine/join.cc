@@ -131,8 +131,8 @@ class BucketTable {
   size_t home(const Key& k) const { return home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size()); }
   size_t step(size_t i) const { return i + 1 == cells_.size() ? 0 : i + 1; }
   size_t capacity_for(size_t n) const {
-    size_t c = cells_.size() < 64 ? 64 : cells_.size() + cells_.size() / 4;
-    while (n * 100 > c * kLoadPercent) c += c / 4;
+    size_t c = cells_.size() < 64 ? 64 : cells_.size() + cells_.size() / 2;
+    while (n * 100 > c * kLoadPercent) c += c / 2;
     return c;
   }
   // The cells are visited in order and their homes are monotone in the hash, so the new table
