@@ -9,15 +9,18 @@
 //  * RowArena: the cells of many rows in 1 MiB pages (no per-row heap object), each record
 //    prefixed by its varint length; refs stay valid until compacted by the owner.
 //  * RowStore: one input side's rows in dense slots (key, cells inline when at most 7 bytes
-//    else an arena ref, next row of the same bucket), found by row key through a flat open-addressing index; rows of one bucket form
-//    a chain whose head the caller keeps (the join's bucket table).
+//    else an arena ref, next row of the same bucket); rows of one bucket form a chain whose
+//    head the caller keeps (the join's bucket table), found by walking that chain (long
+//    chains also through a row-key index).
 // Not thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -163,6 +166,10 @@ class SegmentedVector {
   size_t size() const { return size_; }
   T& operator[](size_t i) { return segs_[i >> kShift][i & kMask]; }
   const T& operator[](size_t i) const { return segs_[i >> kShift][i & kMask]; }
+  void swap(SegmentedVector& o) noexcept {
+    segs_.swap(o.segs_);
+    std::swap(size_, o.size_);
+  }
   void push_back(const T& v) {
     if ((size_ >> kShift) == segs_.size()) segs_.push_back(std::make_unique<T[]>(kMask + 1));
     (*this)[size_++] = v;
@@ -176,9 +183,19 @@ class SegmentedVector {
 
 static_assert(std::endian::native == std::endian::little, "RowStore::Ref keeps its inline flag in the top byte of an arena ref");
 
+// Rows of one input side in dense slots, chained per bucket: the caller keeps each chain's head
+// (a `Head`). A row is found by walking its bucket's chain (a retraction carries the row, so its
+// bucket is known): no index by row key for short chains, which for a join on a unique key are
+// one row long. A chain that reaches kLongChain rows is marked in its head (kIndexed) and its
+// rows enter a row-key index, so that erasing from or inserting into a skewed bucket stays O(1).
+// A row key is unique within a chain (and across indexed chains); a row key in two short chains
+// is not detected.
 class RowStore {
  public:
   static constexpr uint32_t kEnd = ~uint32_t{0};
+  static constexpr uint32_t kIndexed = uint32_t{1} << 31;  // a head's flag: the chain is indexed
+  static constexpr uint32_t kMaxSlots = kIndexed - 2;
+  static constexpr size_t kLongChain = 8;
 
   size_t size() const { return size_; }
   const Key& key(uint32_t slot) const { return keys_[slot]; }
@@ -187,33 +204,37 @@ class RowStore {
     if (r.b[7] & kInline) return {r.b, static_cast<size_t>(r.b[7] & 0x7f)};
     return arena_.get(r.arena());
   }
+  // The first row of the chain with head `head` (kEnd when empty), then next().
+  static uint32_t first(uint32_t head) { return head == kEnd ? kEnd : head & ~kIndexed; }
   uint32_t next(uint32_t slot) const { return next_[slot]; }
-  void prefetch(const Key& k) const {
-    if (!index_.empty()) __builtin_prefetch(&index_[home_of(hash(k), index_.size())]);
+  void prefetch_link(uint32_t slot) const { __builtin_prefetch(&next_[slot], 1); }
+  void prefetch_row(uint32_t slot) const {
+    __builtin_prefetch(&refs_[slot]);
+    __builtin_prefetch(&keys_[slot]);
   }
 
-  // The slot of row key `k`, or kEnd.
-  uint32_t find(const Key& k) const {
-    if (index_.empty()) return kEnd;
-    uint32_t h = hash(k);
-    for (size_t i = home_of(h, index_.size());; i = step(i)) {
-      const Cell& c = index_[i];
-      if (c.slot == kEnd) return kEnd;
-      if (c.tag == h && keys_[c.slot] == k) return c.slot;
+  // The slot of row key `k` on the chain with head `head`, or kEnd.
+  uint32_t find(const Key& k, uint32_t head) const {
+    if (head == kEnd) return kEnd;
+    if (head & kIndexed) {
+      uint32_t s = index_find(k);
+      return s;
     }
+    for (uint32_t r = head; r != kEnd; r = next_[r])
+      if (keys_[r] == k) return r;
+    return kEnd;
   }
 
   // Adds row `k` with encoded `cells` at the front of the chain `*head`. False (nothing
-  // changed) if `k` is present.
+  // changed) if `k` is on that chain.
   bool insert(const Key& k, std::string_view cell_bytes, uint32_t* head) {
-    if ((size_ + 1) * 100 > index_.size() * kMaxLoadPercent) rehash(grown_capacity(index_.size(), size_ + 1, sizeof(Cell)));
-    uint32_t h = hash(k);
-    size_t i = home_of(h, index_.size());
-    for (;; i = step(i)) {
-      const Cell& c = index_[i];
-      if (c.slot == kEnd) break;
-      if (c.tag == h && keys_[c.slot] == k) return false;
-    }
+    size_t n;
+    if (on_chain(k, *head, &n)) return false;
+    link_new(add_unlinked(k, cell_bytes), n, head);
+    return true;
+  }
+  // Adds row `k` on no chain yet (a restore, which links it later). Its slot.
+  uint32_t add_unlinked(const Key& k, std::string_view cell_bytes) {
     uint32_t slot;
     if (free_ != kEnd) {
       slot = free_;
@@ -221,34 +242,54 @@ class RowStore {
       keys_[slot] = k;
       refs_[slot] = store(cell_bytes);
     } else {
+      if (keys_.size() >= kMaxSlots) throw std::length_error("join: too many rows on one side");
       slot = static_cast<uint32_t>(keys_.size());
       keys_.push_back(k);
       refs_.push_back(store(cell_bytes));
       next_.push_back(kEnd);
     }
-    next_[slot] = *head;
-    *head = slot;
-    index_[i] = {slot, h};
+    next_[slot] = kEnd;
     ++size_;
+    return slot;
+  }
+  // Puts a row added by add_unlinked() at the front of the chain `*head`. False (nothing
+  // changed) if its key is on that chain.
+  bool link(uint32_t slot, uint32_t* head) {
+    size_t n;
+    if (on_chain(keys_[slot], *head, &n)) return false;
+    link_new(slot, n, head);
     return true;
   }
 
-  // Removes `slot`, which is on the chain starting at `*head`. Singly linked chains: the head
-  // row moves into the erased slot and the head slot is freed.
+  // Removes `slot`, which is on the chain `*head`. Singly linked chains: the head row moves
+  // into the erased slot and the head slot is freed.
   void erase(uint32_t slot, uint32_t* head) {
+    bool indexed = *head & kIndexed;
+    uint32_t h = first(*head);
     release(refs_[slot]);
-    index_erase(keys_[slot], slot);
-    uint32_t h = *head;
+    if (indexed) index_erase(keys_[slot], slot);
     if (h != slot) {
       keys_[slot] = keys_[h];
       refs_[slot] = refs_[h];
-      index_retarget(keys_[slot], h, slot);
+      if (indexed) index_retarget(keys_[slot], h, slot);
     }
-    *head = next_[h];
+    uint32_t rest = next_[h];
+    *head = rest == kEnd ? kEnd : (indexed ? rest | kIndexed : rest);
     next_[h] = free_;
     free_ = h;
     --size_;
     if (arena_.dead() > RowArena::kPage && arena_.dead() * 2 > arena_.used()) compact();
+  }
+
+  // Whether two live rows share a row key (a check for restores in arbitrary order).
+  bool has_duplicate_keys() const {
+    std::vector<bool> is_free = free_slots();
+    std::vector<Key> ks;
+    ks.reserve(size_);
+    for (size_t s = 0; s < keys_.size(); ++s)
+      if (!is_free[s]) ks.push_back(keys_[s]);
+    std::sort(ks.begin(), ks.end());
+    return std::adjacent_find(ks.begin(), ks.end()) != ks.end();
   }
 
  private:
@@ -277,6 +318,35 @@ class RowStore {
   void release(const Ref& r) {
     if (!(r.b[7] & kInline)) arena_.release(r.arena());
   }
+  // Whether `k` is on the chain `head`; `*n` its length when it is not indexed (else 0).
+  bool on_chain(const Key& k, uint32_t head, size_t* n) const {
+    *n = 0;
+    if (head == kEnd) return false;
+    if (head & kIndexed) return index_find(k) != kEnd;
+    for (uint32_t r = head; r != kEnd; r = next_[r], ++*n)
+      if (keys_[r] == k) return true;
+    return false;
+  }
+  // Links `slot` in front of the chain `*head` of length `n` (0 if indexed).
+  void link_new(uint32_t slot, size_t n, uint32_t* head) {
+    bool indexed = *head != kEnd && (*head & kIndexed);
+    next_[slot] = first(*head);
+    if (indexed) {
+      index_insert(keys_[slot], slot);
+      *head = slot | kIndexed;
+    } else if (n + 1 >= kLongChain) {
+      for (uint32_t r = slot; r != kEnd; r = next_[r]) index_insert(keys_[r], r);
+      *head = slot | kIndexed;
+    } else {
+      *head = slot;
+    }
+  }
+  std::vector<bool> free_slots() const {
+    std::vector<bool> is_free(keys_.size(), false);
+    for (uint32_t f = free_; f != kEnd; f = next_[f]) is_free[f] = true;
+    return is_free;
+  }
+  // The row-key index of indexed chains.
   struct Cell {
     uint32_t slot = kEnd;
     uint32_t tag = 0;  // hash of the key: its home cell and a filter before comparing keys
@@ -289,6 +359,23 @@ class RowStore {
     return static_cast<uint32_t>(h);
   }
   size_t step(size_t i) const { return i + 1 == index_.size() ? 0 : i + 1; }
+  uint32_t index_find(const Key& k) const {
+    if (index_.empty()) return kEnd;
+    uint32_t h = hash(k);
+    for (size_t i = home_of(h, index_.size());; i = step(i)) {
+      const Cell& c = index_[i];
+      if (c.slot == kEnd) return kEnd;
+      if (c.tag == h && keys_[c.slot] == k) return c.slot;
+    }
+  }
+  void index_insert(const Key& k, uint32_t slot) {
+    if ((indexed_ + 1) * 100 > index_.size() * kMaxLoadPercent) rehash(grown_capacity(index_.size(), indexed_ + 1, sizeof(Cell)));
+    uint32_t h = hash(k);
+    size_t i = home_of(h, index_.size());
+    while (index_[i].slot != kEnd) i = step(i);
+    index_[i] = {slot, h};
+    ++indexed_;
+  }
   size_t index_pos(const Key& k, uint32_t slot) const {
     for (size_t i = home_of(hash(k), index_.size());; i = step(i))
       if (index_[i].slot == slot) return i;
@@ -308,6 +395,7 @@ class RowStore {
       }
     }
     index_[i] = Cell{};
+    --indexed_;
   }
   void rehash(size_t cap) {
     std::vector<Cell> old = std::move(index_);
@@ -321,8 +409,7 @@ class RowStore {
   }
   // Rewrites the live rows into a fresh arena (amortized: runs once garbage exceeds half).
   void compact() {
-    std::vector<bool> is_free(keys_.size(), false);
-    for (uint32_t f = free_; f != kEnd; f = next_[f]) is_free[f] = true;
+    std::vector<bool> is_free = free_slots();
     RowArena fresh;
     for (size_t s = 0; s < keys_.size(); ++s)
       if (!is_free[s] && !(refs_[s].b[7] & kInline)) {
@@ -337,7 +424,8 @@ class RowStore {
   SegmentedVector<uint32_t> next_;  // next row of the bucket chain; next free slot for free slots
   uint32_t free_ = kEnd;
   size_t size_ = 0;
-  std::vector<Cell> index_;
+  std::vector<Cell> index_;  // rows of indexed chains only
+  size_t indexed_ = 0;
   RowArena arena_;
 };
 

@@ -1,8 +1,12 @@
 // join / join_left / join_right / join_outer and JoinResult::select.
 //
 // State: an arrangement per side (arrangement.h): the rows whose join values are all non-None,
-// encoded compactly and found by row key, chained per bucket (one bucket per join-values
-// tuple, found by its 128-bit key). A batch is applied bucket by bucket with the delta rule, so the cost is proportional to the matches
+// encoded compactly, chained per bucket (one bucket per join-values tuple, found by its 128-bit
+// key); a row is found on its bucket's chain (a retraction carries its row, so its bucket).
+// A batch is copied (keys, diffs, encoded cells) in input order, sorted by bucket position
+// (radix on the top bits of the bucket hash, so the bucket table is walked in increasing
+// position with prefetching), summed per bucket and row (the input need not be consolidated),
+// and applied bucket by bucket with the delta rule, so the cost is proportional to the matches
 // that change: matched pairs change by dL x R_old + L_new x dR. A row of a kept (outer) side
 // is emitted unmatched while the other side of its bucket is empty, so its bucket's rows are
 // re-emitted only when that other side turns empty or non-empty.
@@ -45,32 +49,53 @@ Value normalize(const Value& v) {
 }
 
 // Buckets: one cell per join-values key holding the head of each side's row chain, in a flat
-// open-addressing table (the key is a uniform hash: its high bits place it). A cell's position
-// is the bucket's id during a process(): the table is grown before and shrunk after.
+// open-addressing table (the key is a uniform hash: its high bits place it). A process() reserves
+// room for its batch first, so positions stay put until it erases the emptied buckets.
 class BucketTable {
  public:
   static constexpr uint32_t kEnd = RowStore::kEnd;
+  static constexpr size_t kNone = ~size_t{0};
   struct Cell {
     Key key;
     std::array<uint32_t, 2> head{kFree, kEnd};
     bool free() const { return head[0] == kFree; }
   };
   size_t size() const { return size_; }
+  size_t capacity() const { return cells_.size(); }
   Cell& at(size_t pos) { return cells_[pos]; }
   void prefetch(const Key& k) const {
-    if (!cells_.empty()) __builtin_prefetch(&cells_[home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size())]);
+    if (!cells_.empty()) __builtin_prefetch(&cells_[home(k)]);
   }
-  void prefetch_at(size_t pos) const { __builtin_prefetch(&cells_[pos]); }
-  // Room for `n` more buckets without growing.
-  // Incremented whenever the table grows (every position changes then).
-  uint64_t generation() const { return generation_; }
+  // Adds bucket `k` (absent), the keys added since the table was empty coming in increasing
+  // (hi, lo) order, so in increasing home position: the first free cell from its home is the
+  // later of its home and `*cursor` (the cell after the previous one) unless that runs past
+  // the end. Room must be reserved.
+  size_t insert_sorted(const Key& k, size_t* cursor) {
+    size_t i = std::max(home(k), *cursor);
+    if (i >= cells_.size()) return find_or_insert(k);  // wraps around (a few at the end)
+    cells_[i].key = k;
+    cells_[i].head = {kEnd, kEnd};
+    ++size_;
+    *cursor = i + 1;
+    return i;
+  }
+  // Room for `n` buckets in all without growing.
+  void reserve(size_t n) {
+    if (n * 100 > cells_.size() * kLoadPercent) rehash(capacity_for(n));
+  }
+  // The position of bucket `k`, or kNone.
+  size_t find(const Key& k) const {
+    if (cells_.empty()) return kNone;
+    for (size_t i = home(k);; i = step(i)) {
+      const Cell& c = cells_[i];
+      if (c.free()) return kNone;
+      if (c.key == k) return i;
+    }
+  }
   // The position of bucket `k`, created with empty chains if absent.
   size_t find_or_insert(const Key& k) {
-    if ((size_ + 1) * 100 > cells_.size() * kMaxLoadPercent) {
-      rehash(grown_capacity(cells_.size(), size_ + 1, sizeof(Cell)));
-      ++generation_;
-    }
-    size_t i = home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size());
+    reserve(size_ + 1);
+    size_t i = home(k);
     for (;; i = step(i)) {
       Cell& c = cells_[i];
       if (c.free()) break;
@@ -83,12 +108,12 @@ class BucketTable {
   }
   // Removes bucket `k` (present). Moves other cells.
   void erase(const Key& k) {
-    size_t i = home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size());
+    size_t i = home(k);
     while (cells_[i].key != k || cells_[i].free()) i = step(i);
     for (size_t j = step(i);; j = step(j)) {
       if (cells_[j].free()) break;
-      size_t home = home_of(static_cast<uint32_t>(cells_[j].key.hi >> 32), cells_.size());
-      bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+      size_t h = home(cells_[j].key);
+      bool movable = i <= j ? (h <= i || h > j) : (h <= i && h > j);
       if (movable) {
         cells_[i] = cells_[j];
         i = j;
@@ -100,21 +125,77 @@ class BucketTable {
 
  private:
   static constexpr uint32_t kFree = kEnd - 1;
+  // At most this full (shorter probe runs than the row stores' tables: every row's bucket is
+  // looked up).
+  static constexpr size_t kLoadPercent = 75;
+  size_t home(const Key& k) const { return home_of(static_cast<uint32_t>(k.hi >> 32), cells_.size()); }
   size_t step(size_t i) const { return i + 1 == cells_.size() ? 0 : i + 1; }
+  size_t capacity_for(size_t n) const {
+    size_t c = cells_.size() < 64 ? 64 : cells_.size() + cells_.size() / 2;
+    while (n * 100 > c * kLoadPercent) c += c / 2;
+    return c;
+  }
+  // The cells are visited in order and their homes are monotone in the hash, so the new table
+  // is written nearly sequentially too.
   void rehash(size_t cap) {
     std::vector<Cell> old = std::move(cells_);
     cells_.assign(cap, Cell{});
     for (const Cell& c : old) {
       if (c.free()) continue;
-      size_t i = home_of(static_cast<uint32_t>(c.key.hi >> 32), cap);
+      size_t i = home(c.key);
       while (!cells_[i].free()) i = step(i);
       cells_[i] = c;
     }
   }
   std::vector<Cell> cells_;
   size_t size_ = 0;
-  uint64_t generation_ = 0;
 };
+
+// Orders `v` by bucket key (hi, then lo): a stable LSD radix sort on the top 24 bits of hi (the
+// bits that place a bucket in the table, so the table is then walked in increasing position),
+// then runs sharing those bits sorted by the whole key. Equal keys end up adjacent.
+template <typename T, typename F>
+void sort_by_bucket(std::vector<T>& v, std::vector<T>& tmp, F bk) {
+  auto less = [&](const T& a, const T& b) {
+    const Key &x = bk(a), &y = bk(b);
+    return x.hi != y.hi ? x.hi < y.hi : x.lo < y.lo;
+  };
+  if (v.size() < 512) {
+    std::sort(v.begin(), v.end(), less);
+    return;
+  }
+  constexpr int kBits = 12;
+  constexpr size_t kRadix = size_t{1} << kBits;
+  tmp.resize(v.size());
+  std::vector<size_t> count(2 * kRadix, 0);
+  for (const T& e : v) {
+    uint64_t top = bk(e).hi >> 40;
+    ++count[top & (kRadix - 1)];
+    ++count[kRadix + (top >> kBits)];
+  }
+  for (int pass = 0; pass < 2; ++pass) {
+    size_t* c = count.data() + pass * kRadix;
+    size_t sum = 0;
+    for (size_t i = 0; i < kRadix; ++i) {
+      size_t n = c[i];
+      c[i] = sum;
+      sum += n;
+    }
+    for (T& e : v) {
+      uint64_t d = (bk(e).hi >> (40 + pass * kBits)) & (kRadix - 1);
+      tmp[c[d]++] = std::move(e);
+    }
+    v.swap(tmp);
+  }
+  for (size_t i = 0; i < v.size();) {
+    size_t j = i + 1;
+    uint64_t top = bk(v[i]).hi >> 40;
+    while (j < v.size() && bk(v[j]).hi >> 40 == top) ++j;
+    auto b = v.begin() + static_cast<ptrdiff_t>(i), e = v.begin() + static_cast<ptrdiff_t>(j);
+    if (j - i > 1 && !std::is_sorted(b, e, less)) std::sort(b, e, less);
+    i = j;
+  }
+}
 
 class JoinNode final : public Node {
  public:
@@ -126,7 +207,10 @@ class JoinNode final : public Node {
         keep_(keep),
         exprs_(std::move(exprs)),
         memoize_(memoize) {
-    for (int s = 0; s < 2; ++s) decoded_[s].resize(widths_[s]);
+    for (int s = 0; s < 2; ++s) {
+      decoded_[s].resize(widths_[s]);
+      delta_decoded_[s].resize(widths_[s]);
+    }
   }
 
   // Persistent entries (src/engine/README.md): the arranged rows of both sides (port byte 0
@@ -136,16 +220,27 @@ class JoinNode final : public Node {
   // process(), no output evaluation.
   void take_state_changes(StateChanges& out) override {
     for (uint8_t s = 0; s < 2; ++s) {
-      std::vector<Key>& d = dirty_[s];
-      std::sort(d.begin(), d.end(), key_bytes_less);
-      d.erase(std::unique(d.begin(), d.end()), d.end());
+      std::vector<Dirty>& d = dirty_[s];
+      std::sort(d.begin(), d.end(), [](const Dirty& a, const Dirty& b) {
+        if (a.key != b.key) return key_bytes_less(a.key, b.key);
+        return a.bk < b.bk;
+      });
+      d.erase(std::unique(d.begin(), d.end(), [](const Dirty& a, const Dirty& b) { return a.key == b.key && a.bk == b.bk; }),
+              d.end());
       out.reserve(out.size() + d.size());
-      for (const Key& k : d) {
+      for (size_t i = 0; i < d.size();) {
+        // The row is in one of the buckets it was inserted into or retracted from at these times.
+        const Key& k = d[i].key;
+        uint32_t slot = kEnd;
+        for (; i < d.size() && d[i].key == k; ++i) {
+          if (slot != kEnd) continue;
+          size_t pos = buckets_.find(d[i].bk);
+          if (pos != BucketTable::kNone) slot = rows_[s].find(k, buckets_.at(pos).head[s]);
+        }
         StateChange c;
         c.key.reserve(kEntryKeySize);
         codec::put_u8(c.key, s);
         codec::put_key(c.key, k);
-        uint32_t slot = rows_[s].find(k);
         if (slot == RowStore::kEnd) {
           c.erase = true;
         } else {
@@ -156,7 +251,7 @@ class JoinNode final : public Node {
         }
         out.push_back(std::move(c));
       }
-      std::vector<Key>().swap(d);
+      std::vector<Dirty>().swap(d);
     }
     take_dirty_entries(
         memo_dirty_, memo_, kMemoVersion,
@@ -169,9 +264,15 @@ class JoinNode final : public Node {
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     uint8_t port, version;
     Key k;
+    const std::string_view whole = key;
     if (key.size() != kEntryKeySize || !codec::get_u8(key, &port) || !codec::get_key(key, &k) ||
         !codec::get_u8(value, &version))
       return state_corrupt(label());
+    // Entries normally arrive in key order, which rules out a row key stored twice; otherwise
+    // finish_state_restore() checks.
+    if (restored_any_ && std::memcmp(last_restored_.data(), whole.data(), kEntryKeySize) >= 0) unordered_restore_ = true;
+    std::memcpy(last_restored_.data(), whole.data(), kEntryKeySize);
+    restored_any_ = true;
     if (port < 2) {
       Row& r = decoded_[port];
       std::string_view cell_bytes = value;
@@ -189,10 +290,10 @@ class JoinNode final : public Node {
       }
       Key bk;
       if (!join_key(port, r, &bk)) return state_corrupt(label());
-      // Staged, then inserted a few thousand at a time with the tables prefetched ahead.
-      staged_.push_back({k, bk, staged_cells_.size(), cell_bytes.size(), port});
-      staged_cells_.append(cell_bytes);
-      if (staged_.size() >= kStage) return insert_staged();
+      // Stored at once (slots in arrival order); linked into its bucket by finish_state_restore(),
+      // when the number of rows is known.
+      if (rows_[port].size() >= RowStore::kMaxSlots) return state_corrupt(label());
+      staged_.push_back({bk, rows_[port].add_unlinked(k, cell_bytes), port});
       return {};
     }
     Row r;
@@ -202,19 +303,21 @@ class JoinNode final : public Node {
     memo_.emplace(k, std::move(r));
     return {};
   }
-  Status finish_state_restore() override { return insert_staged(); }
+  Status finish_state_restore() override {
+    Status st = link_staged();
+    if (st.is_ok() && unordered_restore_ && (rows_[0].has_duplicate_keys() || rows_[1].has_duplicate_keys()))
+      st = state_corrupt(label());
+    return st;
+  }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
-    // The changes of this time grouped by bucket without copying them: per touched bucket, a
-    // list of the updates of each side.
-    touched_.clear();
-    links_.clear();
-    size_t n = in[0]->size() + in[1]->size();
-    size_t cap = 16;
-    while (cap < 2 * n) cap *= 2;
-    touch_map_.assign(cap, kEnd);
-    // Bucket keys first, so the bucket cells can be prefetched a few updates ahead.
-    bkeys_.clear();
+    // The changes of this time grouped by bucket without copying them: the updates with their
+    // bucket keys, sorted by bucket (so the bucket table is walked in increasing position).
+    ups_.clear();
+    ups_cells_.clear();
+    ups_.reserve(in[0]->size() + in[1]->size());
+    const size_t out_begin = out.size();
+    bool retractions = false;
     for (int s = 0; s < 2; ++s)
       for (const Update& u : *in[s]) {
         Key bk;
@@ -222,46 +325,89 @@ class JoinNode final : public Node {
           if (keep_[s]) emit_unmatched(s, u.key, u.row.data(), u.diff);
           continue;
         }
-        if (u.diff != 1 && u.diff != -1) multiplicity_error(s, u.key);
-        if (tracking_state()) dirty_[s].push_back(u.key);
-        bkeys_.push_back({bk, &u, static_cast<uint8_t>(s)});
+        if (u.diff == 0) continue;
+        if (tracking_state()) dirty_[s].push_back({u.key, bk});
+        size_t off = ups_cells_.size();
+        cells::put(ups_cells_, u.row.data(), widths_[s]);
+        ups_.push_back({bk, u.key, off, u.diff, static_cast<uint32_t>(ups_cells_.size() - off), static_cast<uint8_t>(s)});
       }
-    for (size_t i = 0; i < bkeys_.size(); ++i) {
-      if (i + kAhead < bkeys_.size()) buckets_.prefetch(bkeys_[i + kAhead].bk);
-      const auto& [bk, up, s] = bkeys_[i];
-      size_t m = bk.lo & (cap - 1);
-      while (touch_map_[m] != kEnd && touched_[touch_map_[m]].bk != bk) m = (m + 1) & (cap - 1);
-      if (touch_map_[m] == kEnd) {
-        uint64_t gen = buckets_.generation();
-        uint32_t pos = static_cast<uint32_t>(buckets_.find_or_insert(bk));
-        if (buckets_.generation() != gen)  // the table grew: positions moved
-          for (Touched& o : touched_) o.pos = static_cast<uint32_t>(buckets_.find_or_insert(o.bk));
-        touch_map_[m] = static_cast<uint32_t>(touched_.size());
-        touched_.push_back({bk, pos, {kEnd, kEnd}, {kEnd, kEnd}});
+    sort_by_bucket(ups_, ups_tmp_, [](const Keyed& e) -> const Key& { return e.bk; });
+    // The input need not be consolidated (needs_consolidated_input()): a bucket's updates of one
+    // row key are summed per equal row here, and what remains must be -1 or +1 (a row key has
+    // one row per side; a row changing buckets leaves one and enters the other).
+    touched_.clear();
+    size_t w = 0;
+    for (size_t i = 0; i < ups_.size();) {
+      size_t j = i + 1;
+      while (j < ups_.size() && ups_[j].bk == ups_[i].bk) ++j;
+      size_t begin = w;
+      if (j - i == 1) {
+        ups_[w++] = ups_[i];
+      } else {
+        std::sort(ups_.begin() + static_cast<ptrdiff_t>(i), ups_.begin() + static_cast<ptrdiff_t>(j),
+                  [](const Keyed& a, const Keyed& b) { return a.side != b.side ? a.side < b.side : a.key < b.key; });
+        for (size_t g = i; g < j;) {  // a group: one side and row key
+          size_t h = g + 1;
+          while (h < j && ups_[h].side == ups_[g].side && ups_[h].key == ups_[g].key) ++h;
+          size_t gw = w;
+          for (size_t x = g; x < h; ++x) {
+            size_t y = gw;
+            while (y < w && !same_row(ups_[y], ups_[x])) ++y;
+            if (y < w) {
+              ups_[y].diff += ups_[x].diff;
+            } else {
+              ups_[w++] = ups_[x];
+            }
+          }
+          size_t kept = gw;
+          for (size_t y = gw; y < w; ++y)
+            if (ups_[y].diff != 0) ups_[kept++] = ups_[y];
+          w = kept;
+          g = h;
+        }
       }
-      uint32_t ti = touch_map_[m];
-      Touched& t = touched_[ti];
-      uint32_t link = static_cast<uint32_t>(links_.size());
-      links_.push_back({up, kEnd, ti, s});
-      if (t.head[s] == kEnd) t.head[s] = link;
-      else links_[t.tail[s]].next = link;
-      t.tail[s] = link;
+      for (size_t x = begin; x < w; ++x) {
+        if (ups_[x].diff != 1 && ups_[x].diff != -1) multiplicity_error(ups_[x].side, ups_[x].key);
+        retractions = retractions || ups_[x].diff < 0;
+      }
+      if (w > begin) touched_.push_back({ups_[begin].bk, 0, static_cast<uint32_t>(begin), static_cast<uint32_t>(w)});
+      i = j;
     }
-    // Delta rule per bucket: dL x R_old + L_new x dR. Retractions leave the arrangement at
-    // once; insertions are applied after every bucket (a row moving between buckets leaves
-    // its old bucket before it enters the new one), so L_new is L's chain plus dL's insertions.
-    std::array<std::vector<const Update*>, 2> delta;
-    for (size_t ti = 0; ti < touched_.size(); ++ti) {
-      if (ti + kAhead < touched_.size()) buckets_.prefetch_at(touched_[ti + kAhead].pos);
+    ups_.resize(w);
+    // Positions stay put while buckets are only added (emptied ones are erased at the end).
+    buckets_.reserve(buckets_.size() + touched_.size());
+    // A pipeline over the touched buckets: the bucket cell is prefetched 2 x kAhead ahead;
+    // kAhead ahead the bucket is found (or created) and the first rows of its chains are
+    // prefetched. The updates were copied in input order (key, diff, encoded cells), so they
+    // are not visited out of order.
+    const size_t nt = touched_.size();
+    auto prefetch = [&](size_t j) { buckets_.prefetch(touched_[j].bk); };
+    auto stage = [&](size_t j) {
+      Touched& t = touched_[j];
+      for (uint32_t i = t.begin; i < t.end; ++i) __builtin_prefetch(ups_cells_.data() + ups_[i].off);
+      t.pos = static_cast<uint32_t>(buckets_.find_or_insert(t.bk));
+      const BucketTable::Cell& c = buckets_.at(t.pos);
+      for (int s = 0; s < 2; ++s)
+        if (c.head[s] != kEnd) rows_[s].prefetch_row(RowStore::first(c.head[s]));
+    };
+    for (size_t j = 0; j < nt && j < 2 * kAhead; ++j) prefetch(j);
+    for (size_t j = 0; j < nt && j < kAhead; ++j) stage(j);
+    // Delta rule per bucket: dL x R_old + L_new x dR, L_new being L's chain after the
+    // retractions plus dL's insertions. A bucket's insertions are applied after its pairs and
+    // unmatched rows are emitted.
+    std::array<std::vector<const Keyed*>, 2> delta;
+    for (size_t ti = 0; ti < nt; ++ti) {
+      if (ti + 2 * kAhead < nt) prefetch(ti + 2 * kAhead);
+      if (ti + kAhead < nt) stage(ti + kAhead);
       const Touched& t = touched_[ti];
       BucketTable::Cell& b = buckets_.at(t.pos);
       std::array<int64_t, 2> sum{0, 0};
-      for (int s = 0; s < 2; ++s) {
-        delta[s].clear();
-        for (uint32_t l = t.head[s]; l != kEnd; l = links_[l].next) {
-          delta[s].push_back(links_[l].u);
-          sum[s] += links_[l].u->diff;
-        }
+      delta[0].clear();
+      delta[1].clear();
+      for (uint32_t i = t.begin; i < t.end; ++i) {
+        const Keyed& e = ups_[i];
+        delta[e.side].push_back(&e);
+        sum[e.side] += e.diff;
       }
       std::array<bool, 2> was_empty{b.head[0] == kEnd, b.head[1] == kEnd};
       std::array<bool, 2> will_be_empty{};
@@ -270,79 +416,121 @@ class JoinNode final : public Node {
       // Kept rows stop being unmatched when the other side appears.
       for (int s = 0; s < 2; ++s)
         if (keep_[s] && was_empty[1 - s] && !will_be_empty[1 - s])
-          for (uint32_t r = b.head[s]; r != kEnd; r = rows_[s].next(r)) emit_unmatched(s, rows_[s].key(r), decode(s, r), -1);
-      for (const Update* u : delta[0])
-        for (uint32_t r = b.head[1]; r != kEnd; r = rows_[1].next(r))
-          emit_pair(u->key, u->row.data(), rows_[1].key(r), decode(1, r), u->diff, out);
+          for (uint32_t r = RowStore::first(b.head[s]); r != kEnd; r = rows_[s].next(r))
+            emit_unmatched(s, rows_[s].key(r), decode(s, r), -1);
+      if (b.head[1] != kEnd)
+        for (const Keyed* u : delta[0]) {
+          const Value* ur = delta_row(*u);
+          for (uint32_t r = RowStore::first(b.head[1]); r != kEnd; r = rows_[1].next(r))
+            emit_pair(u->key, ur, rows_[1].key(r), decode(1, r), u->diff, out);
+        }
       retract(0, b, delta[0]);
-      for (const Update* u : delta[1]) {
-        for (uint32_t l = b.head[0]; l != kEnd; l = rows_[0].next(l))
-          emit_pair(rows_[0].key(l), decode(0, l), u->key, u->row.data(), u->diff, out);
-        for (const Update* lu : delta[0])
-          if (lu->diff > 0) emit_pair(lu->key, lu->row.data(), u->key, u->row.data(), u->diff, out);
+      for (const Keyed* u : delta[1]) {
+        const Value* ur = delta_row(*u);
+        for (uint32_t l = RowStore::first(b.head[0]); l != kEnd; l = rows_[0].next(l))
+          emit_pair(rows_[0].key(l), decode(0, l), u->key, ur, u->diff, out);
+        for (const Keyed* lu : delta[0])
+          if (lu->diff > 0) emit_pair(lu->key, delta_row(*lu), u->key, ur, u->diff, out);
       }
       retract(1, b, delta[1]);
       bool inserts = false;
       for (int s = 0; s < 2; ++s)
-        for (const Update* u : delta[s]) inserts = inserts || u->diff > 0;
-      if (b.head[0] == kEnd && b.head[1] == kEnd && !inserts) emptied_.push_back(b.key);
+        for (const Keyed* u : delta[s]) inserts = inserts || u->diff > 0;
       for (int s = 0; s < 2; ++s) {
         if (!keep_[s]) continue;
         if (was_empty[1 - s] && will_be_empty[1 - s]) {
-          for (const Update* u : delta[s]) emit_unmatched(s, u->key, u->row.data(), u->diff);
+          for (const Keyed* u : delta[s]) emit_unmatched(s, u->key, delta_row(*u), u->diff);
         } else if (!was_empty[1 - s] && will_be_empty[1 - s]) {
-          for (uint32_t r = b.head[s]; r != kEnd; r = rows_[s].next(r)) emit_unmatched(s, rows_[s].key(r), decode(s, r), 1);
-          for (const Update* u : delta[s])
-            if (u->diff > 0) emit_unmatched(s, u->key, u->row.data(), 1);
+          for (uint32_t r = RowStore::first(b.head[s]); r != kEnd; r = rows_[s].next(r))
+            emit_unmatched(s, rows_[s].key(r), decode(s, r), 1);
+          for (const Keyed* u : delta[s])
+            if (u->diff > 0) emit_unmatched(s, u->key, delta_row(*u), 1);
         }
       }
-    }
-    // Insertions in input order, the row index prefetched a few rows ahead.
-    for (size_t l = 0; l < links_.size(); ++l) {
-      if (l + kAhead < links_.size()) {
-        const Link& a = links_[l + kAhead];
-        rows_[a.side].prefetch(a.u->key);
-        buckets_.prefetch_at(touched_[a.ti].pos);
+      if (!inserts) {
+        if (b.head[0] == kEnd && b.head[1] == kEnd) emptied_.push_back(b.key);
+        continue;
       }
-      const Link& k = links_[l];
-      if (k.u->diff < 0) continue;
-      buf_.clear();
-      cells::put(buf_, k.u->row.data(), widths_[k.side]);
-      if (!rows_[k.side].insert(k.u->key, buf_, &buckets_.at(touched_[k.ti].pos).head[k.side])) multiplicity_error(k.side, k.u->key);
+      for (int s = 0; s < 2; ++s)
+        for (const Keyed* u : delta[s]) {
+          if (u->diff < 0) continue;
+          if (!rows_[s].insert(u->key, cells_of(*u), &b.head[s])) multiplicity_error(s, u->key);
+        }
     }
     for (const Key& k : emptied_) buckets_.erase(k);
     emptied_.clear();
     touched_.clear();
-    links_.clear();
-    bkeys_.clear();
-    if (touch_map_.size() > kKeepScratch) {  // a large batch's scratch is not kept as state
+    if (ups_.capacity() > kKeepScratch) {  // a large batch's scratch is not kept as state
       std::vector<Touched>().swap(touched_);
-      std::vector<Link>().swap(links_);
-      std::vector<Keyed>().swap(bkeys_);
-      std::vector<uint32_t>().swap(touch_map_);
+      std::vector<Keyed>().swap(ups_);
+      std::vector<Keyed>().swap(ups_tmp_);
+      std::string().swap(ups_cells_);
+    }
+    if (direct() && retractions && out.size() - out_begin > 1) {
+      // Pairs can cancel or repeat across buckets only when rows leave: see output_consolidated().
+      Batch mine(std::make_move_iterator(out.begin() + static_cast<ptrdiff_t>(out_begin)), std::make_move_iterator(out.end()));
+      out.resize(out_begin);
+      consolidate(mine);
+      out.insert(out.end(), std::make_move_iterator(mine.begin()), std::make_move_iterator(mine.end()));
     }
     flush(out);
   }
+
+  // The direct path consolidates its own output: a time with insertions only emits each new pair
+  // once (one of its rows is new, and a row key is on one chain), with diff 1 and a key of its
+  // own; a time with retractions consolidates what it emitted. The other paths emit a time's
+  // retractions before its insertions (not adjacent per key), for the scheduler to consolidate.
+  bool output_consolidated() const override { return direct(); }
+  bool needs_consolidated_input() const override { return false; }
 
   bool stateful() const override { return true; }
 
  private:
   static constexpr uint32_t kEnd = RowStore::kEnd;
+  // An update of a process(), copied in input order.
+  struct Keyed {
+    Key bk;
+    Key key;
+    size_t off;  // cells in ups_cells_
+    int64_t diff;
+    uint32_t len;
+    uint8_t side;
+  };
+  // Whether two updates of one side and key carry equal rows (equal values may encode
+  // differently: 0.0 and -0.0).
+  bool same_row(const Keyed& a, const Keyed& b) {
+    if (cells_of(a) == cells_of(b)) return true;
+    Row x(widths_[a.side]);
+    const Value* y = delta_row(b);
+    std::string_view in = cells_of(a);
+    for (size_t i = 0; i < x.size(); ++i) cells::get(in, &x[i]);
+    return std::equal(x.begin(), x.end(), y);
+  }
 
-  Status insert_staged() {
+  // Links the restored rows into their buckets, sorted by bucket: the table is sized once for
+  // the buckets counted and (when it holds none yet, as on a restart) filled in increasing
+  // position without probing.
+  Status link_staged() {
     Status st;
+    std::vector<Staged> tmp;
+    sort_by_bucket(staged_, tmp, [](const Staged& e) -> const Key& { return e.bk; });
+    std::vector<Staged>().swap(tmp);
+    size_t distinct = 0;
+    for (size_t i = 0; i < staged_.size(); ++i) distinct += i == 0 || staged_[i].bk != staged_[i - 1].bk;
+    bool bulk = buckets_.size() == 0;
+    buckets_.reserve(buckets_.size() + distinct);
+    size_t pos = BucketTable::kNone, cursor = 0;
     for (size_t i = 0; i < staged_.size() && st.is_ok(); ++i) {
       if (i + kAhead < staged_.size()) {
-        buckets_.prefetch(staged_[i + kAhead].bk);
-        rows_[staged_[i + kAhead].port].prefetch(staged_[i + kAhead].key);
+        const Staged& a = staged_[i + kAhead];
+        rows_[a.port].prefetch_link(a.slot);
+        if (!bulk) buckets_.prefetch(a.bk);
       }
       const Staged& e = staged_[i];
-      BucketTable::Cell& b = buckets_.at(buckets_.find_or_insert(e.bk));
-      if (!rows_[e.port].insert(e.key, std::string_view(staged_cells_).substr(e.off, e.len), &b.head[e.port]))
-        st = state_corrupt(label());  // a row key stored twice
+      if (i == 0 || e.bk != staged_[i - 1].bk) pos = bulk ? buckets_.insert_sorted(e.bk, &cursor) : buckets_.find_or_insert(e.bk);
+      if (!rows_[e.port].link(e.slot, &buckets_.at(pos).head[e.port])) st = state_corrupt(label());  // a row key stored twice
     }
-    staged_.clear();
-    staged_cells_.clear();
+    std::vector<Staged>().swap(staged_);
     return st;
   }
 
@@ -357,8 +545,17 @@ class JoinNode final : public Node {
     if (head == kEnd) return sum == 0;
     if (sum >= 0) return false;
     int64_t n = 0;
-    for (uint32_t r = head; r != kEnd && n <= -sum; r = rows_[s].next(r)) ++n;
+    for (uint32_t r = RowStore::first(head); r != kEnd && n <= -sum; r = rows_[s].next(r)) ++n;
     return n + sum == 0;
+  }
+
+  // The cells of an update of this process(), decoded into the side's delta scratch row.
+  std::string_view cells_of(const Keyed& e) const { return std::string_view(ups_cells_).substr(e.off, e.len); }
+  const Value* delta_row(const Keyed& e) {
+    std::string_view in = cells_of(e);
+    Value* out = delta_decoded_[e.side].data();
+    for (size_t i = 0; i < widths_[e.side]; ++i) cells::get(in, &out[i]);
+    return out;
   }
 
   // The cells of a stored row, decoded into the side's scratch row (valid until the next call
@@ -372,17 +569,16 @@ class JoinNode final : public Node {
 
   // Removes the retracted rows of side `s` from bucket `b`. A retraction must name a row the
   // arrangement holds, with the same cells.
-  void retract(int s, BucketTable::Cell& b, const std::vector<const Update*>& delta) {
-    for (const Update* u : delta) {
+  void retract(int s, BucketTable::Cell& b, const std::vector<const Keyed*>& delta) {
+    for (const Keyed* u : delta) {
       if (u->diff > 0) continue;
-      uint32_t slot = rows_[s].find(u->key);
+      uint32_t slot = rows_[s].find(u->key, b.head[s]);
       if (slot == kEnd) multiplicity_error(s, u->key);
-      buf_.clear();
-      cells::put(buf_, u->row.data(), widths_[s]);
-      if (rows_[s].cells(slot) != std::string_view(buf_)) {
+      if (rows_[s].cells(slot) != cells_of(*u)) {
         // Equal values may encode differently (0.0 and -0.0).
         const Value* stored = decode(s, slot);
-        if (!std::equal(stored, stored + widths_[s], u->row.begin())) multiplicity_error(s, u->key);
+        const Value* given = delta_row(*u);
+        if (!std::equal(stored, stored + widths_[s], given)) multiplicity_error(s, u->key);
       }
       rows_[s].erase(slot, &b.head[s]);
     }
@@ -505,44 +701,37 @@ class JoinNode final : public Node {
   struct Touched {
     Key bk;
     uint32_t pos;
-    std::array<uint32_t, 2> head, tail;
+    uint32_t begin, end;  // its updates in ups_
   };
-  struct Link {
-    const Update* u;
-    uint32_t next;  // next update of the same bucket and side
-    uint32_t ti;    // the bucket's entry in touched_
-    uint8_t side;
-  };
-  struct Keyed {
-    Key bk;
-    const Update* u;
-    uint8_t side;
-  };
-  static constexpr size_t kAhead = 8;  // prefetch distance (updates)
+  static constexpr size_t kAhead = 16;  // prefetch distance (buckets)
   static constexpr size_t kKeepScratch = size_t{1} << 14;
-  std::vector<Keyed> bkeys_;
+  std::vector<Keyed> ups_, ups_tmp_;
+  std::string ups_cells_;
   std::vector<Touched> touched_;
-  std::vector<Link> links_;
-  std::vector<uint32_t> touch_map_;
   std::vector<Key> emptied_;
   std::string buf_;
   std::string converted_;  // restore of a version-1 entry: its cells encoding
-  std::array<Row, 2> decoded_;
+  std::array<Row, 2> decoded_, delta_decoded_;
   Row scratch_;
   RowsByKey memo_;
   std::vector<Change> pending_;
   // Tracking (operator persisting only): the row keys changed since the last take, per side.
-  std::array<std::vector<Key>, 2> dirty_;
+  // Each with the bucket it entered or left (where take_state_changes() finds the row).
+  struct Dirty {
+    Key key, bk;
+  };
+  std::array<std::vector<Dirty>, 2> dirty_;
   static constexpr size_t kEntryKeySize = 1 + 16;
   // Restore: rows checked and keyed, not yet inserted.
   struct Staged {
-    Key key, bk;
-    size_t off, len;  // in staged_cells_
+    Key bk;
+    uint32_t slot;
     uint8_t port;
   };
-  static constexpr size_t kStage = 4096;
   std::vector<Staged> staged_;
-  std::string staged_cells_;
+  std::array<char, kEntryKeySize> last_restored_{};  // the previous entry key restored
+  bool restored_any_ = false;
+  bool unordered_restore_ = false;
   static constexpr uint8_t kRowsVersion = 2;
   static constexpr uint8_t kMemoPort = 2;
   static constexpr uint8_t kMemoVersion = 1;

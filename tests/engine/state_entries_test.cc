@@ -891,6 +891,93 @@ TEST(StateEntries, JoinRestoredArrangementTakesUpdatesOfBothSides) {
   }
 }
 
+// The join takes unconsolidated input (needs_consolidated_input() is false): a time's updates in
+// any order, with changes that cancel (also between equal rows encoded differently, 0.0 and
+// -0.0) and a row key's insertion before its retraction, give the outputs and entries of the
+// consolidated input.
+TEST(StateEntries, JoinTakesUnconsolidatedInput) {
+  auto lrow = [](int64_t j, int64_t v) { return Row{Value(j), Value(v)}; };
+  auto rrow = [](double j, const char* w) { return Row{Value(j), Value(w)}; };
+  std::vector<std::vector<Batch>> steps = {
+      {{{Key{2, 1}, lrow(1, 20), 1}, {Key{9, 1}, lrow(2, 99), 1}, {Key{1, 1}, lrow(1, 10), 1}, {Key{9, 1}, lrow(2, 99), -1},
+        {Key{3, 1}, lrow(0, 30), 1}},
+       {{Key{2, 2}, rrow(0.0, "z"), 1}, {Key{1, 2}, rrow(1.0, "a"), 1}, {Key{8, 2}, rrow(0.0, "q"), 1},
+        {Key{8, 2}, rrow(-0.0, "q"), -1}}},
+      // Insertions before the retractions of the same keys, a row moving buckets, a cancelling
+      // retraction and re-insertion of a live row.
+      {{{Key{1, 1}, lrow(0, 11), 1}, {Key{2, 1}, lrow(1, 21), 1}, {Key{1, 1}, lrow(1, 10), -1}, {Key{2, 1}, lrow(1, 20), -1},
+        {Key{3, 1}, lrow(0, 30), -1}, {Key{3, 1}, lrow(0, 30), 1}},
+       {{Key{2, 2}, rrow(-0.0, "z"), 1}, {Key{2, 2}, rrow(0.0, "z"), -1}, {Key{1, 2}, rrow(1.0, "a"), -1},
+        {Key{1, 2}, rrow(1.0, "a"), 1}, {Key{1, 2}, rrow(1.0, "a"), -1}}},
+      {{{Key{1, 1}, lrow(0, 11), -1}, {Key{2, 1}, lrow(1, 21), -1}, {Key{3, 1}, lrow(0, 30), -1}},
+       {{Key{2, 2}, rrow(0.0, "z"), -1}}},
+  };
+  for (JoinMode mode : {JoinMode::kInner, JoinMode::kLeft, JoinMode::kRight, JoinMode::kOuter}) {
+    SCOPED_TRACE("mode " + std::to_string(static_cast<int>(mode)));
+    auto a = build_pipeline({kLeft, kRight}, join_build(mode, false));
+    auto b = build_pipeline({kLeft, kRight}, join_build(mode, false));
+    ASSERT_FALSE(b->node(b->out).needs_consolidated_input());
+    a->node(a->out).track_state_changes();
+    b->node(b->out).track_state_changes();
+    Entries ea, eb;
+    for (size_t s = 0; s < steps.size(); ++s) {
+      std::vector<Batch> raw = steps[s], consolidated = steps[s];
+      for (auto& x : consolidated) engine::consolidate(x);
+      auto oa = step(*a, 1 + s, consolidated);
+      auto ob = step(*b, 1 + s, raw);
+      EXPECT_EQ(describe(oa[a->out]), describe(ob[b->out])) << "step " << s;
+      take_into(a->node(a->out), ea);
+      take_into(b->node(b->out), eb);
+      EXPECT_EQ(ea, eb) << "step " << s;
+    }
+    EXPECT_TRUE(eb.empty());
+  }
+}
+
+// A restore of many rows and buckets (the bucket table filled in bucket order, wrapping at its
+// end; skewed buckets whose chains are indexed) continues like the uninterrupted join.
+TEST(StateEntries, JoinRestoresManyBuckets) {
+  std::mt19937_64 gen(7);
+  Batch l, r;
+  for (uint64_t i = 0; i < 4000; ++i) {
+    int64_t j = i % 50 == 0 ? 7 : static_cast<int64_t>(gen() % 3000);  // bucket 7 is skewed
+    l.push_back({Key{i + 1, 1}, Row{Value(j), Value(static_cast<int64_t>(i))}, 1});
+    r.push_back({Key{i + 1, 2}, Row{Value(static_cast<double>(j == 7 ? 7 : gen() % 3000)), Value("w")}, 1});
+  }
+  engine::consolidate(l);
+  engine::consolidate(r);
+  for (JoinMode mode : {JoinMode::kInner, JoinMode::kOuter}) {
+    SCOPED_TRACE("mode " + std::to_string(static_cast<int>(mode)));
+    auto a = build_pipeline({kLeft, kRight}, join_build(mode, false));
+    a->node(a->out).track_state_changes();
+    step(*a, 1, {l, Batch{}});
+    step(*a, 2, {Batch{}, r});
+    Entries e;
+    take_into(a->node(a->out), e);
+    std::mt19937_64 rng(3);
+    std::unique_ptr<Pipeline> b;
+    ASSERT_EQ(restore_pipeline({kLeft, kRight}, join_build(mode, false), {{a->out, e}}, rng, &b), "");
+    auto c = build_pipeline({kLeft, kRight}, join_build(mode, false));  // restored in key order
+    for (const auto& [k, v] : e) ASSERT_TRUE(c->node(c->out).restore_state_entry(k, v).is_ok());
+    ASSERT_TRUE(c->node(c->out).finish_state_restore().is_ok());
+    // Retract every other row of both sides, then the rest.
+    for (int round = 0; round < 2; ++round) {
+      Batch dl, dr;
+      for (size_t i = round; i < l.size(); i += 2) dl.push_back({l[i].key, l[i].row, -1});
+      for (size_t i = round; i < r.size(); i += 2) dr.push_back({r[i].key, r[i].row, -1});
+      auto oa = step(*a, 3 + round, {dl, dr});
+      auto ob = step(*b, 3 + round, {dl, dr});
+      auto oc = step(*c, 3 + round, {dl, dr});
+      EXPECT_EQ(describe(oa[a->out]), describe(ob[b->out])) << "round " << round;
+      EXPECT_EQ(describe(oa[a->out]), describe(oc[c->out])) << "round " << round;
+    }
+    Entries ea, eb = e;
+    take_into(a->node(a->out), ea);
+    take_into(b->node(b->out), eb);
+    EXPECT_TRUE(eb.empty());
+  }
+}
+
 // Restoring evaluates nothing: the select's function is not called for the restored pairs.
 TEST(StateEntries, JoinRestoreEvaluatesNoOutput) {
   static int calls = 0;
