@@ -11,6 +11,8 @@
 // is emitted unmatched while the other side of its bucket is empty, so its bucket's rows are
 // re-emitted only when that other side turns empty or non-empty.
 // Join values containing None never match (SQL semantics); such rows need no state.
+// Inlined: the join values' key is hashed for every row (same results as the library).
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <algorithm>

@@ -237,6 +237,15 @@ Status merge_state_records(const std::vector<std::pair<std::string, std::string_
     cs[i].reader.emplace(std::move(r));
     TM_RETURN_IF_ERROR(advance(cs[i]));
   }
+  if (cs.size() == 1) {  // one chunk (a compacted state): its records in order, nothing to merge
+    Cursor& c = cs[0];
+    while (!c.done) {
+      if (!c.erase || with_erases)
+        TM_RETURN_IF_ERROR(f(c.key, c.erase ? std::nullopt : std::optional<std::string_view>(c.value)));
+      TM_RETURN_IF_ERROR(advance(c));
+    }
+    return {};
+  }
   std::string current;
   for (;;) {
     // The smallest key; among chunks holding it, the newest (last) wins.
