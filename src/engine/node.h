@@ -89,6 +89,9 @@ class PersistentState {
   // On restart, before any process(): every live entry once, in any order, then finish.
   // Errors (Corruption naming the owner) stop the run before anything is emitted.
   virtual Status restore_state_entry(std::string_view key, std::string_view value) = 0;
+  // Before the first restore_state_entry(): at most this many entries follow (the stored
+  // records). A hint for reserving memory once; owners may ignore it.
+  virtual void expect_state_entries(uint64_t n) {}
   virtual Status finish_state_restore() = 0;
 };
 

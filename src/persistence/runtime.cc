@@ -712,7 +712,14 @@ Status Runtime::Impl::restore_owners() {
       if (!checked.is_ok()) return checked.with_context("loading the state of " + o.st.label);
       chunks.emplace_back(snap->describe() + "/" + fetches[f].key, *data);
     }
-    uint64_t entries = 0;
+    // A hint bounded by the chunks' sizes, so a damaged manifest's record count cannot make an
+    // owner reserve far more than is stored (an underestimate only means growing as before).
+    uint64_t entries = 0, stored = 0, bytes = 0;
+    for (const auto& c : o.st.chunks) {
+      stored += c.records;
+      bytes += c.bytes;
+    }
+    o.state->expect_state_entries(std::min(stored, bytes / 2));
     bool owner_failed = false;
     Status merged = merge_state_records(chunks, false, [&](std::string_view k, std::optional<std::string_view> v) {
       ++entries;
