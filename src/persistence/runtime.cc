@@ -138,6 +138,8 @@ class IoPool {
   std::vector<std::thread> threads_;
 };
 constexpr size_t kIoPoolThreads = 2;
+// Stored states from this size on are restored with their decoding on a second thread.
+constexpr uint64_t kPipelineRestoreBytes = 1u << 20;
 
 // ContentArchive over the snapshot storage. A stashed content is compressed and written in
 // the background right away (under this run's epoch key, with put_if_absent); the next commit
@@ -721,7 +723,9 @@ Status Runtime::Impl::restore_owners() {
     }
     o.state->expect_state_entries(std::min(stored, bytes / 2));
     bool owner_failed = false;
-    Status merged = merge_state_records(chunks, false, [&](std::string_view k, std::optional<std::string_view> v) {
+    // Large states decode on a second thread while the owner restores (kPipelineRestoreBytes).
+    auto merge = bytes >= kPipelineRestoreBytes ? merge_state_records_pipelined : merge_state_records;
+    Status merged = merge(chunks, false, [&](std::string_view k, std::optional<std::string_view> v) {
       ++entries;
       Status st = o.state->restore_state_entry(k, *v);
       owner_failed = !st.is_ok();

@@ -3,6 +3,10 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 
@@ -260,6 +264,82 @@ Status merge_state_records(const std::vector<std::pair<std::string, std::string_
     for (auto& c : cs)
       if (!c.done && c.key == current) TM_RETURN_IF_ERROR(advance(c));
   }
+}
+
+Status merge_state_records_pipelined(const std::vector<std::pair<std::string, std::string_view>>& chunks,
+                                     bool with_erases, const StateRecordFn& f) {
+  struct Rec {
+    size_t key_off, key_len, value_off, value_len;
+    bool erase;
+  };
+  struct Batch {
+    std::string bytes;
+    std::vector<Rec> recs;
+  };
+  constexpr size_t kBatchRecords = 16384, kBatchBytes = 4u << 20, kMaxQueued = 4;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Batch> queue;
+  bool produced = false, stop = false;
+  Status merge_status;
+  std::thread producer([&] {
+    Batch cur;
+    auto push = [&]() -> bool {
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [&] { return queue.size() < kMaxQueued || stop; });
+      if (stop) return false;
+      queue.push_back(std::move(cur));
+      cur = Batch{};
+      cv.notify_all();
+      return true;
+    };
+    Status st = merge_state_records(chunks, with_erases, [&](std::string_view k, std::optional<std::string_view> v) {
+      Rec r{cur.bytes.size(), k.size(), 0, 0, !v};
+      cur.bytes.append(k);
+      r.value_off = cur.bytes.size();
+      if (v) {
+        cur.bytes.append(*v);
+        r.value_len = v->size();
+      }
+      cur.recs.push_back(r);
+      if ((cur.recs.size() >= kBatchRecords || cur.bytes.size() >= kBatchBytes) && !push())
+        return Status::aborted("restore stopped");
+      return Status();
+    });
+    if (!cur.recs.empty()) push();  // also before a merge error: f sees every record before it
+    std::lock_guard<std::mutex> l(mu);
+    produced = true;
+    merge_status = st;
+    cv.notify_all();
+  });
+  Status result;
+  for (;;) {
+    Batch b;
+    {
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [&] { return !queue.empty() || produced; });
+      if (queue.empty()) break;
+      b = std::move(queue.front());
+      queue.pop_front();
+      cv.notify_all();
+    }
+    for (const Rec& r : b.recs) {
+      std::string_view k(b.bytes.data() + r.key_off, r.key_len);
+      std::optional<std::string_view> v;
+      if (!r.erase) v = std::string_view(b.bytes.data() + r.value_off, r.value_len);
+      result = f(k, v);
+      if (!result.is_ok()) break;
+    }
+    if (!result.is_ok()) break;
+  }
+  {
+    std::lock_guard<std::mutex> l(mu);
+    stop = true;
+  }
+  cv.notify_all();
+  producer.join();
+  if (!result.is_ok()) return result;
+  return merge_status;
 }
 
 Result<std::string> merge_state_chunks(const std::vector<std::pair<std::string, std::string>>& chunks,

@@ -52,6 +52,12 @@ Status apply_state_chunk(const std::string& key, std::string_view data, StateMap
 using StateRecordFn = std::function<Status(std::string_view key, std::optional<std::string_view> value)>;
 Status merge_state_records(const std::vector<std::pair<std::string, std::string_view>>& chunks, bool with_erases,
                            const StateRecordFn& f);
+// As merge_state_records, with the decoding and merging on a second thread that hands the
+// records to `f` (on the calling thread, in the same order) in batches, so a restore's
+// decompression overlaps the owner's own work. An error of `f` stops both and is returned;
+// else the merge's error, after `f` saw every record before it.
+Status merge_state_records_pipelined(const std::vector<std::pair<std::string, std::string_view>>& chunks,
+                                     bool with_erases, const StateRecordFn& f);
 
 // Content objects (ContentArchive): "contents/<hash of source id>/<16 hex digits>-<epoch>".
 std::string content_prefix(const std::string& source_id);

@@ -1121,6 +1121,64 @@ TEST(Limits, StateEntryOverTheRecordLimitFailsNamingTheKey) {
 // Restore and compaction merge an owner's sorted chunks by key without a map: the newest record
 // of a key wins, erases hide older puts (or are kept for a merge that is not the oldest), and
 // a chunk whose keys are out of order is corruption naming it.
+TEST(StateChunks, PipelinedMergeHandsOverTheSameRecordsAndStopsOnErrors) {
+  // Enough records for many batches (16384 records each), erases, several chunks.
+  auto chunk = [](engine::StateChanges c) {
+    uint64_t records = 0;
+    return persistence::encode_state_chunk(std::move(c), &records).value();
+  };
+  auto key = [](int i) {
+    char b[16];
+    std::snprintf(b, sizeof b, "k%08d", i);
+    return std::string(b);
+  };
+  engine::StateChanges a, b;
+  for (int i = 0; i < 60000; ++i) a.push_back({key(i), std::string(i % 7, 'v') + std::to_string(i), false});
+  for (int i = 0; i < 60000; i += 3) b.push_back({key(i), "", i % 2 == 0});
+  std::string ca = chunk(std::move(a)), cb = chunk(std::move(b));
+  std::vector<std::pair<std::string, std::string_view>> chunks = {{"a", ca}, {"b", cb}};
+  for (bool with_erases : {false, true}) {
+    std::vector<std::string> plain, piped;
+    auto into = [](std::vector<std::string>& out) {
+      return [&out](std::string_view k, std::optional<std::string_view> v) {
+        out.push_back(std::string(k) + (v ? "=" + std::string(*v) : " erased"));
+        return Status();
+      };
+    };
+    ASSERT_TRUE(persistence::merge_state_records(chunks, with_erases, into(plain)).is_ok());
+    ASSERT_TRUE(persistence::merge_state_records_pipelined(chunks, with_erases, into(piped)).is_ok());
+    EXPECT_GT(plain.size(), 40000u);
+    EXPECT_EQ(piped, plain);
+  }
+  // The owner's error stops the producer and comes back as is.
+  size_t calls = 0;
+  Status st = persistence::merge_state_records_pipelined(chunks, false, [&](std::string_view, std::optional<std::string_view>) {
+    return ++calls == 30000 ? Status::corruption("state of join#7 is malformed") : Status();
+  });
+  EXPECT_EQ(st.code(), StatusCode::kCorruption);
+  EXPECT_NE(st.message().find("join#7"), std::string::npos);
+  EXPECT_EQ(calls, 30000u);
+  // Damage in the middle of a chunk: every record before it is handed over, then the error.
+  std::string damaged = ca;
+  damaged[damaged.size() / 2] ^= 0x5a;
+  size_t seen = 0;
+  st = persistence::merge_state_records_pipelined({{"operators/x/damaged", damaged}}, false,
+                                                  [&](std::string_view, std::optional<std::string_view>) {
+                                                    ++seen;
+                                                    return Status();
+                                                  });
+  EXPECT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("operators/x/damaged"), std::string::npos) << st.to_string();
+  size_t seq_seen = 0;
+  Status seq = persistence::merge_state_records({{"operators/x/damaged", damaged}}, false,
+                                                [&](std::string_view, std::optional<std::string_view>) {
+                                                  ++seq_seen;
+                                                  return Status();
+                                                });
+  EXPECT_EQ(seq.to_string(), st.to_string());
+  EXPECT_EQ(seen, seq_seen);
+}
+
 TEST(StateChunks, MergedByKeyNewestWins) {
   auto chunk = [](engine::StateChanges c) {
     uint64_t records = 0;
