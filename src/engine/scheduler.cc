@@ -134,10 +134,10 @@ Status Scheduler::step(Time t, bool suppress_sinks) {
     }
     Batch all;
     all.swap(src->pending);
-    // Small enough that what a slice fans out to stays in the caches, large enough to amortize
-    // the calls per node.
-    // Slices only bound what rows fan out to: when every pipelined reader of the source emits
-    // only at the end of the time (a groupby right behind it), the batch goes whole.
+    // Slices are small enough that what they fan out to (split + flatten) stays in the caches,
+    // large enough to amortize the calls per node. They only bound fan-out: when every
+    // pipelined reader of the source emits only at the end of the time (a groupby right behind
+    // it), the batch goes whole.
     bool fans_out = false;
     for (size_t c : consumers_[si]) fans_out = fans_out || (pipelined_[c] && !graph_.node(c).emits_at_end_of_time());
     const size_t total = all.size();
