@@ -13,7 +13,11 @@
 // Usage: bench_throughput [--words N] [--distinct D] [--dir DIR] [--skip-large] [--reps R]
 //                         [--only a,b,...] [--json FILE]
 // --only picks figure groups: wordcount, floor, persistence, groupby, join, join_restart.
+#ifdef TIDEMARK_WITH_JEMALLOC
 #include <jemalloc/jemalloc.h>
+#else
+#include <malloc.h>
+#endif
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,6 +90,9 @@ uint64_t status_kb(const char* field) {
 uint64_t peak_rss() { return status_kb("VmHWM:"); }
 // Heap bytes allocated and not freed (jemalloc's statistics, refreshed by bumping the epoch).
 uint64_t heap_in_use() {
+#ifndef TIDEMARK_WITH_JEMALLOC  // sanitizer builds: glibc's (or the sanitizer's) counters
+  return mallinfo2().uordblks;
+#else
   uint64_t epoch = 1;
   size_t sz = sizeof epoch;
   mallctl("epoch", &epoch, &sz, &epoch, sz);
@@ -93,6 +100,7 @@ uint64_t heap_in_use() {
   sz = sizeof allocated;
   if (mallctl("stats.allocated", &allocated, &sz, nullptr, 0) != 0) return 0;
   return allocated;
+#endif
 }
 
 // ---- results: printed as markdown rows as they come, written as JSON at the end ----
