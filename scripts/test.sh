@@ -36,10 +36,11 @@ export TIDEMARK_KAFKA_SERVER_DIR="$servers/kafka"
 PYTHON_BIN=$(bash scripts/python-package.sh)
 "$PYTHON_BIN" -m pytest -q -p no:cacheprovider python/tests
 # Python word count vs build/bin/wordcount (no Python code on the data path), and with a Python
-# UDF per row. The gate is looser than the 1.1x target (met on 10M words: 1.06x): the CI machine is
-# shared, so it catches Python on the data path (a Python UDF per row is ~1.8x), not noise.
+# UDF per row: figures only. Timing is not a pass/fail criterion on a shared machine; that no
+# Python runs per row is checked deterministically by python/tests/test_data_path.py, and the
+# counts of the three programs must agree. TIDEMARK_PY_BENCH_MAX_RATIO=R adds a ratio gate.
 "$PYTHON_BIN" bench/python/wordcount_vs_cpp.py --words "${TIDEMARK_PY_BENCH_WORDS:-5000000}" --repeat 2 \
-  --max-ratio "${TIDEMARK_PY_BENCH_MAX_RATIO:-1.5}"
+  ${TIDEMARK_PY_BENCH_MAX_RATIO:+--max-ratio "$TIDEMARK_PY_BENCH_MAX_RATIO"}
 # Fuzzing: a few seconds per decoder harness (scripts/fuzz.sh; fails on any crash).
 if [[ ${TIDEMARK_FUZZ_SECONDS:-3} != 0 ]]; then
   bash scripts/fuzz.sh "${TIDEMARK_FUZZ_SECONDS:-3}"
