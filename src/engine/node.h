@@ -142,6 +142,9 @@ class Node : public PersistentState {
   // Whether end_time() emits (groupby does: its output exists only once the time's input is
   // complete); such a node's consumers run after the parts, on its end_time() output.
   virtual bool emits_at_end_of_time() const { return false; }
+  // The part is this node's to take (as in process_consuming) when it is the part's only reader;
+  // a node read by several pipelined nodes gets process() instead, unless it emits at the end
+  // of the time: such a node gets process_part() always and must leave the part intact.
   virtual void process_part(Time t, std::span<Batch* const> inputs, Batch& out) { process_consuming(t, inputs, out); }
   virtual void end_time(Time t, Batch& out) {}
 

@@ -92,8 +92,11 @@ Time Scheduler::next_time() {
 Status Scheduler::run_node(size_t i, Time t, std::span<Batch* const> ins, bool owns_inputs) {
   Node& node = graph_.node(i);
   try {
-    if (pipelined_[i] && !node.inputs().empty()) node.process_part(t, ins, outputs_[i]);
-    else if (owns_inputs) node.process_consuming(t, ins, outputs_[i]);
+    // A part read by several pipelined nodes is nobody's to take: linear nodes then process()
+    // it (their output for a part is process() of it), end-of-time nodes read it in place.
+    if (pipelined_[i] && !node.inputs().empty() && (owns_inputs || node.emits_at_end_of_time()))
+      node.process_part(t, ins, outputs_[i]);
+    else if (owns_inputs && !pipelined_[i]) node.process_consuming(t, ins, outputs_[i]);
     else node.process(t, std::span<const Batch* const>(const_cast<const Batch* const*>(ins.data()), ins.size()), outputs_[i]);
   } catch (const StatusError& e) {
     return e.status().with_context(node.label());

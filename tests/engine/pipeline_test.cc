@@ -95,6 +95,29 @@ TEST(Pipeline, PipelinedNodeAlsoFeedingTheRestAndTwoPipelinedReaders) {
   }
 }
 
+TEST(Pipeline, ReadersThatMoveCellsDoNotTakeAnInputOthersRead) {
+  // Projections and flatten move cells out of an input they own; an input read by several
+  // pipelined nodes is nobody's to take.
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    std::mt19937_64 rng(300 + seed);
+    SourceSpec s{kLines, random_batches(rng, 6, 40, random_line)};
+    expect_slice_independent({s}, [](Graph&, std::vector<Table>& in) {
+      Table lines = in[0].select({{"v", col("v")}, {"line", col("line")}});  // a permutation: moves cells
+      Table a = lines.select({{"line", col("line")}});
+      Table b = lines.select({{"v", col("v")}, {"line", col("line")}});
+      Table w = lines.select({{"word", str::split(col("line"))}, {"line", col("line")}}).flatten("word");
+      Table na = a.groupby({"line"}).reduce({{"line", col("line")}, {"n", reducers::count()}});
+      Table nb = b.groupby({"line"}).reduce({{"line", col("line")}, {"s", reducers::sum(col("v"))}});
+      Table nw = w.groupby({"line"}).reduce({{"line", col("line")}, {"n", reducers::count()}});
+      return na.join(nb, {{"line", "line"}})
+          .select({{"line", left("line")}, {"n", left("n")}, {"s", right("s")}})
+          .join(nw, {{"line", "line"}})
+          .select({{"line", left("line")}, {"n", left("n")}, {"s", left("s")}, {"m", right("n")}});
+    });
+    if (HasFatalFailure()) return;
+  }
+}
+
 TEST(Pipeline, AnErrorInALaterSliceStopsTheRunNamingTheOperator) {
   SourceSpec s{Schema{{"x", t_int()}}, {{}}};
   for (int64_t i = 0; i < 100; ++i) s.batches[0].push_back({Key{static_cast<uint64_t>(i + 1), 0}, {Value(i)}, 1});
