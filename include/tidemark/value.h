@@ -94,7 +94,14 @@ class Value {
   // Parses and normalizes JSON text; throws std::invalid_argument on malformed text.
   static Value json(std::string_view text);
 
-  DType type() const;
+  DType type() const {
+    // Variant alternatives in declaration order (v_ below).
+    static constexpr DType kTypes[] = {DType::kNone,  DType::kBool,          DType::kInt,         DType::kFloat,
+                                       DType::kString, DType::kBytes,        DType::kPointer,     DType::kTuple,
+                                       DType::kDateTimeNaive, DType::kDateTimeUtc, DType::kDuration, DType::kJson};
+    size_t i = v_.index();
+    return i < sizeof kTypes / sizeof kTypes[0] ? kTypes[i] : DType::kNone;
+  }
   bool is_none() const { return v_.index() == 0; }
   bool as_bool() const { return std::get<bool>(v_); }
   int64_t as_int() const { return std::get<int64_t>(v_); }

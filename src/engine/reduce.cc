@@ -4,10 +4,8 @@
 // emitted (so a change emits exactly -old +new). Reducers keep what retraction needs:
 // count/sum/avg keep running totals; min/max/any/count_distinct/sorted_tuple a multiset of
 // values; earliest/latest/tuple the values by (arrival time, key) or key.
-// Inlined: the hashes of short keys are on every row's path (same results as the library).
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
+#include <algorithm>
 #include <map>
 #include <unordered_map>
 #include <unordered_set>
@@ -15,6 +13,7 @@
 #include "engine/codec.h"
 #include "engine/expr_internal.h"
 #include "engine/flat_index.h"
+#include "engine/key_encoder.h"
 #include "engine/node.h"
 #include "engine/state_codec.h"
 
@@ -25,12 +24,6 @@ namespace {
 using internal::CompiledExprPtr;
 using internal::EvalContext;
 using internal::ReducerSpec;
-
-// key_from_values over bytes already encoded as codec::put_key_row.
-Key key_from_encoded_row(const std::string& buf) {
-  XXH128_hash_t h = XXH3_128bits(buf.data(), buf.size());
-  return Key{h.low64, h.high64};
-}
 
 class ReducerState {
  public:
@@ -419,10 +412,9 @@ class GroupByNode final : public Node {
       size_t m = std::min(kBlock, rows.size() - base);
       for (size_t i = 0; i < m; ++i) {
         const Row& r = rows[base + i].row;
-        buf_.clear();
-        codec::put_varint(buf_, group_cols_.size());
-        for (size_t c : group_cols_) codec::put_key_value(buf_, r[c]);
-        keys[i] = key_from_encoded_row(buf_);
+        key_enc_.begin(group_cols_.size());
+        for (size_t c : group_cols_) key_enc_.add(r[c]);
+        keys[i] = key_enc_.finish();
         index_.prefetch(keys[i]);
       }
       for (size_t i = 0; i < m; ++i) accumulate_row(t, rows[base + i], keys[i], tracking);
@@ -467,6 +459,16 @@ class GroupByNode final : public Node {
   }
   void emit(Batch& out) {
     in_time_ = false;
+    // Touched groups in slot order: the group records, sums and last rows are then read
+    // front to back (in first-touch order every group is a cache miss). Many touched: one pass
+    // over the stamps; few: a sort.
+    if (touched_.size() * 8 >= groups_.size()) {
+      touched_.clear();
+      for (uint32_t slot = 0; slot < stamp_.size(); ++slot)
+        if (stamp_[slot] == epoch_) touched_.push_back(slot);
+    } else {
+      std::sort(touched_.begin(), touched_.end());
+    }
     out.reserve(out.size() + 2 * touched_.size());
     // Touched groups are spread over the slots: prefetch a few ahead (the group, then its
     // reducer states and last row once the group's line is in).
@@ -637,7 +639,7 @@ class GroupByNode final : public Node {
   bool in_time_ = false;  // accumulate() ran since the last emit()
   KeyIndex index_;
   std::vector<uint32_t> touched_;
-  std::string buf_;
+  codec::KeyEncoder key_enc_;
   mutable Row scratch_;
   static constexpr uint8_t kEntryVersion = 1;
   std::vector<uint32_t> dirty_;       // groups changed since the last take (tracking only)

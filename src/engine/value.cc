@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "engine/codec.h"
+#include "engine/key_encoder.h"
 
 namespace tidemark {
 
@@ -68,24 +69,6 @@ Value Value::json(std::string_view text) {
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(std::string("invalid JSON: ") + e.what());
   }
-}
-
-DType Value::type() const {
-  switch (v_.index()) {
-    case 0: return DType::kNone;
-    case 1: return DType::kBool;
-    case 2: return DType::kInt;
-    case 3: return DType::kFloat;
-    case 4: return DType::kString;
-    case 5: return DType::kBytes;
-    case 6: return DType::kPointer;
-    case 7: return DType::kTuple;
-    case 8: return DType::kDateTimeNaive;
-    case 9: return DType::kDateTimeUtc;
-    case 10: return DType::kDuration;
-    case 11: return DType::kJson;
-  }
-  return DType::kNone;
 }
 
 double Value::as_number() const {
@@ -246,9 +229,16 @@ Key hash128(const std::string& buf) {
 }  // namespace
 
 Key key_from_values(const Row& values) {
-  std::string buf;
-  codec::put_key_row(buf, values);
-  return hash128(buf);
+  codec::KeyEncoder enc;
+  enc.begin(values.size());
+  for (const Value& v : values) enc.add(v);
+  return enc.finish();
+}
+
+Key codec::KeyEncoder::finish() const {
+  std::string_view b = bytes();
+  XXH128_hash_t h = XXH3_128bits(b.data(), b.size());
+  return Key{h.low64, h.high64};
 }
 
 Key key_from_values_salted(uint64_t salt, const Row& values) {

@@ -6,7 +6,10 @@
 #include <cstring>
 #include <limits>
 
+#include <xxhash.h>
+
 #include "engine/codec.h"
+#include "engine/key_encoder.h"
 #include "harness.h"
 
 namespace tidemark::testing {
@@ -62,6 +65,41 @@ TEST(Values, EqualValuesHashAndKeyEqually) {
     }
   EXPECT_GT(equal_pairs, pool.size());
   EXPECT_GT(distinct_bits, 0u) << "the pool should hold equal values with different bits";
+}
+
+// The allocation-free encoder writes exactly codec::put_key_row's bytes (keys persist: a
+// different byte would move every group), for every type, strings around the buffer's size,
+// tuples and rows long enough to spill to the general path.
+TEST(Values, KeyEncoderBytesAreThoseOfPutKeyRow) {
+  std::mt19937_64 rng(77);
+  std::vector<Value> pool;
+  for (int i = 0; i < 200; ++i) pool.push_back(random_value(rng));
+  for (size_t len : {0, 1, 15, 16, 200, 230, 240, 250, 255, 256, 300, 5000})
+    pool.push_back(Value(std::string(len, static_cast<char>('a' + len % 26))));
+  pool.push_back(Value::bytes(std::string(40, '\0')));
+  pool.push_back(Value::json("{\"a\": [1, 2.5, null]}"));
+  pool.push_back(Value(Key{0x0123456789abcdefULL, 0xfedcba9876543210ULL}));
+  pool.push_back(Value(DateTimeNaive{-5}));
+  pool.push_back(Value(DateTimeUtc{1700000000000000000}));
+  pool.push_back(Value(Duration{-1}));
+  pool.push_back(Value(std::numeric_limits<int64_t>::min()));
+  pool.push_back(Value(true));
+  codec::KeyEncoder enc;
+  size_t spilled = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    Row row;
+    for (size_t i = 0, n = rng() % (trial % 10 == 0 ? 40 : 5); i < n; ++i) row.push_back(pool[rng() % pool.size()]);
+    std::string want;
+    codec::put_key_row(want, row);
+    enc.begin(row.size());
+    for (const Value& v : row) enc.add(v);
+    ASSERT_EQ(std::string(enc.bytes()), want) << "row " << Value::tuple(row).to_string();
+    XXH128_hash_t h = XXH3_128bits(want.data(), want.size());  // the key is xxh3-128 of those bytes
+    ASSERT_EQ(enc.finish(), (Key{h.low64, h.high64}));
+    ASSERT_EQ(key_from_values(row), (Key{h.low64, h.high64}));
+    spilled += want.size() > 256;
+  }
+  EXPECT_GT(spilled, 0u);
 }
 
 TEST(Values, ZeroAndNegativeZeroAndNaNsAreOneGroup) {
