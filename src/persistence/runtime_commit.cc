@@ -6,12 +6,12 @@
 namespace tidemark::persistence {
 
 Status Runtime::Impl::after_time(Scheduler& sched, Time t) {
-  if (!writes) return {};
+  if (!policy.writes_snapshots) return {};
   for (auto& ps : sources) {
     if (ps.recorded.empty()) continue;
     // Offsets only (offsets_only access, operator persisting, UDF caching): the manifest's
     // offset is all a restart needs; no stream chunk is written.
-    if (!record_rows) {
+    if (!policy.records_inputs) {
       ps.recorded.clear();
       continue;
     }
@@ -160,12 +160,12 @@ Status Runtime::Impl::at_end(Scheduler& sched, bool stopped) {
   final_commit = true;  // no new merge whose result no manifest would reference
   // A source may have advanced without emitting (a file re-read with unchanged content now
   // known not to be "racy"): commit its offset, or every later start re-reads the file.
-  if (writes && have_last_commit)
+  if (policy.writes_snapshots && have_last_commit)
     for (auto& ps : sources)
       if (ps.state.has_offset && ps.node->source().offset() != ps.state.offset) dirty = true;
   const Time t_end = std::max(sched.last_time(), last_commit_time);
-  if (writes && dirty) st = commit(sched, t_end);
-  if (writes && merger && st.is_ok()) {
+  if (policy.writes_snapshots && dirty) st = commit(sched, t_end);
+  if (policy.writes_snapshots && merger && st.is_ok()) {
     // A clean stop finishes compacting operator states (off the commit path: the run is
     // over), so the next start loads one chunk per operator; merges that finished since the
     // last commit are published too.

@@ -22,13 +22,12 @@ std::string hex128(std::string_view s) {
 }  // namespace
 
 void Runtime::Impl::setup_connectors(Scheduler& sched) {
-  const PersistenceMode mode = cfg.persistence_mode;
   // Persistent ids: the user's name, or (Persisting modes) one derived from what the
   // connector reads or writes, so it does not depend on the order the graph was built in.
   std::set<std::string> used;
   auto make_id = [&](const engine::Node& n, const std::string& describe) -> std::string {
     if (!n.name().empty()) return n.name();
-    if (mode == PersistenceMode::kSelectivePersisting || mode == PersistenceMode::kUdfCaching) return "";
+    if (!policy.derives_ids) return "";
     std::string base = "auto:" + describe, id = base;
     for (int i = 2; used.count(id); ++i) id = base + "#" + std::to_string(i);
     return id;
@@ -46,7 +45,7 @@ void Runtime::Impl::setup_connectors(Scheduler& sched) {
   }
   for (SinkNode* s : sched.sinks()) {
     // UDF caching does not resume unnamed sources, so outputs are not resumed either.
-    if (mode == PersistenceMode::kUdfCaching) break;
+    if (!policy.tracks_outputs) break;
     std::string id = make_id(*s, s->sink().describe());
     if (id.empty()) continue;
     used.insert(id);
@@ -55,12 +54,11 @@ void Runtime::Impl::setup_connectors(Scheduler& sched) {
 }
 
 Status Runtime::Impl::setup_owners(Scheduler& sched, const std::optional<Manifest>& m) {
-  const PersistenceMode mode = cfg.persistence_mode;
   auto& g = sched.graph();
   // Stable operator ids: the user's name, else a hash of the kind, the signature, the inputs'
   // ids and the rank among identical siblings, so rebuilding the same program (even in another
   // order) gives the same ids, and an upstream change changes every id below it.
-  if (mode == PersistenceMode::kOperatorPersisting) {
+  if (policy.persists_operators) {
     std::vector<std::string> ids(g.size());
     std::map<std::string, int> seen;
     std::map<const engine::Node*, std::string> source_ids;
@@ -91,7 +89,7 @@ Status Runtime::Impl::setup_owners(Scheduler& sched, const std::optional<Manifes
       owners.push_back(std::move(o));
     }
   }
-  if (!is_replay_mode(mode))
+  if (policy.persists_udf_caches)
     for (const auto& e : g.extra_states()) {
       POwner o;
       o.state = e.state.get();

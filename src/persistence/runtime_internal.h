@@ -77,10 +77,8 @@ struct Runtime::Impl {
   uint64_t chunk_seq = 0;
   Time last_commit_time = 0;
   bool have_last_commit = false;
-  bool writes = false;        // this run commits
-  bool record_rows = false;   // chunks hold rows (not only offsets)
+  RuntimePolicy policy;       // what the mode and access make this run do
   bool dirty = false;         // something happened since the last commit
-  bool source_rows = true;    // the mode records/replays source rows (not offsets only)
   bool compact_inputs = false;
   bool final_commit = false;
   std::vector<POwner> owners;

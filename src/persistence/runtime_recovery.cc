@@ -12,8 +12,7 @@ namespace tidemark::persistence {
 
 Status Runtime::Impl::before_start(Scheduler& sched) {
   const PersistenceMode mode = cfg.persistence_mode;
-  const SnapshotAccess access = cfg.snapshot_access;
-  source_rows = class_of(mode) == StateClass::kRows;
+  policy = policy_for(mode, cfg.snapshot_access);
 
   {
     auto m = cfg.metadata_storage.open();
@@ -49,13 +48,8 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
 
   TM_ASSIGN_OR_RETURN(std::optional<Manifest> manifest, read_latest_manifest(*meta));
   if (manifest) {
-    StateClass stored = class_of(manifest->mode), wanted = class_of(mode);
     bool has_state = !manifest->sources.empty() || !manifest->operators.empty();
-    if (has_state && stored != wanted)
-      return Status::failed_precondition(
-          "persistent storage " + cfg.metadata_storage.describe() + " was written in mode '" + manifest->mode +
-          "' (it holds " + class_name(stored) + "), which mode '" + to_string(mode) + "' cannot resume from (it needs " +
-          class_name(wanted) + "); use the original mode or a new storage location");
+    TM_RETURN_IF_ERROR(check_resumable(cfg.metadata_storage.describe(), mode, manifest->mode, has_state));
     for (const auto& st : manifest->sources) {
       auto it = std::find_if(sources.begin(), sources.end(), [&](const PSource& p) { return p.id == st.id; });
       if (it == sources.end())
@@ -73,26 +67,23 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
     have_last_commit = true;
     sched.observe_time(manifest->committed_time);
   }
-  writes = access == SnapshotAccess::kFull || access == SnapshotAccess::kRecord ||
-           access == SnapshotAccess::kOffsetsOnly;
   // Fence before anything else: a writer first publishes its fencing commit, then collects
   // garbage, cuts outputs back, replays or loads.
   std::vector<storage::ObjectInfo> objects;
   Manifest fenced;
-  if (writes) TM_RETURN_IF_ERROR(fence(sched, manifest, fenced, objects));
+  if (policy.writes_snapshots) TM_RETURN_IF_ERROR(fence(sched, manifest, fenced, objects));
   TM_RETURN_IF_ERROR(setup_owners(sched, manifest));
-  if (writes) TM_RETURN_IF_ERROR(collect_garbage(fenced, objects));
+  if (policy.writes_snapshots) TM_RETURN_IF_ERROR(collect_garbage(fenced, objects));
 
   // Outputs: cut back to the committed position (exactly-once), or start empty.
   for (auto& s : sinks) {
     // Replay modes re-emit everything into fresh outputs; the others continue theirs.
-    const SinkState* st = manifest && !is_replay_mode(mode) ? manifest->find_sink(s.id) : nullptr;
+    const SinkState* st = manifest && policy.resumes_outputs ? manifest->find_sink(s.id) : nullptr;
     s.node->sink().set_persistent_identity(cfg.metadata_storage.describe() + "\n" + s.id);
     TM_RETURN_IF_ERROR(s.node->sink().truncate_to(st ? st->position : "0").with_context(s.node->label()));
   }
 
-  record_rows = source_rows && (access == SnapshotAccess::kFull || access == SnapshotAccess::kRecord);
-  if (mode == PersistenceMode::kOperatorPersisting)
+  if (policy.archives_contents)
     for (auto& ps : sources) {
       if (!io) io = std::make_unique<IoPool>(kIoPoolThreads);
       ps.archive = std::make_unique<Archive>(snap, ps.id, run, io.get());
@@ -101,8 +92,8 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
           for (const auto& c : st->contents) ps.archive->stored[c.hash] = c;
       ps.node->source().set_content_archive(ps.archive.get());
     }
-  if (manifest && access != SnapshotAccess::kRecord) TM_RETURN_IF_ERROR(restore_owners());
-  if (access == SnapshotAccess::kRecord)
+  if (manifest && policy.restores_states) TM_RETURN_IF_ERROR(restore_owners());
+  if (!policy.restores_states)
     for (auto& o : owners) o.st.chunks.clear();  // recording from scratch
   resume = std::move(manifest);
   return {};
@@ -110,7 +101,7 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
 
 // Second phase of recovery, once outputs are open (replay modes emit while replaying).
 Status Runtime::Impl::after_sinks_open(Scheduler& sched) {
-  const PersistenceMode mode = cfg.persistence_mode;
+  const PersistenceMode mode = cfg.persistence_mode;  // for the log line
   const SnapshotAccess access = cfg.snapshot_access;
   const std::optional<Manifest>& manifest = resume;
   if (manifest) {
@@ -120,22 +111,22 @@ Status Runtime::Impl::after_sinks_open(Scheduler& sched) {
         ps.state.offset = st->offset;
         ps.state.has_offset = st->has_offset;
       }
-    if (access != SnapshotAccess::kRecord) TM_RETURN_IF_ERROR(replay(sched, *manifest));
+    if (policy.reads_snapshots) TM_RETURN_IF_ERROR(replay(sched, *manifest));
   }
-  bool live = cfg.continue_after_replay && access != SnapshotAccess::kOfflineReplay;
+  bool live = cfg.continue_after_replay && !policy.stops_after_replay;
   if (!live && manifest)
     for (SourceNode* s : sched.sources()) s->finished = true;
-  if (writes && !record_rows)
+  if (policy.writes_snapshots && !policy.records_inputs)
     for (auto& ps : sources) ps.state.chunks.clear();  // offsets only: the manifest keeps the offset
-  if (writes)
+  if (policy.writes_snapshots)
     for (auto& ps : sources) {
       ps.writer = std::make_unique<storage::ChunkWriter>();
       ps.node->record = &ps.recorded;
     }
-  if (writes)
+  if (policy.stores_states)
     for (auto& o : owners) o.state->track_state_changes();
   // Input compaction merges recorded times: only when no operator depends on arrival order.
-  if (writes && record_rows && mode == PersistenceMode::kPersisting) {
+  if (policy.compacts_inputs) {
     compact_inputs = true;
     for (size_t i = 0; i < sched.graph().size(); ++i)
       if (sched.graph().node(i).order_dependent()) {
@@ -145,7 +136,7 @@ Status Runtime::Impl::after_sinks_open(Scheduler& sched) {
         break;
       }
   }
-  if (writes) merger = std::make_unique<Merger>();
+  if (policy.writes_snapshots) merger = std::make_unique<Merger>();
   sched.log("persistence: storage " + cfg.metadata_storage.describe() + ", mode " + to_string(mode) + ", access " +
             to_string(access) + (manifest ? ", resuming after commit " + std::to_string(manifest->seq) +
                                                  " (time " + std::to_string(manifest->committed_time) + ", " +
@@ -157,8 +148,6 @@ Status Runtime::Impl::after_sinks_open(Scheduler& sched) {
 }
 
 Status Runtime::Impl::replay(Scheduler& sched, const Manifest& m) {
-  const PersistenceMode mode = cfg.persistence_mode;
-  const bool rows = source_rows && cfg.snapshot_access != SnapshotAccess::kOffsetsOnly;
   // time -> per source index -> changes at that time
   std::map<Time, std::map<size_t, Batch>> by_time;
   for (size_t i = 0; i < sources.size(); ++i) {
@@ -167,7 +156,7 @@ Status Runtime::Impl::replay(Scheduler& sched, const Manifest& m) {
       Status st = ps.node->source().seek(ps.state.offset);
       if (!st.is_ok()) return st.with_context(ps.node->label() + ": seeking to the stored offset");
     }
-    if (!rows) continue;
+    if (!policy.replays_inputs) continue;
     Batch pending;
     for (const auto& c : ps.state.chunks) {
       TM_ASSIGN_OR_RETURN(std::string data, snap->get(c.key));
@@ -194,21 +183,21 @@ Status Runtime::Impl::replay(Scheduler& sched, const Manifest& m) {
     }
   if (by_time.empty()) return {};
 
-  const bool suppress = !is_replay_mode(mode);
+  const bool suppress = !policy.emits_replay;
   auto feed = [&](const std::map<size_t, Batch>& per_source) {
     for (const auto& [i, batch] : per_source) {
       Batch& p = sources[i].node->pending;
       p.insert(p.end(), batch.begin(), batch.end());
     }
   };
-  if (mode == PersistenceMode::kBatch) {
+  if (policy.replay_timing == ReplayTiming::kOneTime) {
     for (const auto& [t, per_source] : by_time) feed(per_source);
     ++stats.replayed_times;
     return sched.step(sched.next_time(), false);
   }
   Time prev = 0;
   for (const auto& [t, per_source] : by_time) {
-    if (mode == PersistenceMode::kRealtimeReplay && prev != 0 && t > prev)
+    if (policy.replay_timing == ReplayTiming::kRealtime && prev != 0 && t > prev)
       std::this_thread::sleep_for(std::chrono::milliseconds(t - prev));  // original pacing
     prev = t;
     feed(per_source);
