@@ -1,5 +1,6 @@
 #include "persistence/runtime_archive.h"
 
+#include "persistence/runtime_io.h"
 #include "persistence/state_store.h"
 #include "storage/object_store.h"
 

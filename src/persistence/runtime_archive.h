@@ -9,9 +9,10 @@
 
 #include "engine/node.h"
 #include "persistence/manifest.h"
-#include "persistence/runtime_io.h"
 
 namespace tidemark::persistence {
+
+class IoPool;
 
 // ContentArchive over the snapshot storage. A stashed content is compressed and written in
 // the background right away (under this run's epoch key, with put_if_absent); the next commit
