@@ -1,0 +1,37 @@
+// The content archive of file sources in operator persisting (engine::ContentArchive).
+#pragma once
+
+#include <cstdint>
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "engine/node.h"
+#include "persistence/manifest.h"
+
+namespace tidemark::persistence {
+
+class IoPool;
+
+// ContentArchive over the snapshot storage. A stashed content is compressed and written in
+// the background right away (under this run's epoch key, with put_if_absent); the next commit
+// waits for its upload and lists it in the manifest.
+class Archive final : public engine::ContentArchive {
+ public:
+  Archive(std::shared_ptr<storage::ObjectStore> store, std::string source_id, uint64_t epoch, IoPool* io)
+      : store_(std::move(store)), id_(std::move(source_id)), epoch_(epoch), io_(io) {}
+  void stash(uint64_t hash, std::string content) override;
+  Result<std::string> fetch(uint64_t hash) override;
+  std::map<uint64_t, std::shared_ptr<const std::string>> pending;  // stashed, not yet committed
+  std::map<uint64_t, std::shared_future<Result<ChunkRef>>> uploads;  // of the pending ones
+  std::map<uint64_t, ContentRef> stored;     // in the storage, listed by the manifest
+
+ private:
+  std::shared_ptr<storage::ObjectStore> store_;
+  std::string id_;
+  uint64_t epoch_;
+  IoPool* io_;
+};
+
+}  // namespace tidemark::persistence
