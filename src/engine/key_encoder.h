@@ -12,6 +12,12 @@
 #include "engine/codec.h"
 #include "tidemark/value.h"
 
+// Inlined: a short key's hash is on every row's path (same results as the library's XXH3).
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#endif
+#include <xxhash.h>
+
 namespace tidemark::codec {
 
 class KeyEncoder {
@@ -53,8 +59,12 @@ class KeyEncoder {
       case DType::kTuple: return add_general(v);
     }
   }
-  // The key of the values added since begin() (value.cc).
-  Key finish() const;
+  // The key of the values added since begin(): xxh3-128 of the bytes.
+  Key finish() const {
+    std::string_view b = bytes();
+    XXH128_hash_t h = XXH3_128bits(b.data(), b.size());
+    return Key{h.low64, h.high64};
+  }
   // The encoded bytes (for tests).
   std::string_view bytes() const { return spilled_ ? std::string_view(spill_) : std::string_view(buf_, n_); }
 

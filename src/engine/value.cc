@@ -235,11 +235,6 @@ Key key_from_values(const Row& values) {
   return enc.finish();
 }
 
-Key codec::KeyEncoder::finish() const {
-  std::string_view b = bytes();
-  XXH128_hash_t h = XXH3_128bits(b.data(), b.size());
-  return Key{h.low64, h.high64};
-}
 
 Key key_from_values_salted(uint64_t salt, const Row& values) {
   std::string buf;
