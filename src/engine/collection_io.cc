@@ -16,6 +16,17 @@ Status BatchesSource::poll(Batch& out, bool* finished) {
   return {};
 }
 
+std::unique_ptr<Source> BatchesSource::shard(size_t index, size_t count) const {
+  std::vector<Batch> mine(batches_.size());
+  for (size_t b = next_; b < batches_.size(); ++b)
+    for (const Update& u : batches_[b])
+      if (static_cast<size_t>((static_cast<unsigned __int128>(KeyHash{}(u.key)) * count) >> 64) == index)
+        mine[b].push_back(u);
+  auto s = std::make_unique<BatchesSource>(std::move(mine), name_ + "#" + std::to_string(index));
+  s->next_ = next_;
+  return s;
+}
+
 std::string BatchesSource::offset() const {
   std::string s;
   codec::put_u64(s, next_);

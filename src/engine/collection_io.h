@@ -21,6 +21,9 @@ class BatchesSource final : public Source {
   Status poll(Batch& out, bool* finished) override;
   std::string offset() const override;
   Status seek(std::string_view offset) override;
+  // Workers: shard i of n holds the updates whose key hash picks i, batch by batch (a shard's
+  // batch i is polled with the others' batch i, at the same time as one source would).
+  std::unique_ptr<Source> shard(size_t index, size_t count) const override;
 
  private:
   std::vector<Batch> batches_;

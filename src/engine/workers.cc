@@ -1,0 +1,554 @@
+// Worker threads: the run loop of RunOptions::workers > 1 (model: src/engine/README.md,
+// "Workers").
+//
+// Plan. Node i of the graph gets a placement:
+//  * source: sharded (Source::shard: every worker reads its shard) or on worker 0 only;
+//  * local: stateless, clonable (Routing::By::kNone): runs on every worker over the rows
+//    that are there;
+//  * keyed: stateful, clonable, with a routing: each input is exchanged by routing key first;
+//  * pinned: sinks, operators that cannot be cloned or route nothing: inputs gathered to
+//    worker 0, which holds the only instance.
+// Worker 0 uses the graph's own nodes (and the original source when it cannot split); other
+// workers own clones.
+//
+// Time. The workers go through the same loop in lockstep: poll their own sources, gather
+// (have data, sources left, failure, stop) from everyone, and if anyone has data run one
+// step at the time worker 0 proposed. Within a step every worker visits the nodes in the same
+// topological order and calls the same exchanges, so each operator instance sees its whole
+// share of a time's changes in one process() call, and each sink (worker 0) one gathered,
+// consolidated batch per time.
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "engine/workers.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <variant>
+
+#include "engine/codec.h"
+#include "engine/expr_internal.h"
+
+namespace tidemark::engine {
+
+Result<size_t> parse_workers(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  bool ok = !text.empty() && text.size() <= 4;
+  for (char c : text) {
+    ok = ok && c >= '0' && c <= '9';
+    if (ok) n = n * 10 + static_cast<size_t>(c - '0');
+  }
+  if (!ok || n < 1 || n > 256)
+    return Status::invalid_argument(what + " must be a whole number of worker threads from 1 to 256, got '" + text + "'");
+  return n;
+}
+
+Result<size_t> resolve_workers(const RunOptions& options) {
+  if (options.workers > 256)
+    return Status::invalid_argument("RunOptions::workers must be from 0 (TIDEMARK_THREADS or 1) to 256, got " +
+                                    std::to_string(options.workers));
+  if (options.workers > 0) return options.workers;
+  const char* env = std::getenv("TIDEMARK_THREADS");
+  if (!env || !*env) return size_t{1};
+  return parse_workers(env, "TIDEMARK_THREADS");
+}
+
+namespace {
+
+uint64_t now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+class Barrier {
+ public:
+  explicit Barrier(size_t n) : n_(n) {}
+  void wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    uint64_t gen = gen_;
+    if (++count_ == n_) {
+      count_ = 0;
+      ++gen_;
+      cv_.notify_all();
+      return;
+    }
+    cv_.wait(lock, [&] { return gen_ != gen; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t n_, count_ = 0;
+  uint64_t gen_ = 0;
+};
+
+// Slots written by their sender, then one barrier, then read by their receiver. Two sets
+// alternate: a sender writes a set again only two operations later, after the barrier of the
+// operation in between, which every receiver of this set passed after reading it.
+class ThreadExchange final : public Exchange {
+ public:
+  explicit ThreadExchange(size_t n) : n_(n), barrier_(n), rounds_(n, 0) {
+    for (int p = 0; p < 2; ++p) {
+      slots_[p].assign(n * n, Batch());
+      messages_[p].assign(n, std::string());
+    }
+  }
+  size_t workers() const override { return n_; }
+  void exchange(size_t self, std::vector<Batch>& out, std::vector<Batch>& in) override {
+    const int p = static_cast<int>(rounds_[self]++ & 1);
+    for (size_t d = 0; d < n_; ++d) {
+      slots_[p][self * n_ + d].swap(out[d]);
+      out[d].clear();
+    }
+    barrier_.wait();
+    in.resize(n_);
+    for (size_t s = 0; s < n_; ++s) {
+      Batch& slot = slots_[p][s * n_ + self];
+      in[s].clear();
+      in[s].swap(slot);
+    }
+  }
+  void all_gather(size_t self, std::string message, std::vector<std::string>& all) override {
+    const int p = static_cast<int>(rounds_[self]++ & 1);
+    messages_[p][self] = std::move(message);
+    barrier_.wait();
+    all.assign(messages_[p].begin(), messages_[p].end());
+  }
+
+ private:
+  size_t n_;
+  Barrier barrier_;
+  std::vector<uint64_t> rounds_;  // per worker (each touched by its own thread only)
+  std::vector<Batch> slots_[2];   // [from * n + to]
+  std::vector<std::string> messages_[2];
+};
+
+enum class Place : uint8_t { kSource, kLocal, kKeyed, kPinned };
+
+struct Plan {
+  size_t workers = 1;
+  std::vector<Place> place;
+  std::vector<Routing> routing;          // kKeyed
+  std::vector<bool> is_sink;
+  std::vector<bool> consolidate_output;  // for consumers on the same worker
+  std::vector<std::vector<size_t>> consumers;
+  std::vector<size_t> reads;             // input ports reading node i
+};
+
+struct Worker {
+  size_t id = 0;
+  std::vector<std::unique_ptr<Node>> owned;
+  std::vector<Node*> nodes;          // by graph index; nullptr: no instance here
+  std::vector<SourceNode*> sources;  // this worker's
+  std::vector<uint64_t> next_poll;
+  std::vector<Batch> outputs;
+  std::vector<Batch> received;       // per input port of the node being run
+  std::vector<Batch> out, in;        // exchange buffers
+  std::string buf;
+  uint64_t rows_in = 0;  // source rows this worker read
+};
+
+std::string encode_status(const Status& s) {
+  std::string m;
+  m.push_back(static_cast<char>(s.code()));
+  m += s.message();
+  return m;
+}
+Status decode_status(std::string_view m) {
+  if (m.empty() || m[0] == 0) return {};
+  return Status(static_cast<StatusCode>(static_cast<unsigned char>(m[0])), std::string(m.substr(1)));
+}
+
+class Run {
+ public:
+  Run(internal::GraphImpl& g, const RunOptions& options, size_t n, const std::function<bool()>& stop)
+      : g_(g), options_(options), stop_(stop), exchange_(make_thread_exchange(n)) {
+    plan_.workers = n;
+    workers_.resize(n);
+    for (size_t w = 0; w < n; ++w) {
+      workers_[w].id = w;
+      workers_[w].nodes.assign(g.size(), nullptr);
+      workers_[w].outputs.resize(g.size());
+    }
+  }
+
+  Status build() {
+    const size_t n = plan_.workers, size = g_.size();
+    plan_.place.resize(size);
+    plan_.routing.resize(size);
+    plan_.is_sink.assign(size, false);
+    plan_.consolidate_output.assign(size, false);
+    plan_.consumers.resize(size);
+    plan_.reads.assign(size, 0);
+    for (size_t i = 0; i < size; ++i) {
+      Node& proto = g_.node(i);
+      for (size_t in : proto.inputs()) {
+        plan_.consumers[in].push_back(i);
+        ++plan_.reads[in];
+      }
+      if (auto* src = dynamic_cast<SourceNode*>(&proto)) {
+        plan_.place[i] = Place::kSource;
+        ++source_count_;
+        std::vector<std::unique_ptr<Source>> shards;
+        for (size_t w = 0; w < n; ++w) {
+          auto s = src->source().shard(w, n);
+          if (!s) break;
+          shards.push_back(std::move(s));
+        }
+        if (shards.size() == n) {
+          for (size_t w = 0; w < n; ++w) {
+            auto node = std::make_unique<SourceNode>(std::move(shards[w]), proto.schema());
+            adopt(w, i, std::move(node), proto);
+          }
+          ++sharded_sources_;
+        } else {
+          workers_[0].nodes[i] = &proto;
+        }
+        continue;
+      }
+      if (dynamic_cast<SinkNode*>(&proto)) {
+        plan_.is_sink[i] = true;
+        plan_.place[i] = Place::kPinned;
+        workers_[0].nodes[i] = &proto;
+        continue;
+      }
+      Routing r = proto.routing();
+      std::unique_ptr<Node> first = r.by == Routing::By::kPinned ? nullptr : proto.clone();
+      if (!first) {
+        plan_.place[i] = Place::kPinned;
+        workers_[0].nodes[i] = &proto;
+        continue;
+      }
+      plan_.place[i] = r.by == Routing::By::kNone ? Place::kLocal : Place::kKeyed;
+      plan_.routing[i] = std::move(r);
+      workers_[0].nodes[i] = &proto;
+      for (size_t w = 1; w < n; ++w) adopt(w, i, w == 1 ? std::move(first) : proto.clone(), proto);
+    }
+    // A producer consolidates its own output only for consumers on the same worker; exchanged
+    // inputs are consolidated by their receiver.
+    for (size_t i = 0; i < size; ++i)
+      for (size_t in : g_.node(i).inputs())
+        if (plan_.place[i] == Place::kLocal && g_.node(i).needs_consolidated_input() &&
+            !g_.node(in).output_consolidated())
+          plan_.consolidate_output[in] = true;
+    for (Worker& w : workers_) {
+      for (size_t i = 0; i < size; ++i)
+        if (plan_.place[i] == Place::kSource && w.nodes[i]) w.sources.push_back(static_cast<SourceNode*>(w.nodes[i]));
+      w.next_poll.assign(w.sources.size(), 0);
+    }
+    return {};
+  }
+
+  Status run() {
+    TM_RETURN_IF_ERROR(build());
+    bool any_source = false;
+    for (Worker& w : workers_) any_source = any_source || !w.sources.empty();
+    if (!any_source) return Status::invalid_argument("the graph has no input sources");
+    for (size_t i = 0; i < g_.size(); ++i)
+      if (plan_.is_sink[i]) sinks_.push_back(static_cast<SinkNode*>(&g_.node(i)));
+    for (SinkNode* s : sinks_) TM_RETURN_IF_ERROR(s->sink().open().with_context(s->label()));
+    Status opened;
+    for (Worker& w : workers_)
+      for (SourceNode* s : w.sources)
+        if (opened.is_ok()) opened = s->source().open().with_context(s->label());
+    if (!opened.is_ok()) return finish(opened);
+    std::vector<std::thread> threads;
+    std::vector<Status> results(plan_.workers);
+    for (size_t w = 1; w < plan_.workers; ++w)
+      threads.emplace_back([this, w, &results] { results[w] = loop(workers_[w]); });
+    results[0] = loop(workers_[0]);
+    for (auto& t : threads) t.join();
+    if (options_.log || options_.progress_interval_s > 0) {
+      std::string per;
+      for (const Worker& w : workers_) per += (per.empty() ? "" : ", ") + std::to_string(w.rows_in);
+      log("workers: " + std::to_string(plan_.workers) + " (" + std::to_string(sharded_sources_) + " of " +
+          std::to_string(source_count_) + " sources split across them); source rows read per worker: " + per);
+    }
+    return finish(results[0]);
+  }
+
+ private:
+  void adopt(size_t w, size_t i, std::unique_ptr<Node> node, const Node& proto) {
+    node->set_index(i);
+    node->set_name(proto.name());
+    node->set_params(proto.params());
+    workers_[w].nodes[i] = node.get();
+    workers_[w].owned.push_back(std::move(node));
+  }
+
+  void log(const std::string& msg) const {
+    if (options_.log) options_.log(msg);
+    else std::fprintf(stderr, "[tidemark] %s\n", msg.c_str());
+  }
+
+  Status finish(Status st) {
+    for (SinkNode* s : sinks_) {
+      Status f = s->sink().flush();
+      if (st.is_ok() && !f.is_ok()) st = f.with_context(s->label());
+    }
+    for (SinkNode* s : sinks_) {
+      Status c = s->sink().close();
+      if (st.is_ok() && !c.is_ok()) st = c.with_context(s->label());
+    }
+    return st;
+  }
+
+  // One worker's loop; every worker returns the same status (the first failure in worker order).
+  Status loop(Worker& w) {
+    const size_t n = plan_.workers;
+    std::vector<std::string> all;
+    auto last_progress = std::chrono::steady_clock::now();
+    for (;;) {
+      // 1. Poll this worker's sources that are due.
+      bool have = false;
+      size_t live = 0;
+      uint64_t now = now_ms();
+      Status st;
+      for (size_t k = 0; k < w.sources.size() && st.is_ok(); ++k) {
+        SourceNode* s = w.sources[k];
+        if (s->finished) continue;
+        ++live;
+        if (now < w.next_poll[k]) continue;
+        bool fin = false;
+        st = s->source().poll(s->pending, &fin);
+        if (!st.is_ok()) {
+          st = st.with_context(s->label());
+          break;
+        }
+        s->finished = fin;
+        w.next_poll[k] = now + s->source().autocommit_ms();
+        have = have || !s->pending.empty();
+      }
+      // 2. Agree: [have][live sources][stop][time proposed by worker 0][status].
+      std::string msg;
+      msg.push_back(have ? 1 : 0);
+      msg.push_back(live > 0 ? 1 : 0);
+      msg.push_back(w.id == 0 && stop_() ? 1 : 0);
+      uint64_t proposed = w.id == 0 ? std::max<uint64_t>(now_ms(), last_time_ + 1) : 0;
+      codec::put_u64(msg, proposed);
+      msg += encode_status(st);
+      exchange_->all_gather(w.id, std::move(msg), all);
+      bool any_have = false, any_live = false;
+      for (size_t s = 0; s < n; ++s) {
+        any_have = any_have || all[s][0] != 0;
+        any_live = any_live || all[s][1] != 0;
+      }
+      for (size_t s = 0; s < n; ++s)
+        if (Status e = decode_status(std::string_view(all[s]).substr(11)); !e.is_ok()) return e;
+      if (all[0][2] != 0) return {};  // stop requested
+      if (any_have) {
+        std::string_view tv = std::string_view(all[0]).substr(3, 8);
+        uint64_t t = 0;
+        codec::get_u64(tv, &t);
+        if (w.id == 0) {
+          last_time_ = t;
+          ++times_;
+        }
+        Status ss = step(w, t);
+        exchange_->all_gather(w.id, encode_status(ss), all);
+        for (size_t s = 0; s < n; ++s)
+          if (Status e = decode_status(all[s]); !e.is_ok()) return e;
+      }
+      if (!any_live) return {};
+      if (w.id == 0 && options_.progress_interval_s > 0) {
+        auto t = std::chrono::steady_clock::now();
+        if (std::chrono::duration<double>(t - last_progress).count() >= options_.progress_interval_s) {
+          last_progress = t;
+          log("progress: " + std::to_string(times_) + " times, " + std::to_string(rows_in_.load()) + " rows in, " +
+              std::to_string(rows_out_) + " changes out");
+        }
+      }
+      if (!any_have && w.id == 0) {
+        // Nobody had data: wait (bounded, to notice stop requests) until this worker's
+        // earliest poll is due; the others wait for it in the next agreement.
+        uint64_t wait = 50;
+        now = now_ms();
+        SourceNode* first_live = nullptr;
+        for (size_t k = 0; k < w.sources.size(); ++k) {
+          if (w.sources[k]->finished) continue;
+          first_live = w.sources[k];
+          wait = std::min<uint64_t>(wait, w.next_poll[k] > now ? w.next_poll[k] - now : 0);
+        }
+        if (wait > 0) {
+          if (first_live) first_live->source().wait_for_data(wait);
+          else std::this_thread::sleep_for(std::chrono::milliseconds(wait));
+        }
+      }
+    }
+  }
+
+  Key route_key(const Node& node, const Routing& r, size_t port, const Update& u, std::string& buf) const {
+    switch (r.by) {
+      case Routing::By::kRowKey: return u.key;
+      case Routing::By::kColumns: {
+        const auto& cols = r.columns[port < 2 ? port : 0];
+        buf.clear();
+        codec::put_varint(buf, cols.size());
+        for (size_t c : cols) codec::put_key_value(buf, u.row[c]);
+        XXH128_hash_t h = XXH3_128bits(buf.data(), buf.size());
+        return Key{h.low64, h.high64};
+      }
+      case Routing::By::kExpr: {
+        if (!r.expr) return Key{};
+        internal::EvalContext ctx{u.row.data(), &u.key};
+        return key_from_values({r.expr->eval(ctx)});
+      }
+      case Routing::By::kCustom: return node.route_key(port, u);
+      default: return Key{};
+    }
+  }
+
+  // Sends `rows` (this worker's share of input `port` of node i) to the workers that hold its
+  // instances; `own`: the rows may be moved. Fills w.received[port].
+  void exchange_input(Worker& w, size_t i, size_t port, Batch& rows, bool own) {
+    const size_t n = plan_.workers;
+    w.out.resize(n);
+    for (Batch& b : w.out) b.clear();
+    const Node& proto = g_.node(i);
+    if (plan_.place[i] == Place::kPinned) {
+      if (own) w.out[0].swap(rows);
+      else w.out[0] = rows;
+    } else {
+      const Routing& r = plan_.routing[i];
+      for (Batch& b : w.out) b.reserve(rows.size() / n + 16);
+      for (Update& u : rows) {
+        size_t d = worker_of(route_key(proto, r, port, u, w.buf), n);
+        if (own) w.out[d].push_back(std::move(u));
+        else w.out[d].push_back(u);
+      }
+    }
+    exchange_->exchange(w.id, w.out, w.in);
+    Batch& got = w.received[port];
+    got.clear();
+    size_t pieces = 0, total = 0;
+    for (const Batch& b : w.in) {
+      pieces += b.empty() ? 0 : 1;
+      total += b.size();
+    }
+    for (Batch& b : w.in) {
+      if (b.empty()) continue;
+      if (got.empty()) got.swap(b);
+      else {
+        got.reserve(total);
+        got.insert(got.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
+      }
+    }
+    // Consolidated where the operator (or sink) needs it, unless it already is: one piece of a
+    // producer that consolidated it, or pieces of a producer whose workers emit disjoint keys.
+    const size_t in = proto.inputs()[port];
+    const Node& producer = g_.node(in);
+    bool needs = plan_.is_sink[i] || proto.needs_consolidated_input();
+    bool done = producer.output_consolidated() &&
+                (pieces <= 1 || (plan_.place[in] == Place::kKeyed && plan_.routing[in].partitioned_output) ||
+                 plan_.place[in] == Place::kPinned);
+    if (pieces == 1 && plan_.consolidate_output[in]) done = true;
+    if (needs && !done) consolidate(got);
+  }
+
+  Status run_node(Worker& w, size_t i, Time t, std::span<Batch* const> ins, bool owns) {
+    Node& node = *w.nodes[i];
+    try {
+      if (owns) node.process_consuming(t, ins, w.outputs[i]);
+      else node.process(t, std::span<const Batch* const>(const_cast<const Batch* const*>(ins.data()), ins.size()),
+                        w.outputs[i]);
+    } catch (const StatusError& e) {
+      return e.status().with_context(node.label());
+    } catch (const std::bad_variant_access& e) {
+      return Status::invalid_argument(node.label() + ": a value of an unexpected type reached the operator (" +
+                                      e.what() + ")");
+    } catch (const std::exception& e) {
+      return Status::invalid_argument(node.label() + ": " + e.what());
+    }
+    return {};
+  }
+
+  // One time on one worker. A failure stops this worker's processing but not its part in the
+  // exchanges (the others wait for it); the step's status is agreed afterwards.
+  Status step(Worker& w, Time t) {
+    const size_t size = g_.size();
+    std::vector<size_t> remaining = plan_.reads;
+    std::vector<Batch*> ins;
+    Status failed;
+    uint64_t in_rows = 0;
+    for (size_t i = 0; i < size; ++i) {
+      Node* node = w.nodes[i];
+      const Place place = plan_.place[i];
+      Batch& out = w.outputs[i];
+      if (place == Place::kSource) {
+        if (node && failed.is_ok()) {
+          auto* s = static_cast<SourceNode*>(node);
+          in_rows += s->pending.size();
+          s->process(t, {}, out);
+        }
+        continue;
+      }
+      const auto& inputs = g_.node(i).inputs();
+      ins.clear();
+      w.received.resize(std::max(w.received.size(), inputs.size()));
+      bool owns = true, any = false;
+      for (size_t p = 0; p < inputs.size(); ++p) {
+        size_t in = inputs[p];
+        if (place == Place::kLocal) {
+          ins.push_back(&w.outputs[in]);
+          owns = owns && remaining[in] == 1;
+        } else {
+          exchange_input(w, i, p, w.outputs[in], remaining[in] == 1);
+          ins.push_back(&w.received[p]);
+          if (--remaining[in] == 0) Batch().swap(w.outputs[in]);
+        }
+        any = any || !ins.back()->empty();
+      }
+      if (node && any && failed.is_ok()) {
+        if (plan_.is_sink[i]) rows_out_ += ins[0]->size();
+        failed = run_node(w, i, t, ins, owns);
+        if (failed.is_ok() && plan_.consolidate_output[i]) consolidate(out);
+      }
+      if (!failed.is_ok()) out.clear();
+      if (place == Place::kLocal)
+        for (size_t in : inputs)
+          if (--remaining[in] == 0) Batch().swap(w.outputs[in]);
+      for (size_t p = 0; p < inputs.size(); ++p) w.received[p].clear();
+    }
+    for (Batch& b : w.outputs) Batch().swap(b);
+    rows_in_ += in_rows;
+    w.rows_in += in_rows;
+    if (w.id == 0 && failed.is_ok())
+      for (SinkNode* s : sinks_) {
+        Status st = s->sink().time_end(t);
+        if (!st.is_ok()) return st.with_context(s->label());
+      }
+    return failed;
+  }
+
+  internal::GraphImpl& g_;
+  const RunOptions& options_;
+  const std::function<bool()>& stop_;
+  std::unique_ptr<Exchange> exchange_;
+  Plan plan_;
+  std::vector<Worker> workers_;
+  std::vector<SinkNode*> sinks_;
+  size_t sharded_sources_ = 0, source_count_ = 0;
+  // Worker 0 only.
+  Time last_time_ = 0;
+  uint64_t times_ = 0, rows_out_ = 0;
+  std::atomic<uint64_t> rows_in_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<Exchange> make_thread_exchange(size_t workers) { return std::make_unique<ThreadExchange>(workers); }
+
+Status run_workers(internal::GraphImpl& graph, const RunOptions& options, size_t workers,
+                   const std::function<bool()>& stop_requested) {
+  Run run(graph, options, workers, stop_requested);
+  return run.run();
+}
+
+}  // namespace tidemark::engine
