@@ -5,25 +5,33 @@
 namespace tidemark::engine {
 
 Status BatchesSource::poll(Batch& out, bool* finished) {
-  if (next_ < batches_.size()) {
-    // Each batch is emitted once (seek only moves forward, before open): hand it over and free it.
-    if (out.empty()) out.swap(batches_[next_]);
-    else out.insert(out.end(), std::make_move_iterator(batches_[next_].begin()), std::make_move_iterator(batches_[next_].end()));
-    Batch().swap(batches_[next_]);
+  std::vector<Batch>& batches = *batches_;
+  if (next_ < batches.size()) {
+    Batch& b = batches[next_];
+    if (shard_count_ > 1) {
+      // Shards poll concurrently from their workers: each reads the keys and moves the rows of
+      // its own updates only (distinct objects), and nobody resizes the batch.
+      for (Update& u : b)
+        if (static_cast<size_t>((static_cast<unsigned __int128>(KeyHash{}(u.key)) * shard_count_) >> 64) == shard_index_)
+          out.push_back({u.key, std::move(u.row), u.diff});
+    } else {
+      // Each batch is emitted once (seek only moves forward, before open): hand it over and free it.
+      if (out.empty()) out.swap(b);
+      else out.insert(out.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
+      Batch().swap(b);
+    }
     ++next_;
   }
-  *finished = next_ >= batches_.size();
+  *finished = next_ >= batches.size();
   return {};
 }
 
 std::unique_ptr<Source> BatchesSource::shard(size_t index, size_t count) const {
-  std::vector<Batch> mine(batches_.size());
-  for (size_t b = next_; b < batches_.size(); ++b)
-    for (const Update& u : batches_[b])
-      if (static_cast<size_t>((static_cast<unsigned __int128>(KeyHash{}(u.key)) * count) >> 64) == index)
-        mine[b].push_back(u);
-  auto s = std::make_unique<BatchesSource>(std::move(mine), name_ + "#" + std::to_string(index));
+  auto s = std::make_unique<BatchesSource>(std::vector<Batch>{}, name_);
+  s->batches_ = batches_;
   s->next_ = next_;
+  s->shard_index_ = index;
+  s->shard_count_ = count;
   return s;
 }
 
@@ -35,7 +43,7 @@ std::string BatchesSource::offset() const {
 
 Status BatchesSource::seek(std::string_view offset) {
   uint64_t n;
-  if (!codec::get_u64(offset, &n) || n > batches_.size())
+  if (!codec::get_u64(offset, &n) || n > batches_->size())
     return Status::corruption(describe() + ": bad offset");
   next_ = n;
   return {};

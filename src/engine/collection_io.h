@@ -13,7 +13,7 @@ namespace tidemark::engine {
 class BatchesSource final : public Source {
  public:
   explicit BatchesSource(std::vector<Batch> batches, std::string name = "batches")
-      : batches_(std::move(batches)), name_(std::move(name)) {}
+      : batches_(std::make_shared<std::vector<Batch>>(std::move(batches))), name_(std::move(name)) {}
   std::string describe() const override { return "in-memory source '" + name_ + "'"; }
   bool streaming() const override { return false; }
   uint64_t autocommit_ms() const override { return 0; }
@@ -21,14 +21,16 @@ class BatchesSource final : public Source {
   Status poll(Batch& out, bool* finished) override;
   std::string offset() const override;
   Status seek(std::string_view offset) override;
-  // Workers: shard i of n holds the updates whose key hash picks i, batch by batch (a shard's
-  // batch i is polled with the others' batch i, at the same time as one source would).
+  // Workers: shard i of n emits the updates whose key hash picks i, batch by batch (a shard's
+  // batch i is polled with the others' batch i, at the same time as one source would). The
+  // shards share the batches (no copy); each moves only its own updates out.
   std::unique_ptr<Source> shard(size_t index, size_t count) const override;
 
  private:
-  std::vector<Batch> batches_;
+  std::shared_ptr<std::vector<Batch>> batches_;
   size_t next_ = 0;
   std::string name_;
+  size_t shard_index_ = 0, shard_count_ = 1;
 };
 
 struct CapturedChange {

@@ -161,6 +161,59 @@ std::string encode_status(const Status& s) {
   m += s.message();
   return m;
 }
+// Merges batches each consolidated by consolidate() (sorted by key; within a key by row, then
+// retractions first) into one such batch, as consolidate() of their concatenation gives.
+void merge_consolidated(std::vector<Batch>& pieces, Batch& out) {
+  size_t total = 0;
+  for (const Batch& b : pieces) total += b.size();
+  out.reserve(total);
+  std::vector<size_t> pos(pieces.size(), 0);
+  Batch group;
+  for (;;) {
+    const Key* min = nullptr;
+    size_t holders = 0;
+    for (size_t s = 0; s < pieces.size(); ++s) {
+      if (pos[s] >= pieces[s].size()) continue;
+      const Key& k = pieces[s][pos[s]].key;
+      if (!min || k < *min) {
+        min = &k;
+        holders = 1;
+      } else if (k == *min) {
+        ++holders;
+      }
+    }
+    if (!min) break;
+    const Key key = *min;
+    if (holders == 1) {
+      for (size_t s = 0; s < pieces.size(); ++s) {
+        Batch& b = pieces[s];
+        while (pos[s] < b.size() && b[pos[s]].key == key) out.push_back(std::move(b[pos[s]++]));
+      }
+      continue;
+    }
+    group.clear();
+    for (size_t s = 0; s < pieces.size(); ++s) {
+      Batch& b = pieces[s];
+      while (pos[s] < b.size() && b[pos[s]].key == key) group.push_back(std::move(b[pos[s]++]));
+    }
+    std::stable_sort(group.begin(), group.end(), [](const Update& a, const Update& b) { return a.row < b.row; });
+    size_t first = out.size();
+    for (size_t j = 0; j < group.size();) {
+      size_t e = j + 1;
+      int64_t d = group[j].diff;
+      while (e < group.size() && group[e].row == group[j].row) d += group[e++].diff;
+      if (d != 0) {
+        group[j].diff = d;
+        out.push_back(std::move(group[j]));
+      }
+      j = e;
+    }
+    std::stable_partition(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
+                          [](const Update& u) { return u.diff < 0; });
+  }
+  for (Batch& b : pieces) b.clear();
+}
+
 Status decode_status(std::string_view m) {
   if (m.empty() || m[0] == 0) return {};
   return Status(static_cast<StatusCode>(static_cast<unsigned char>(m[0])), std::string(m.substr(1)));
@@ -412,6 +465,33 @@ class Run {
     w.out.resize(n);
     for (Batch& b : w.out) b.clear();
     const Node& proto = g_.node(i);
+    const size_t in = proto.inputs()[port];
+    const Node& producer = g_.node(in);
+    // Consolidated where the operator (or sink) needs it, unless it already is: rows of a
+    // producer that consolidates its output and whose workers emit disjoint keys (or that runs
+    // on worker 0 only). Otherwise every sender consolidates (sorts) its rows, in parallel, and
+    // the receiver merges the sorted pieces in linear time.
+    const bool needs = plan_.is_sink[i] || proto.needs_consolidated_input();
+    const bool disjoint = producer.output_consolidated() &&
+                          (plan_.place[in] == Place::kPinned ||
+                           (plan_.place[in] == Place::kKeyed && plan_.routing[in].partitioned_output));
+    const bool sorted = needs && !disjoint;
+    if (sorted && !plan_.consolidate_output[in]) {
+      if (own) consolidate(rows);
+      else {
+        Batch copy = rows;
+        consolidate(copy);
+        own = true;
+        exchange_rows(w, i, port, copy, true, sorted);
+        return;
+      }
+    }
+    exchange_rows(w, i, port, rows, own, sorted);
+  }
+
+  void exchange_rows(Worker& w, size_t i, size_t port, Batch& rows, bool own, bool sorted) {
+    const size_t n = plan_.workers;
+    const Node& proto = g_.node(i);
     if (plan_.place[i] == Place::kPinned) {
       if (own) w.out[0].swap(rows);
       else w.out[0] = rows;
@@ -432,6 +512,10 @@ class Run {
       pieces += b.empty() ? 0 : 1;
       total += b.size();
     }
+    if (sorted && pieces > 1) {
+      merge_consolidated(w.in, got);
+      return;
+    }
     for (Batch& b : w.in) {
       if (b.empty()) continue;
       if (got.empty()) got.swap(b);
@@ -440,16 +524,6 @@ class Run {
         got.insert(got.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
       }
     }
-    // Consolidated where the operator (or sink) needs it, unless it already is: one piece of a
-    // producer that consolidated it, or pieces of a producer whose workers emit disjoint keys.
-    const size_t in = proto.inputs()[port];
-    const Node& producer = g_.node(in);
-    bool needs = plan_.is_sink[i] || proto.needs_consolidated_input();
-    bool done = producer.output_consolidated() &&
-                (pieces <= 1 || (plan_.place[in] == Place::kKeyed && plan_.routing[in].partitioned_output) ||
-                 plan_.place[in] == Place::kPinned);
-    if (pieces == 1 && plan_.consolidate_output[in]) done = true;
-    if (needs && !done) consolidate(got);
   }
 
   Status run_node(Worker& w, size_t i, Time t, std::span<Batch* const> ins, bool owns) {
