@@ -140,6 +140,13 @@ struct Plan {
   std::vector<bool> consolidate_output;  // for consumers on the same worker
   std::vector<std::vector<size_t>> consumers;
   std::vector<size_t> reads;             // input ports reading node i
+  std::vector<size_t> sources;           // graph indexes of the sources, in order
+  // Pipelined prefix (per worker, as in the scheduler): sources, then single-input nodes that
+  // accept partial input, local ones or keyed ones whose input is exchanged slice by slice.
+  std::vector<bool> pipelined;
+  std::vector<bool> feeds_rest;          // pipelined with a consumer outside the prefix
+  std::vector<bool> has_pipelined_consumer, fans_out;  // sources
+  std::vector<size_t> reads_rest;        // input ports of non-pipelined nodes reading node i
 };
 
 struct Worker {
@@ -151,6 +158,9 @@ struct Worker {
   std::vector<Batch> outputs;
   std::vector<Batch> received;       // per input port of the node being run
   std::vector<Batch> out, in;        // exchange buffers
+  std::vector<Batch> accumulated;    // pipelined nodes feeding the rest: this time's output
+  std::vector<bool> touched;
+  std::vector<uint64_t> reached;
   std::string buf;
   uint64_t rows_in = 0;  // source rows this worker read
 };
@@ -229,6 +239,7 @@ class Run {
       workers_[w].id = w;
       workers_[w].nodes.assign(g.size(), nullptr);
       workers_[w].outputs.resize(g.size());
+      workers_[w].accumulated.resize(g.size());
     }
   }
 
@@ -291,6 +302,32 @@ class Run {
         if (plan_.place[i] == Place::kLocal && g_.node(i).needs_consolidated_input() &&
             !g_.node(in).output_consolidated())
           plan_.consolidate_output[in] = true;
+    plan_.pipelined.assign(size, false);
+    plan_.feeds_rest.assign(size, false);
+    plan_.has_pipelined_consumer.assign(size, false);
+    plan_.fans_out.assign(size, false);
+    plan_.reads_rest.assign(size, 0);
+    for (size_t i = 0; i < size; ++i) {
+      Node& node = g_.node(i);
+      if (plan_.place[i] == Place::kSource) {
+        plan_.pipelined[i] = true;
+        plan_.sources.push_back(i);
+      } else if (node.inputs().size() == 1 && !plan_.is_sink[i] && plan_.place[i] != Place::kPinned &&
+                 node.accepts_partial_input()) {
+        size_t in = node.inputs()[0];
+        plan_.pipelined[i] = plan_.pipelined[in] && !g_.node(in).emits_at_end_of_time();
+      }
+    }
+    for (size_t i = 0; i < size; ++i)
+      for (size_t c : plan_.consumers[i]) {
+        if (plan_.pipelined[i] && !plan_.pipelined[c]) plan_.feeds_rest[i] = true;
+        if (!plan_.pipelined[c])
+          for (size_t in : g_.node(c).inputs()) plan_.reads_rest[i] += in == i ? 1 : 0;
+        if (plan_.place[i] == Place::kSource && plan_.pipelined[c]) {
+          plan_.has_pipelined_consumer[i] = true;
+          if (!g_.node(c).emits_at_end_of_time()) plan_.fans_out[i] = true;
+        }
+      }
     for (Worker& w : workers_) {
       for (size_t i = 0; i < size; ++i)
         if (plan_.place[i] == Place::kSource && w.nodes[i]) w.sources.push_back(static_cast<SourceNode*>(w.nodes[i]));
@@ -357,6 +394,7 @@ class Run {
   Status loop(Worker& w) {
     const size_t n = plan_.workers;
     std::vector<std::string> all;
+    std::vector<uint64_t> max_pending;
     auto last_progress = std::chrono::steady_clock::now();
     for (;;) {
       // 1. Poll this worker's sources that are due.
@@ -386,6 +424,7 @@ class Run {
       msg.push_back(w.id == 0 && stop_() ? 1 : 0);
       uint64_t proposed = w.id == 0 ? std::max<uint64_t>(now_ms(), last_time_ + 1) : 0;
       codec::put_u64(msg, proposed);
+      for (size_t si : plan_.sources) codec::put_u64(msg, w.nodes[si] ? static_cast<SourceNode*>(w.nodes[si])->pending.size() : 0);
       msg += encode_status(st);
       exchange_->all_gather(w.id, std::move(msg), all);
       bool any_have = false, any_live = false;
@@ -393,8 +432,18 @@ class Run {
         any_have = any_have || all[s][0] != 0;
         any_live = any_live || all[s][1] != 0;
       }
+      const size_t status_at = 11 + 8 * plan_.sources.size();
       for (size_t s = 0; s < n; ++s)
-        if (Status e = decode_status(std::string_view(all[s]).substr(11)); !e.is_ok()) return e;
+        if (Status e = decode_status(std::string_view(all[s]).substr(status_at)); !e.is_ok()) return e;
+      max_pending.assign(plan_.sources.size(), 0);
+      for (size_t s = 0; s < n; ++s) {
+        std::string_view v = std::string_view(all[s]).substr(11);
+        for (size_t k = 0; k < plan_.sources.size(); ++k) {
+          uint64_t x = 0;
+          codec::get_u64(v, &x);
+          max_pending[k] = std::max(max_pending[k], x);
+        }
+      }
       if (all[0][2] != 0) return {};  // stop requested
       if (any_have) {
         std::string_view tv = std::string_view(all[0]).substr(3, 8);
@@ -404,7 +453,7 @@ class Run {
           last_time_ = t;
           ++times_;
         }
-        Status ss = step(w, t);
+        Status ss = step(w, t, max_pending);
         exchange_->all_gather(w.id, encode_status(ss), all);
         for (size_t s = 0; s < n; ++s)
           if (Status e = decode_status(all[s]); !e.is_ok()) return e;
@@ -526,10 +575,11 @@ class Run {
     }
   }
 
-  Status run_node(Worker& w, size_t i, Time t, std::span<Batch* const> ins, bool owns) {
+  Status run_node(Worker& w, size_t i, Time t, std::span<Batch* const> ins, bool owns, bool part = false) {
     Node& node = *w.nodes[i];
     try {
-      if (owns) node.process_consuming(t, ins, w.outputs[i]);
+      if (part) node.process_part(t, ins, w.outputs[i]);
+      else if (owns) node.process_consuming(t, ins, w.outputs[i]);
       else node.process(t, std::span<const Batch* const>(const_cast<const Batch* const*>(ins.data()), ins.size()),
                         w.outputs[i]);
     } catch (const StatusError& e) {
@@ -543,26 +593,103 @@ class Run {
     return {};
   }
 
+  Status end_time(Worker& w, size_t i, Time t) {
+    Node& node = *w.nodes[i];
+    try {
+      node.end_time(t, w.outputs[i]);
+    } catch (const StatusError& e) {
+      return e.status().with_context(node.label());
+    } catch (const std::exception& e) {
+      return Status::invalid_argument(node.label() + ": " + e.what());
+    }
+    return {};
+  }
+
   // One time on one worker. A failure stops this worker's processing but not its part in the
   // exchanges (the others wait for it); the step's status is agreed afterwards.
-  Status step(Worker& w, Time t) {
+  // `max_pending[k]`: the most rows any worker has for the k-th source at this time.
+  Status step(Worker& w, Time t, const std::vector<uint64_t>& max_pending) {
     const size_t size = g_.size();
-    std::vector<size_t> remaining = plan_.reads;
-    std::vector<Batch*> ins;
     Status failed;
     uint64_t in_rows = 0;
+    // 1. The pipelined prefix, slice by slice (as the 1-worker scheduler does): every worker
+    // runs the same number of slices of each source (from the largest share), so the
+    // exchanges into pipelined groupbys line up; a slice of a worker may be empty.
+    w.touched.assign(size, false);
+    w.reached.assign(size, 0);
+    if (w.received.empty()) w.received.resize(1);
+    uint64_t slice_no = 0;
+    for (size_t k = 0; k < plan_.sources.size(); ++k) {
+      const size_t si = plan_.sources[k];
+      auto* src = static_cast<SourceNode*>(w.nodes[si]);
+      if (!plan_.has_pipelined_consumer[si]) {
+        if (src && failed.is_ok()) {
+          in_rows += src->pending.size();
+          src->process(t, {}, w.outputs[si]);
+        }
+        continue;
+      }
+      if (max_pending[k] == 0) continue;
+      w.touched[si] = true;
+      Batch all;
+      if (src) all.swap(src->pending);
+      in_rows += all.size();
+      const uint64_t slice_rows =
+          options_.pipeline_slice_rows && plan_.fans_out[si] ? options_.pipeline_slice_rows : max_pending[k];
+      const uint64_t slices = (max_pending[k] + slice_rows - 1) / slice_rows;
+      for (uint64_t sl = 0; sl < slices; ++sl) {
+        size_t off = std::min<size_t>(all.size(), sl * slice_rows), end = std::min<size_t>(all.size(), off + slice_rows);
+        ++slice_no;
+        w.reached[si] = slice_no;
+        if (src && off < end && failed.is_ok()) src->process_slice(all, off, end, w.outputs[si]);
+        for (size_t j = si + 1; j < size; ++j) {
+          if (!plan_.pipelined[j] || plan_.place[j] == Place::kSource) continue;
+          const size_t in = g_.node(j).inputs()[0];
+          if (w.reached[in] != slice_no) continue;
+          w.reached[j] = slice_no;
+          Batch* p = &w.outputs[in];
+          if (plan_.place[j] != Place::kLocal) {
+            exchange_input(w, j, 0, w.outputs[in], plan_.consumers[in].size() == 1 && !plan_.feeds_rest[in]);
+            p = &w.received[0];
+          }
+          if (p->empty() || !failed.is_ok()) continue;
+          w.touched[j] = true;
+          failed = run_node(w, j, t, std::span<Batch* const>(&p, 1), true, /*part=*/true);
+          w.received[0].clear();
+        }
+        for (size_t j = si; j < size; ++j) {
+          if (w.reached[j] != slice_no) continue;
+          if (plan_.feeds_rest[j] && failed.is_ok()) {
+            Batch& acc = w.accumulated[j];
+            if (acc.empty()) acc.swap(w.outputs[j]);
+            else acc.insert(acc.end(), std::make_move_iterator(w.outputs[j].begin()), std::make_move_iterator(w.outputs[j].end()));
+          }
+          w.outputs[j].clear();
+        }
+      }
+    }
+
+    // 2. The end of the time for the prefix, then every other node once, in topological order.
+    std::vector<size_t> remaining = plan_.reads_rest;
+    std::vector<Batch*> ins;
     for (size_t i = 0; i < size; ++i) {
       Node* node = w.nodes[i];
       const Place place = plan_.place[i];
       Batch& out = w.outputs[i];
-      if (place == Place::kSource) {
-        if (node && failed.is_ok()) {
-          auto* s = static_cast<SourceNode*>(node);
-          in_rows += s->pending.size();
-          s->process(t, {}, out);
+      if (plan_.pipelined[i]) {
+        if (!w.touched[i]) continue;
+        Batch& acc = w.accumulated[i];
+        if (!acc.empty()) {
+          if (out.empty()) out.swap(acc);
+          else out.insert(out.end(), std::make_move_iterator(acc.begin()), std::make_move_iterator(acc.end()));
+          acc.clear();
         }
+        if (!g_.node(i).inputs().empty() && failed.is_ok()) failed = end_time(w, i, t);
+        if (!plan_.feeds_rest[i] || !failed.is_ok()) out.clear();
+        else if (plan_.consolidate_output[i]) consolidate(out);
         continue;
       }
+      if (place == Place::kSource) continue;  // run whole in phase 1
       const auto& inputs = g_.node(i).inputs();
       ins.clear();
       w.received.resize(std::max(w.received.size(), inputs.size()));
