@@ -107,7 +107,7 @@ class ThreadExchange final : public Exchange {
       slots_[p][self * n_ + d].swap(out[d]);
       out[d].clear();
     }
-    barrier_.wait();
+    timed_wait(self);
     in.resize(n_);
     for (size_t s = 0; s < n_; ++s) {
       Batch& slot = slots_[p][s * n_ + self];
@@ -118,13 +118,27 @@ class ThreadExchange final : public Exchange {
   void all_gather(size_t self, std::string message, std::vector<std::string>& all) override {
     const int p = static_cast<int>(rounds_[self]++ & 1);
     messages_[p][self] = std::move(message);
-    barrier_.wait();
+    timed_wait(self);
     all.assign(messages_[p].begin(), messages_[p].end());
   }
 
+ ~ThreadExchange() override {
+    if (std::getenv("TIDEMARK_WORKERS_PROFILE"))
+      for (size_t w = 0; w < n_; ++w)
+        std::fprintf(stderr, "[tidemark] worker %zu: %.3f s waiting in %llu exchanges\n", w, waited_[w] / 1e9,
+                     static_cast<unsigned long long>(rounds_[w]));
+  }
+
  private:
+  void timed_wait(size_t self) {
+    auto t0 = std::chrono::steady_clock::now();
+    barrier_.wait();
+    waited_[self] += static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+  }
   size_t n_;
   Barrier barrier_;
+  std::vector<uint64_t> waited_ = std::vector<uint64_t>(n_, 0);
   std::vector<uint64_t> rounds_;  // per worker (each touched by its own thread only)
   std::vector<Batch> slots_[2];   // [from * n + to]
   std::vector<std::string> messages_[2];
@@ -161,6 +175,8 @@ struct Worker {
   std::vector<Batch> accumulated;    // pipelined nodes feeding the rest: this time's output
   std::vector<bool> touched;
   std::vector<uint64_t> reached;
+  std::vector<uint32_t> dest;
+  std::vector<size_t> counts, fill;
   std::string buf;
   uint64_t rows_in = 0;  // source rows this worker read
 };
@@ -223,6 +239,43 @@ void merge_consolidated(std::vector<Batch>& pieces, Batch& out) {
   }
   for (Batch& b : pieces) b.clear();
 }
+
+}  // namespace
+
+// key_from_values of the cells `cols` of `row`, as groupby computes its group key: the
+// encoding of codec::put_key_row, with strings and ints (the common grouping values) written
+// inline.
+Key columns_route_key(const Row& row, const std::vector<size_t>& cols, std::string& buf) {
+  buf.clear();
+  codec::put_varint(buf, cols.size());
+  for (size_t c : cols) {
+    const Value& v = row[c];
+    switch (v.type()) {
+      case DType::kString: {
+        const std::string& str = v.as_string();
+        buf.push_back(static_cast<char>(DType::kString));
+        uint64_t len = str.size();
+        for (; len >= 0x80; len >>= 7) buf.push_back(static_cast<char>((len & 0x7f) | 0x80));
+        buf.push_back(static_cast<char>(len));
+        buf.append(str);
+        break;
+      }
+      case DType::kInt: {
+        auto x = static_cast<uint64_t>(v.as_int());
+        char b[9];
+        b[0] = static_cast<char>(DType::kInt);
+        for (int i = 0; i < 8; ++i) b[1 + i] = static_cast<char>((x >> (8 * i)) & 0xff);
+        buf.append(b, 9);
+        break;
+      }
+      default: codec::put_key_value(buf, v);
+    }
+  }
+  XXH128_hash_t h = XXH3_128bits(buf.data(), buf.size());
+  return Key{h.low64, h.high64};
+}
+
+namespace {
 
 Status decode_status(std::string_view m) {
   if (m.empty() || m[0] == 0) return {};
@@ -489,14 +542,7 @@ class Run {
   Key route_key(const Node& node, const Routing& r, size_t port, const Update& u, std::string& buf) const {
     switch (r.by) {
       case Routing::By::kRowKey: return u.key;
-      case Routing::By::kColumns: {
-        const auto& cols = r.columns[port < 2 ? port : 0];
-        buf.clear();
-        codec::put_varint(buf, cols.size());
-        for (size_t c : cols) codec::put_key_value(buf, u.row[c]);
-        XXH128_hash_t h = XXH3_128bits(buf.data(), buf.size());
-        return Key{h.low64, h.high64};
-      }
+      case Routing::By::kColumns: return columns_route_key(u.row, r.columns[port < 2 ? port : 0], buf);
       case Routing::By::kExpr: {
         if (!r.expr) return Key{};
         internal::EvalContext ctx{u.row.data(), &u.key};
@@ -545,15 +591,25 @@ class Run {
       if (own) w.out[0].swap(rows);
       else w.out[0] = rows;
     } else {
+      // Destinations first, so each outgoing batch is allocated once at its size.
       const Routing& r = plan_.routing[i];
-      for (Batch& b : w.out) b.reserve(rows.size() / n + 16);
-      for (Update& u : rows) {
-        size_t d = worker_of(route_key(proto, r, port, u, w.buf), n);
-        if (own) w.out[d].push_back(std::move(u));
-        else w.out[d].push_back(u);
+      const size_t m = rows.size();
+      w.dest.resize(m);
+      w.counts.assign(n, 0);
+      for (size_t k = 0; k < m; ++k) {
+        auto d = static_cast<uint32_t>(worker_of(route_key(proto, r, port, rows[k], w.buf), n));
+        w.dest[k] = d;
+        ++w.counts[d];
       }
+      w.fill.assign(n, 0);
+      for (size_t d = 0; d < n; ++d) w.out[d].resize(w.counts[d]);
+      if (own)
+        for (size_t k = 0; k < m; ++k) w.out[w.dest[k]][w.fill[w.dest[k]]++] = std::move(rows[k]);
+      else
+        for (size_t k = 0; k < m; ++k) w.out[w.dest[k]][w.fill[w.dest[k]]++] = rows[k];
     }
     exchange_->exchange(w.id, w.out, w.in);
+    if (pieces_only_) return;  // the caller reads w.in
     Batch& got = w.received[port];
     got.clear();
     size_t pieces = 0, total = 0;
@@ -649,7 +705,20 @@ class Run {
           w.reached[j] = slice_no;
           Batch* p = &w.outputs[in];
           if (plan_.place[j] != Place::kLocal) {
+            // Exchanged: each worker's piece is a part of its own (no concatenation).
+            pieces_only_ = !plan_.is_sink[j] && !g_.node(j).needs_consolidated_input();
             exchange_input(w, j, 0, w.outputs[in], plan_.consumers[in].size() == 1 && !plan_.feeds_rest[in]);
+            if (pieces_only_) {
+              pieces_only_ = false;
+              for (Batch& piece : w.in) {
+                if (piece.empty() || !failed.is_ok()) continue;
+                w.touched[j] = true;
+                Batch* q = &piece;
+                failed = run_node(w, j, t, std::span<Batch* const>(&q, 1), true, /*part=*/true);
+                piece.clear();
+              }
+              continue;
+            }
             p = &w.received[0];
           }
           if (p->empty() || !failed.is_ok()) continue;
@@ -736,11 +805,14 @@ class Run {
   std::vector<Worker> workers_;
   std::vector<SinkNode*> sinks_;
   size_t sharded_sources_ = 0, source_count_ = 0;
+  static thread_local bool pieces_only_;
   // Worker 0 only.
   Time last_time_ = 0;
   uint64_t times_ = 0, rows_out_ = 0;
   std::atomic<uint64_t> rows_in_{0};
 };
+
+thread_local bool Run::pieces_only_ = false;
 
 }  // namespace
 

@@ -42,6 +42,10 @@ inline size_t worker_of(const Key& k, size_t workers) {
   return static_cast<size_t>((static_cast<unsigned __int128>(h) * workers) >> 64);
 }
 
+// Routing::By::kColumns: key_from_values of the cells `cols` of `row` (the group key of a
+// groupby by those columns). `buf` is scratch.
+Key columns_route_key(const Row& row, const std::vector<size_t>& cols, std::string& buf);
+
 // Runs the graph on `workers` (> 1) threads, without persistence hooks. `stop_requested` is
 // polled by worker 0 at every turn of the loop.
 Status run_workers(internal::GraphImpl& graph, const RunOptions& options, size_t workers,
