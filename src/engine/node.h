@@ -232,7 +232,8 @@ class Node : public PersistentState {
   std::string params_;
 };
 
-// Where input comes from. Owned by a SourceNode; called only from the run loop's thread
+// Where input comes from. Owned by a SourceNode; called only from the run loop's thread, with
+// several workers from the thread of the worker owning it (a shard, or worker 0)
 // (implementations that receive data from other threads synchronize internally).
 class Source {
  public:
@@ -268,6 +269,8 @@ class Source {
   virtual std::unique_ptr<Source> shard(size_t index, size_t count) const { return nullptr; }
 };
 
+// Called from the run loop's thread (with several workers: worker 0, the thread that called
+// run()).
 class Sink {
  public:
   virtual ~Sink() = default;

@@ -179,6 +179,7 @@ struct Worker {
   std::vector<size_t> counts, fill;
   std::string buf;
   uint64_t rows_in = 0;  // source rows this worker read
+  Status route_error;    // a routing expression failed during this step
 };
 
 std::string encode_status(const Status& s) {
@@ -596,17 +597,25 @@ class Run {
       const size_t m = rows.size();
       w.dest.resize(m);
       w.counts.assign(n, 0);
-      for (size_t k = 0; k < m; ++k) {
-        auto d = static_cast<uint32_t>(worker_of(route_key(proto, r, port, rows[k], w.buf), n));
-        w.dest[k] = d;
-        ++w.counts[d];
+      try {
+        for (size_t k = 0; k < m; ++k) {
+          auto d = static_cast<uint32_t>(worker_of(route_key(proto, r, port, rows[k], w.buf), n));
+          w.dest[k] = d;
+          ++w.counts[d];
+        }
+      } catch (const std::exception& e) {  // an instance expression failed: send nothing
+        if (w.route_error.is_ok()) w.route_error = Status::invalid_argument(proto.label() + ": " + e.what());
+        w.counts.assign(n, 0);
+        rows.clear();
+        w.dest.clear();
       }
+      const size_t sent = w.dest.size();
       w.fill.assign(n, 0);
       for (size_t d = 0; d < n; ++d) w.out[d].resize(w.counts[d]);
       if (own)
-        for (size_t k = 0; k < m; ++k) w.out[w.dest[k]][w.fill[w.dest[k]]++] = std::move(rows[k]);
+        for (size_t k = 0; k < sent; ++k) w.out[w.dest[k]][w.fill[w.dest[k]]++] = std::move(rows[k]);
       else
-        for (size_t k = 0; k < m; ++k) w.out[w.dest[k]][w.fill[w.dest[k]]++] = rows[k];
+        for (size_t k = 0; k < sent; ++k) w.out[w.dest[k]][w.fill[w.dest[k]]++] = rows[k];
     }
     exchange_->exchange(w.id, w.out, w.in);
     if (pieces_only_) return;  // the caller reads w.in
@@ -671,6 +680,7 @@ class Run {
     // 1. The pipelined prefix, slice by slice (as the 1-worker scheduler does): every worker
     // runs the same number of slices of each source (from the largest share), so the
     // exchanges into pipelined groupbys line up; a slice of a worker may be empty.
+    w.route_error = {};
     w.touched.assign(size, false);
     w.reached.assign(size, 0);
     if (w.received.empty()) w.received.resize(1);
@@ -708,6 +718,7 @@ class Run {
             // Exchanged: each worker's piece is a part of its own (no concatenation).
             pieces_only_ = !plan_.is_sink[j] && !g_.node(j).needs_consolidated_input();
             exchange_input(w, j, 0, w.outputs[in], plan_.consumers[in].size() == 1 && !plan_.feeds_rest[in]);
+            if (!w.route_error.is_ok() && failed.is_ok()) failed = w.route_error;
             if (pieces_only_) {
               pieces_only_ = false;
               for (Batch& piece : w.in) {
@@ -770,6 +781,7 @@ class Run {
           owns = owns && remaining[in] == 1;
         } else {
           exchange_input(w, i, p, w.outputs[in], remaining[in] == 1);
+          if (!w.route_error.is_ok() && failed.is_ok()) failed = w.route_error;
           ins.push_back(&w.received[p]);
           if (--remaining[in] == 0) Batch().swap(w.outputs[in]);
         }

@@ -135,5 +135,24 @@ TEST(Workers, AnOperatorErrorOnOneWorkerStopsTheRunNamingIt) {
   }
 }
 
+TEST(Workers, AFailingRoutingExpressionStopsTheRunNamingTheOperator) {
+  // The sort's instance is evaluated to route rows (before the operator runs).
+  const Schema s{{"v", t_int()}};
+  Expr inst = apply(
+      [](const std::vector<Value>& a) -> Value {
+        if (a[0].as_int() == 777) throw std::runtime_error("no instance for 777");
+        return Value(a[0].as_int() % 5);
+      },
+      {col("v")}, t_int());
+  for (size_t workers : kWorkerCounts) {
+    RunOutput out = run_graph({{s, numbers(2000, 500)}},
+                              [&](Graph&, std::vector<Table>& in) { return in[0].sort(col("v"), inst); },
+                              RunOptions{}.pipeline_slice_rows, workers);
+    ASSERT_FALSE(out.status.is_ok()) << workers;
+    EXPECT_NE(out.status.message().find("sort"), std::string::npos) << out.status.to_string();
+    EXPECT_NE(out.status.message().find("no instance for 777"), std::string::npos) << out.status.to_string();
+  }
+}
+
 }  // namespace
 }  // namespace tidemark::testing
