@@ -5,30 +5,34 @@
 namespace tidemark::engine {
 
 Status BatchesSource::poll(Batch& out, bool* finished) {
-  std::vector<Batch>& batches = *batches_;
-  if (next_ < batches.size()) {
-    Batch& b = batches[next_];
-    if (shard_count_ > 1) {
-      // Shards poll concurrently from their workers: each reads the keys and moves the rows of
-      // its own updates only (distinct objects), and nobody resizes the batch.
-      for (Update& u : b)
-        if (static_cast<size_t>((static_cast<unsigned __int128>(KeyHash{}(u.key)) * shard_count_) >> 64) == shard_index_)
-          out.push_back({u.key, std::move(u.row), u.diff});
-    } else {
-      // Each batch is emitted once (seek only moves forward, before open): hand it over and free it.
-      if (out.empty()) out.swap(b);
-      else out.insert(out.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
-      Batch().swap(b);
-    }
+  std::vector<Batch>& all = batches();
+  if (next_ < all.size()) {
+    // Each batch is emitted once (seek only moves forward, before open): hand it over and free it.
+    Batch& b = all[next_];
+    if (out.empty()) out.swap(b);
+    else out.insert(out.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
+    Batch().swap(b);
     ++next_;
   }
-  *finished = next_ >= batches.size();
+  *finished = next_ >= all.size();
   return {};
 }
 
 std::unique_ptr<Source> BatchesSource::shard(size_t index, size_t count) const {
+  if (shard_count_ > 1) return nullptr;  // a shard does not split again
+  Shared& sh = *shared_;
+  if (sh.parts.size() != count) {
+    sh.parts.assign(count, std::vector<Batch>(sh.batches.size()));
+    for (size_t b = next_; b < sh.batches.size(); ++b) {
+      for (Update& u : sh.batches[b]) {
+        size_t i = static_cast<size_t>((static_cast<unsigned __int128>(KeyHash{}(u.key)) * count) >> 64);
+        sh.parts[i][b].push_back(std::move(u));
+      }
+      Batch().swap(sh.batches[b]);
+    }
+  }
   auto s = std::make_unique<BatchesSource>(std::vector<Batch>{}, name_);
-  s->batches_ = batches_;
+  s->shared_ = shared_;
   s->next_ = next_;
   s->shard_index_ = index;
   s->shard_count_ = count;
@@ -43,7 +47,7 @@ std::string BatchesSource::offset() const {
 
 Status BatchesSource::seek(std::string_view offset) {
   uint64_t n;
-  if (!codec::get_u64(offset, &n) || n > batches_->size())
+  if (!codec::get_u64(offset, &n) || n > batches().size())
     return Status::corruption(describe() + ": bad offset");
   next_ = n;
   return {};

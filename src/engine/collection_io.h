@@ -13,7 +13,9 @@ namespace tidemark::engine {
 class BatchesSource final : public Source {
  public:
   explicit BatchesSource(std::vector<Batch> batches, std::string name = "batches")
-      : batches_(std::make_shared<std::vector<Batch>>(std::move(batches))), name_(std::move(name)) {}
+      : shared_(std::make_shared<Shared>()), name_(std::move(name)) {
+    shared_->batches = std::move(batches);
+  }
   std::string describe() const override { return "in-memory source '" + name_ + "'"; }
   bool streaming() const override { return false; }
   uint64_t autocommit_ms() const override { return 0; }
@@ -23,11 +25,17 @@ class BatchesSource final : public Source {
   Status seek(std::string_view offset) override;
   // Workers: shard i of n emits the updates whose key hash picks i, batch by batch (a shard's
   // batch i is polled with the others' batch i, at the same time as one source would). The
-  // shards share the batches (no copy); each moves only its own updates out.
+  // batches are split once, when the first shard is made (rows moved, not copied; shards are
+  // made before the run, on one thread), and each shard then owns its part.
   std::unique_ptr<Source> shard(size_t index, size_t count) const override;
 
  private:
-  std::shared_ptr<std::vector<Batch>> batches_;
+  struct Shared {
+    std::vector<Batch> batches;
+    std::vector<std::vector<Batch>> parts;  // [shard][batch], once split
+  };
+  std::vector<Batch>& batches() const { return shard_count_ > 1 ? shared_->parts[shard_index_] : shared_->batches; }
+  std::shared_ptr<Shared> shared_;
   size_t next_ = 0;
   std::string name_;
   size_t shard_index_ = 0, shard_count_ = 1;

@@ -144,6 +144,10 @@ class ThreadExchange final : public Exchange {
   std::vector<std::string> messages_[2];
 };
 
+// Worker slices are smaller than the scheduler's: a slice's rows exist about three times over
+// (the pipelined output, the outgoing pieces, the received pieces) and should stay in cache.
+constexpr uint64_t kSliceDivisor = 4;
+
 enum class Place : uint8_t { kSource, kLocal, kKeyed, kPinned };
 
 struct Plan {
@@ -701,7 +705,7 @@ class Run {
       if (src) all.swap(src->pending);
       in_rows += all.size();
       const uint64_t slice_rows =
-          options_.pipeline_slice_rows && plan_.fans_out[si] ? options_.pipeline_slice_rows : max_pending[k];
+          options_.pipeline_slice_rows && plan_.fans_out[si] ? std::max<uint64_t>(1, options_.pipeline_slice_rows / kSliceDivisor) : max_pending[k];
       const uint64_t slices = (max_pending[k] + slice_rows - 1) / slice_rows;
       for (uint64_t sl = 0; sl < slices; ++sl) {
         size_t off = std::min<size_t>(all.size(), sl * slice_rows), end = std::min<size_t>(all.size(), off + slice_rows);
