@@ -13,7 +13,7 @@
 //     (RunOptions::workers), the two measured alternately in the same invocation: rows
 //     "wordcount_wN", "groupby_wN", "join_wN" with "seconds" (N workers), "baseline_seconds"
 //     (1 worker) and "speedup". The wordcount input for these is the same number of words in
-//     files of 250k words (the file source splits whole files across workers by path hash).
+//     files of 100k words (the file source splits whole files across workers by path hash).
 //     Every other figure runs at 1 worker.
 //
 // Usage: bench_throughput [--words N] [--distinct D] [--dir DIR] [--skip-large] [--reps R]
@@ -703,7 +703,7 @@ int main(int argc, char** argv) {
     };
     if (want("wordcount")) {
       fs::path input_w = root / "input_workers";
-      if (!fs::exists(input_w)) generate(input_w, words, distinct, 0, 250'000);
+      if (!fs::exists(input_w)) generate(input_w, words, distinct, 0, 100'000);
       uint64_t files = sorted_files(input_w).size();
       auto [secs, base] = paired([&] {
         auto t = Clock::now();
