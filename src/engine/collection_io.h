@@ -25,16 +25,14 @@ class BatchesSource final : public Source {
   Status seek(std::string_view offset) override;
   // Workers: shard i of n emits the updates whose key hash picks i, batch by batch (a shard's
   // batch i is polled with the others' batch i, at the same time as one source would). The
-  // batches are split once, when the first shard is made (rows moved, not copied; shards are
-  // made before the run, on one thread), and each shard then owns its part.
+  // shards share the batches and copy their own updates out (the batches are freed with the
+  // last shard).
   std::unique_ptr<Source> shard(size_t index, size_t count) const override;
 
  private:
   struct Shared {
     std::vector<Batch> batches;
-    std::vector<std::vector<Batch>> parts;  // [shard][batch], once split
   };
-  std::vector<Batch>& batches() const { return shard_count_ > 1 ? shared_->parts[shard_index_] : shared_->batches; }
   std::shared_ptr<Shared> shared_;
   size_t next_ = 0;
   std::string name_;

@@ -183,6 +183,7 @@ struct Worker {
   std::string buf;
   uint64_t rows_in = 0;  // source rows this worker read
   Status route_error;    // a routing expression failed during this step
+  uint64_t poll_ns = 0, step_ns = 0;  // TIDEMARK_WORKERS_PROFILE
 };
 
 std::string encode_status(const Status& s) {
@@ -412,6 +413,10 @@ class Run {
       threads.emplace_back([this, w, &results] { results[w] = loop(workers_[w]); });
     results[0] = loop(workers_[0]);
     for (auto& t : threads) t.join();
+    if (std::getenv("TIDEMARK_WORKERS_PROFILE"))
+      for (const Worker& w : workers_)
+        std::fprintf(stderr, "[tidemark] worker %zu: %.3f s polling, %.3f s in steps (exchange waits included)\n", w.id,
+                     w.poll_ns / 1e9, w.step_ns / 1e9);
     if (options_.log || options_.progress_interval_s > 0) {
       std::string per;
       for (const Worker& w : workers_) per += (per.empty() ? "" : ", ") + std::to_string(w.rows_in);
@@ -455,6 +460,7 @@ class Run {
     auto last_progress = std::chrono::steady_clock::now();
     for (;;) {
       // 1. Poll this worker's sources that are due.
+      auto poll_start = std::chrono::steady_clock::now();
       bool have = false;
       size_t live = 0;
       uint64_t now = now_ms();
@@ -474,6 +480,8 @@ class Run {
         w.next_poll[k] = now + s->source().autocommit_ms();
         have = have || !s->pending.empty();
       }
+      w.poll_ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::steady_clock::now() - poll_start).count());
       // 2. Agree: [have][live sources][stop][time proposed by worker 0][status].
       std::string msg;
       msg.push_back(have ? 1 : 0);
@@ -510,7 +518,10 @@ class Run {
           last_time_ = t;
           ++times_;
         }
+        auto step_start = std::chrono::steady_clock::now();
         Status ss = step(w, t, max_pending);
+        w.step_ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                               std::chrono::steady_clock::now() - step_start).count());
         exchange_->all_gather(w.id, encode_status(ss), all);
         for (size_t s = 0; s < n; ++s)
           if (Status e = decode_status(all[s]); !e.is_ok()) return e;
