@@ -570,7 +570,8 @@ class Run {
 
   // Sends `rows` (this worker's share of input `port` of node i) to the workers that hold its
   // instances; `own`: the rows may be moved. Fills w.received[port].
-  void exchange_input(Worker& w, size_t i, size_t port, Batch& rows, bool own) {
+  // `pieces_only`: leave what each worker sent in w.in (the caller processes them as parts).
+  void exchange_input(Worker& w, size_t i, size_t port, Batch& rows, bool own, bool pieces_only = false) {
     const size_t n = plan_.workers;
     w.out.resize(n);
     for (Batch& b : w.out) b.clear();
@@ -592,14 +593,14 @@ class Run {
         Batch copy = rows;
         consolidate(copy);
         own = true;
-        exchange_rows(w, i, port, copy, true, sorted);
+        exchange_rows(w, i, port, copy, true, sorted, pieces_only);
         return;
       }
     }
-    exchange_rows(w, i, port, rows, own, sorted);
+    exchange_rows(w, i, port, rows, own, sorted, pieces_only);
   }
 
-  void exchange_rows(Worker& w, size_t i, size_t port, Batch& rows, bool own, bool sorted) {
+  void exchange_rows(Worker& w, size_t i, size_t port, Batch& rows, bool own, bool sorted, bool pieces_only) {
     const size_t n = plan_.workers;
     const Node& proto = g_.node(i);
     if (plan_.place[i] == Place::kPinned) {
@@ -632,7 +633,7 @@ class Run {
         for (size_t k = 0; k < sent; ++k) w.out[w.dest[k]][w.fill[w.dest[k]]++] = rows[k];
     }
     exchange_->exchange(w.id, w.out, w.in);
-    if (pieces_only_) return;  // the caller reads w.in
+    if (pieces_only) return;  // the caller reads w.in
     Batch& got = w.received[port];
     got.clear();
     size_t pieces = 0, total = 0;
@@ -730,11 +731,10 @@ class Run {
           Batch* p = &w.outputs[in];
           if (plan_.place[j] != Place::kLocal) {
             // Exchanged: each worker's piece is a part of its own (no concatenation).
-            pieces_only_ = !plan_.is_sink[j] && !g_.node(j).needs_consolidated_input();
-            exchange_input(w, j, 0, w.outputs[in], plan_.consumers[in].size() == 1 && !plan_.feeds_rest[in]);
+            const bool pieces = !plan_.is_sink[j] && !g_.node(j).needs_consolidated_input();
+            exchange_input(w, j, 0, w.outputs[in], plan_.consumers[in].size() == 1 && !plan_.feeds_rest[in], pieces);
             if (!w.route_error.is_ok() && failed.is_ok()) failed = w.route_error;
-            if (pieces_only_) {
-              pieces_only_ = false;
+            if (pieces) {
               for (Batch& piece : w.in) {
                 if (piece.empty() || !failed.is_ok()) continue;
                 w.touched[j] = true;
@@ -831,14 +831,11 @@ class Run {
   std::vector<Worker> workers_;
   std::vector<SinkNode*> sinks_;
   size_t sharded_sources_ = 0, source_count_ = 0;
-  static thread_local bool pieces_only_;
   // Worker 0 only.
   Time last_time_ = 0;
   uint64_t times_ = 0, rows_out_ = 0;
   std::atomic<uint64_t> rows_in_{0};
 };
-
-thread_local bool Run::pieces_only_ = false;
 
 }  // namespace
 
