@@ -8,10 +8,16 @@
 //     and in operator_persisting mode;
 //   * groupby count+sum vs a one-pass hash map; join 2M x 2M vs a hash join that materializes
 //     its output pairs (peak RSS of both, join state bytes per live row);
-//   * join_restart: restart in operator_persisting after the 2M x 2M join vs computing it.
+//   * join_restart: restart in operator_persisting after the 2M x 2M join vs computing it;
+//   * with --workers 1,N,...: wordcount, groupby and join at N worker threads against 1 worker
+//     (RunOptions::workers), the two measured alternately in the same invocation: rows
+//     "wordcount_wN", "groupby_wN", "join_wN" with "seconds" (N workers), "baseline_seconds"
+//     (1 worker) and "speedup". The wordcount input for these is the same number of words in
+//     files of 100k words (the file source splits whole files across workers by path hash).
+//     Every other figure runs at 1 worker.
 //
 // Usage: bench_throughput [--words N] [--distinct D] [--dir DIR] [--skip-large] [--reps R]
-//                         [--only a,b,...] [--json FILE]
+//                         [--only a,b,...] [--json FILE] [--workers 1,2,...]
 // --only picks figure groups: wordcount, floor, persistence, groupby, join, join_restart.
 #ifdef TIDEMARK_WITH_JEMALLOC
 #include <jemalloc/jemalloc.h>
@@ -150,7 +156,8 @@ void write_json(const std::string& path, const std::vector<std::pair<std::string
 
 // Writes `words` words (10 per line) drawn from `distinct` words with a skewed distribution
 // into files of ~1M words each. Returns total bytes.
-uint64_t generate(const fs::path& dir, uint64_t words, uint64_t distinct, uint64_t first_file = 0) {
+uint64_t generate(const fs::path& dir, uint64_t words, uint64_t distinct, uint64_t first_file = 0,
+                  uint64_t words_per_file = 1'000'000) {
   fs::create_directories(dir);
   std::mt19937_64 rng(42 + first_file);
   std::vector<std::string> vocab;
@@ -159,7 +166,7 @@ uint64_t generate(const fs::path& dir, uint64_t words, uint64_t distinct, uint64
   uint64_t bytes = 0, written = 0, file = first_file;
   while (written < words) {
     std::string buf;
-    uint64_t n = std::min<uint64_t>(1'000'000, words - written);
+    uint64_t n = std::min<uint64_t>(words_per_file, words - written);
     for (uint64_t i = 0; i < n; ++i) {
       double x = u(rng);
       buf += vocab[static_cast<uint64_t>(x * x * static_cast<double>(distinct)) % distinct];
@@ -214,8 +221,11 @@ size_t naive_wordcount(const fs::path& dir) {
   return counts.size();
 }
 
+size_t g_run_workers = 1;  // RunOptions::workers of every engine run (the worker figures change it)
+
 RunOptions quiet_options() {
   RunOptions o;
+  o.workers = g_run_workers;
   o.handle_signals = false;
   o.progress_interval_s = 0;
   o.log = [](const std::string&) {};
@@ -330,8 +340,24 @@ int main(int argc, char** argv) {
   bool skip_large = false;
   std::string json_path;
   std::set<std::string> only;
+  std::vector<size_t> worker_counts;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "--workers" && i + 1 < argc) {
+      std::stringstream ss(argv[++i]);
+      std::string x;
+      while (std::getline(ss, x, ',')) {
+        size_t n = 0;
+        bool ok = !x.empty() && x.size() <= 3 && x.find_first_not_of("0123456789") == std::string::npos;
+        if (ok) n = std::stoul(x);
+        if (!ok || n < 1 || n > 256) {
+          std::fprintf(stderr, "%s: --workers wants worker counts from 1 to 256 separated by commas, got '%s'\n", argv[0], x.c_str());
+          return 2;
+        }
+        worker_counts.push_back(n);
+      }
+      continue;
+    }
     if (a == "--words" && i + 1 < argc) words = std::stoull(argv[++i]);
     else if (a == "--distinct" && i + 1 < argc) distinct = std::stoull(argv[++i]);
     else if (a == "--dir" && i + 1 < argc) root = argv[++i];
@@ -345,7 +371,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--words N] [--distinct D] [--dir DIR] [--skip-large] [--reps R] [--only a,b,...] "
-                   "[--json FILE]\n",
+                   "[--json FILE] [--workers 1,2,...]\n",
                    argv[0]);
       return a == "--help" ? 0 : 2;
     }
@@ -649,6 +675,67 @@ int main(int argc, char** argv) {
     if (outs) std::fprintf(stderr, "join_restart: restarts emitted %llu rows\n", (unsigned long long)outs);
     figure("join_restart", restart, plain, {{"compute_with_persistence_seconds", compute}, {"bytes_stored", double(stored)}});
     std::fflush(stdout);
+  }
+  // 6. Worker threads: N workers against 1 worker, alternating runs, medians of R each.
+  for (size_t nw : worker_counts) {
+    if (nw <= 1) continue;
+    const std::string suffix = "_w" + std::to_string(nw);
+    auto paired = [&](const std::function<double()>& one_run) {
+      std::vector<double> one, many;
+      for (size_t r = 0; r < R; ++r) {
+        g_run_workers = 1;
+        one.push_back(one_run());
+        g_run_workers = nw;
+        many.push_back(one_run());
+      }
+      g_run_workers = 1;
+      return std::pair<double, double>{median(many), median(one)};
+    };
+    auto report = [&](const std::string& what, const std::string& name, double secs, double base,
+                      std::vector<std::pair<std::string, double>> extra) {
+      std::printf("| %s | %zu workers / 1 worker | %.3f s / %.3f s | %.2fx speedup |\n", what.c_str(), nw, secs, base,
+                  base / secs);
+      std::vector<std::pair<std::string, double>> f{
+          {"seconds", secs}, {"baseline_seconds", base}, {"speedup", base / secs}, {"workers", double(nw)}};
+      f.insert(f.end(), extra.begin(), extra.end());
+      record(name + suffix, std::move(f));
+      std::fflush(stdout);
+    };
+    if (want("wordcount")) {
+      fs::path input_w = root / "input_workers";
+      if (!fs::exists(input_w)) generate(input_w, words, distinct, 0, 100'000);
+      uint64_t files = sorted_files(input_w).size();
+      auto [secs, base] = paired([&] {
+        auto t = Clock::now();
+        die_if(engine_wordcount(input_w, root / "out-workers.csv", std::nullopt), "wordcount (workers)");
+        return seconds_since(t);
+      });
+      report("wordcount " + W + " words, " + std::to_string(files) + " files", "wordcount", secs, base,
+             {{"words", double(words)}, {"files", double(files)}});
+    }
+    if (want("groupby")) {
+      std::mt19937_64 rng(1);
+      Schema s{{"g", t_int()}, {"v", t_int()}};
+      std::vector<engine::Batch> batches;
+      for (uint64_t i = 0; i < rows; i += per) {
+        engine::Batch b;
+        for (uint64_t j = 0; j < per; ++j)
+          b.push_back({Key{i + j + 1, 9}, {Value(static_cast<int64_t>(rng() % 10'000)), Value(static_cast<int64_t>(rng() % 1000))}, 1});
+        batches.push_back(std::move(b));
+      }
+      auto [secs, base] = paired([&] {
+        return run_batches(batches, nullptr, s, s, [](std::vector<Table>& in) {
+                 return in[0].groupby({"g"}).reduce({{"g", col("g")}, {"n", reducers::count()}, {"s", reducers::sum(col("v"))}});
+               }).seconds;
+      });
+      report("groupby count+sum, 2M rows, 10k groups", "groupby", secs, base, {{"rows", double(rows)}, {"groups", 10'000}});
+    }
+    if (want("join")) {
+      std::vector<engine::Batch> left_rows, right_rows;
+      make_join_inputs(left_rows, right_rows);
+      auto [secs, base] = paired([&] { return run_batches(left_rows, &right_rows, l, l, build_join).seconds; });
+      report("join 2M x 2M rows on a unique key", "join", secs, base, {{"rows_per_side", double(rows)}});
+    }
   }
   fs::remove_all(root);
   if (!json_path.empty()) write_json(json_path, g_meta);

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Sanitizer runs (not part of the CI test command: too slow):
 #
-#   scripts/sanitize.sh [asan|tsan|all]   (default all)
+#   scripts/sanitize.sh [asan|tsan|tsan-workers|all]   (default all)
 #
 # asan: the whole project built with AddressSanitizer + UndefinedBehaviorSanitizer into
 #       build-asan/ (-fno-omit-frame-pointer, no recovery, leak checking), whole ctest suite.
 # tsan: ThreadSanitizer build into build-tsan/, the persistence and storage tests (parallel
-#       uploads, the background merger, the object-store backends).
+#       uploads, the background merger, the object-store backends), then the worker threads:
+#       every engine test at 2 workers (TIDEMARK_THREADS=2; the property tests also run at 3)
+#       and the connectors' Workers.* tests (file source shards, wordcount --workers 2).
+# tsan-workers: only that last part (no test servers needed).
 # Both start the S3 (Ceph RGW) and Azure (Azurite) test servers on their own ports, as
 # scripts/test.sh does, so the object-store tests run instead of skipping. Executables are
 # built without jemalloc (-DTIDEMARK_JEMALLOC=OFF): the sanitizers bring their own allocator.
@@ -21,6 +24,37 @@ S3_PORT=${TIDEMARK_SANITIZE_S3_PORT:-7490}
 AZURE_PORT=${TIDEMARK_SANITIZE_AZURE_PORT:-10020}
 bash scripts/install-deps.sh >/dev/null
 
+failed=()
+configure() {  # DIR FLAGS
+  cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIDEMARK_JEMALLOC=OFF \
+    -DCMAKE_CXX_FLAGS="$2" -DCMAKE_EXE_LINKER_FLAGS="$2" >/dev/null
+}
+
+# The worker threads under ThreadSanitizer (build-tsan/sanitize-workers.log).
+tsan_workers() {
+  configure build-tsan "-fsanitize=thread -fno-omit-frame-pointer"
+  if cmake --build build-tsan -j"$JOBS" --target test_engine test_connectors cli_wordcount \
+       >build-tsan/build-workers.log 2>&1; then
+    echo "== tsan: engine tests at 2 workers, connectors Workers.*"
+    if (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:history_size=4 TIDEMARK_THREADS=2 \
+        ctest --output-on-failure -j"$TEST_JOBS" --timeout 1800 -R '^(engine\.|connectors\.Workers\.)') \
+        >build-tsan/sanitize-workers.log 2>&1; then
+      echo "tsan workers: clean ($(grep -o '100% tests passed.*' build-tsan/sanitize-workers.log | tail -1))"
+    else
+      failed+=(tsan-workers); grep -E 'tests passed|FAILED|Failed|WARNING: ThreadSanitizer' build-tsan/sanitize-workers.log | head -40
+    fi
+  else
+    failed+=(tsan-workers-build); tail -n 30 build-tsan/build-workers.log
+  fi
+}
+
+if [[ $WHAT == tsan-workers ]]; then
+  tsan_workers
+  if ((${#failed[@]})); then echo "sanitize.sh: failed: ${failed[*]} (logs: build-tsan/)" >&2; exit 1; fi
+  echo "sanitize.sh: clean"
+  exit 0
+fi
+
 servers=$(mktemp -d /tmp/tidemark-sanitize-servers.XXXXXX)
 stop_servers() {
   bash "$ROOT/scripts/s3-server.sh" stop "$servers/rgw" >/dev/null 2>&1 || true
@@ -32,12 +66,6 @@ bash scripts/s3-server.sh start "$servers/rgw" "$S3_PORT" >&2
 bash scripts/azure-server.sh start "$servers/azurite" "$AZURE_PORT" >&2
 export TIDEMARK_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 export TIDEMARK_AZURE_ENDPOINT="http://127.0.0.1:$AZURE_PORT/devstoreaccount1"
-
-failed=()
-configure() {  # DIR FLAGS
-  cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIDEMARK_JEMALLOC=OFF \
-    -DCMAKE_CXX_FLAGS="$2" -DCMAKE_EXE_LINKER_FLAGS="$2" >/dev/null
-}
 
 if [[ $WHAT == asan || $WHAT == all ]]; then
   flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
@@ -72,6 +100,7 @@ if [[ $WHAT == tsan || $WHAT == all ]]; then
   else
     failed+=(tsan-build); tail -n 30 build-tsan/build.log
   fi
+  tsan_workers
 fi
 
 if ((${#failed[@]})); then echo "sanitize.sh: failed: ${failed[*]} (logs: build-asan/, build-tsan/)" >&2; exit 1; fi

@@ -96,8 +96,22 @@ Expr slice(Expr s, Expr start, Expr end);
 
 // User functions. `deterministic = false` makes the engine remember each row's result so a
 // later retraction carries exactly the value that was emitted.
+//
+// Threads (RunOptions::workers): with several workers a user function (apply, a
+// deduplicate acceptor) is called from the worker threads, possibly from several at once,
+// each call on rows of one worker. A function must therefore be thread-safe (no unguarded
+// shared mutable state), or be marked `thread_safe = false` (ApplyOptions): its calls are
+// then serialized by a lock (never two at once; from any worker thread). At 1 worker every
+// call comes from the run loop's thread, as before. A UDF cache is shared by the workers and
+// locks itself; the function it wraps follows the same rule.
 using UserFunction = std::function<Value(const std::vector<Value>&)>;
 Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, bool deterministic = true);
+struct ApplyOptions {
+  bool deterministic = true;
+  // false: the function is not thread-safe; its calls are serialized (see above).
+  bool thread_safe = true;
+};
+Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, ApplyOptions options);
 
 // A cache of a user function's results, keyed by the argument values (the reference's
 // pw.udfs.DiskCache). With persistence the cache is durable: its entries are stored with the

@@ -30,6 +30,15 @@ struct RunOptions {
   // filter, flatten, groupby without order-dependent reducers): a time's intermediate rows
   // then never exist all at once. 0 = one slice per time. Results do not depend on it.
   size_t pipeline_slice_rows = 2048;
+  // Worker threads. 0 = the environment variable TIDEMARK_THREADS if set (a whole number from
+  // 1 to 256; anything else fails the run with InvalidArgument), else 1. With N > 1 every
+  // worker runs its own instance of each operator over its shard of the keys (rows are
+  // exchanged by routing key before each stateful operator), file sources split their files
+  // across the workers, and each sink still gets one consolidated batch per time, equal in
+  // content to what 1 worker writes (src/engine/README.md, "Workers"). User functions are then
+  // called from worker threads (contract: include/tidemark/expr.h). With persistence
+  // configured the run uses 1 worker (a warning is logged).
+  size_t workers = 0;
 };
 
 // Blocks until every source finished (static) or a stop was requested (streaming), then flushes

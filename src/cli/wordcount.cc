@@ -3,7 +3,7 @@
 //   wordcount (--input DIR | --input-s3 s3://bucket/prefix | --input-kafka HOST:PORT/TOPIC)
 //             (--output counts.csv | --output-kafka HOST:PORT/TOPIC)
 //             [--format plaintext|jsonlines]
-//             [--mode static|streaming] [--autocommit-ms N]
+//             [--mode static|streaming] [--autocommit-ms N] [--workers N]
 //             [--persistent-storage DIR [--snapshot-interval-ms N] [--persistence-mode M] [--lock-lease-ms N]
 //              [--snapshot-access A] [--continue-after-replay true|false]]
 //
@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "engine/workers.h"
 #include "tidemark/tidemark.h"
 
 using namespace tidemark;
@@ -48,6 +49,11 @@ int main(int argc, char** argv) {
   app.add_option("--autocommit-ms", autocommit_ms, "Streaming: how often the input is rescanned")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  std::string workers_text;
+  app.add_option("--workers", workers_text,
+                 "Worker threads (1-256; default: TIDEMARK_THREADS, else 1). Files are split across the workers "
+                 "and words are counted by the worker owning them; the output equals 1 worker's. With "
+                 "--persistent-storage the job runs on 1 worker (a warning says so)");
   std::string storage, persistence_mode = "persisting", snapshot_access = "full", continue_after_replay = "true";
   std::string s3_storage;
   uint64_t snapshot_interval_ms = 0;
@@ -100,6 +106,17 @@ int main(int argc, char** argv) {
   if (!input_kafka.empty() && !split_kafka(input_kafka, "--input-kafka", &in_servers, &in_topic)) return 2;
   if (!output_kafka.empty() && !split_kafka(output_kafka, "--output-kafka", &out_servers, &out_topic)) return 2;
   RunOptions options;
+  if (app.count("--workers")) {
+    auto w = engine::parse_workers(workers_text, "--workers");
+    if (!w.is_ok()) {
+      std::fprintf(stderr, "wordcount: error: %s\n", w.status().message().c_str());
+      return 2;
+    }
+    options.workers = *w;
+  } else if (auto w = engine::resolve_workers(options); !w.is_ok()) {
+    std::fprintf(stderr, "wordcount: error: %s\n", w.status().message().c_str());
+    return 2;
+  }
   if (storage.empty() && s3_storage.empty())
     for (const char* flag : {"--snapshot-interval-ms", "--persistence-mode", "--snapshot-access", "--continue-after-replay",
                              "--lock-lease-ms"})

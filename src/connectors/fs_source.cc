@@ -140,6 +140,7 @@ class FilesystemLister final : public FileLister {
     return {};
   }
   bool recheck(int64_t mtime, int64_t read_ns, uint64_t) const override { return mtime + kRacyNs > read_ns; }
+  std::unique_ptr<FileLister> clone() const override { return std::make_unique<FilesystemLister>(root_); }
 
  private:
   std::string root_;
@@ -186,6 +187,9 @@ class ObjectStoreLister final : public FileLister {
   }
   // The first scan (of a resumed run too) re-reads everything: sizes alone miss changes.
   bool recheck(int64_t, int64_t, uint64_t scan) const override { return scan == 1 || scan % recheck_every_ == 0; }
+  std::unique_ptr<FileLister> clone() const override {
+    return std::make_unique<ObjectStoreLister>(open_store_, root_, recheck_every_);
+  }
 
  private:
   std::function<Result<std::unique_ptr<storage::ObjectStore>>()> open_store_;
@@ -256,6 +260,9 @@ Status FsSource::scan() {
   TM_RETURN_IF_ERROR(lister_->list(&listed));
   ++scans_;
   work_.clear();
+  if (shard_count_ > 1)
+    listed.erase(std::remove_if(listed.begin(), listed.end(), [&](const Listed& l) { return !in_shard(l.path); }),
+                 listed.end());
   auto it = files_.begin();
   for (const Listed& l : listed) {
     for (; it != files_.end() && it->first < l.path; ++it) work_.push_back({it->first, true});
@@ -270,6 +277,19 @@ Status FsSource::scan() {
   }
   for (; it != files_.end(); ++it) work_.push_back({it->first, true});
   return {};
+}
+
+bool FsSource::in_shard(const std::string& path) const {
+  if (shard_count_ <= 1) return true;
+  uint64_t h = XXH3_64bits(path.data(), path.size());
+  return static_cast<size_t>((static_cast<unsigned __int128>(h) * shard_count_) >> 64) == shard_index_;
+}
+
+std::unique_ptr<engine::Source> FsSource::shard(size_t index, size_t count) const {
+  auto s = std::make_unique<FsSource>(lister_->clone(), options_);
+  s->shard_index_ = index;
+  s->shard_count_ = count;
+  return s;
 }
 
 Status FsSource::poll(Batch& out, bool* finished) {

@@ -58,6 +58,8 @@ class FileLister {
   // Whether a listed file whose size (and mtime) are unchanged must still be read to compare
   // content hashes. `scan` counts the source's scans.
   virtual bool recheck(int64_t mtime_ns, int64_t read_ns, uint64_t scan) const = 0;
+  // Workers: a fresh lister of the same files (not opened).
+  virtual std::unique_ptr<FileLister> clone() const = 0;
 };
 
 std::unique_ptr<FileLister> make_filesystem_lister(std::string path);
@@ -89,6 +91,10 @@ class FsSource final : public engine::Source {
   // The hashes of the files in the table that contributed rows (the contents a retraction may
   // fetch), each once.
   void live_contents(std::vector<uint64_t>& out) const override;
+  // Workers: a source reading the files whose path hash (XXH3-64) picks shard `index`.
+  std::unique_ptr<engine::Source> shard(size_t index, size_t count) const override;
+  // Whether this source reads `path` (always, unless it is a shard).
+  bool in_shard(const std::string& path) const;
 
   // What the source knows about one file it has read.
   struct FileEntry {
@@ -135,6 +141,7 @@ class FsSource final : public engine::Source {
   std::deque<Work> work_;
   bool scanned_ = false;
   uint64_t scans_ = 0;
+  size_t shard_index_ = 0, shard_count_ = 1;
 };
 
 }  // namespace tidemark::connectors

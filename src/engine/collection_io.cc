@@ -5,15 +5,38 @@
 namespace tidemark::engine {
 
 Status BatchesSource::poll(Batch& out, bool* finished) {
-  if (next_ < batches_.size()) {
-    // Each batch is emitted once (seek only moves forward, before open): hand it over and free it.
-    if (out.empty()) out.swap(batches_[next_]);
-    else out.insert(out.end(), std::make_move_iterator(batches_[next_].begin()), std::make_move_iterator(batches_[next_].end()));
-    Batch().swap(batches_[next_]);
+  std::vector<Batch>& all = shared_->batches;
+  if (next_ < all.size()) {
+    Batch& b = all[next_];
+    if (shard_count_ > 1) {
+      // Shards poll concurrently from their workers and only read the shared batches (copying
+      // their own updates), so nothing is written where another worker reads.
+      out.reserve(out.size() + b.size() / shard_count_ + 16);
+      for (const Update& u : b) {
+        // As workers.h's worker_of: the top bits of the mixed key (test keys differ in `lo` only).
+        uint64_t h = u.key.hi ^ (u.key.lo * 0x9E3779B97F4A7C15ULL);
+        if (static_cast<size_t>((static_cast<unsigned __int128>(h) * shard_count_) >> 64) == shard_index_) out.push_back(u);
+      }
+    } else {
+      // Each batch is emitted once (seek only moves forward, before open): hand it over and free it.
+      if (out.empty()) out.swap(b);
+      else out.insert(out.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
+      Batch().swap(b);
+    }
     ++next_;
   }
-  *finished = next_ >= batches_.size();
+  *finished = next_ >= all.size();
   return {};
+}
+
+std::unique_ptr<Source> BatchesSource::shard(size_t index, size_t count) const {
+  if (shard_count_ > 1) return nullptr;  // a shard does not split again
+  auto s = std::make_unique<BatchesSource>(std::vector<Batch>{}, name_);
+  s->shared_ = shared_;
+  s->next_ = next_;
+  s->shard_index_ = index;
+  s->shard_count_ = count;
+  return s;
 }
 
 std::string BatchesSource::offset() const {
@@ -24,7 +47,7 @@ std::string BatchesSource::offset() const {
 
 Status BatchesSource::seek(std::string_view offset) {
   uint64_t n;
-  if (!codec::get_u64(offset, &n) || n > batches_.size())
+  if (!codec::get_u64(offset, &n) || n > shared_->batches.size())
     return Status::corruption(describe() + ": bad offset");
   next_ = n;
   return {};

@@ -13,7 +13,9 @@ namespace tidemark::engine {
 class BatchesSource final : public Source {
  public:
   explicit BatchesSource(std::vector<Batch> batches, std::string name = "batches")
-      : batches_(std::move(batches)), name_(std::move(name)) {}
+      : shared_(std::make_shared<Shared>()), name_(std::move(name)) {
+    shared_->batches = std::move(batches);
+  }
   std::string describe() const override { return "in-memory source '" + name_ + "'"; }
   bool streaming() const override { return false; }
   uint64_t autocommit_ms() const override { return 0; }
@@ -21,11 +23,20 @@ class BatchesSource final : public Source {
   Status poll(Batch& out, bool* finished) override;
   std::string offset() const override;
   Status seek(std::string_view offset) override;
+  // Workers: shard i of n emits the updates whose key hash picks i, batch by batch (a shard's
+  // batch i is polled with the others' batch i, at the same time as one source would). The
+  // shards share the batches and copy their own updates out (the batches are freed with the
+  // last shard).
+  std::unique_ptr<Source> shard(size_t index, size_t count) const override;
 
  private:
-  std::vector<Batch> batches_;
+  struct Shared {
+    std::vector<Batch> batches;
+  };
+  std::shared_ptr<Shared> shared_;
   size_t next_ = 0;
   std::string name_;
+  size_t shard_index_ = 0, shard_count_ = 1;
 };
 
 struct CapturedChange {

@@ -83,6 +83,15 @@ class DeduplicateNode final : public Node {
   }
 
   bool stateful() const override { return true; }
+  std::unique_ptr<Node> clone() const override {
+    return std::make_unique<DeduplicateNode>(inputs()[0], schema(), value_, instance_, acceptor_);
+  }
+  Routing routing() const override {  // kept rows are per instance
+    Routing r;
+    r.by = Routing::By::kExpr;
+    r.expr = instance_.get();
+    return r;
+  }
 
  private:
   struct Kept {

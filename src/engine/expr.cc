@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <mutex>
 
 #include "engine/expr_internal.h"
 #include "engine/node.h"
@@ -123,6 +124,12 @@ Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, bool deter
   return make(apply_node(std::move(fn), std::move(args), result_type, deterministic));
 }
 
+Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, ApplyOptions options) {
+  ExprNode n = apply_node(std::move(fn), std::move(args), result_type, options.deterministic);
+  n.thread_safe = options.thread_safe;
+  return make(std::move(n));
+}
+
 Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, UdfCache cache) {
   if (cache.name.empty()) throw GraphError("apply(): a UdfCache needs a non-empty name");
   ExprNode n = apply_node(std::move(fn), std::move(args), result_type, /*deterministic=*/true);
@@ -232,9 +239,10 @@ class KeyExpr final : public CompiledExpr {
 class ApplyExpr final : public CompiledExpr {
  public:
   ApplyExpr(UserFunction fn, std::vector<CompiledExprPtr> args, Type t,
-            std::shared_ptr<engine::UdfCacheState> cache = nullptr)
+            std::shared_ptr<engine::UdfCacheState> cache = nullptr, bool thread_safe = true)
       : fn_(std::move(fn)), args_(std::move(args)), cache_(std::move(cache)) {
     type = t;
+    if (!thread_safe) serial_ = std::make_unique<std::mutex>();
   }
   Value eval(const EvalContext& c) const override {
     std::vector<Value> vals;
@@ -246,6 +254,8 @@ class ApplyExpr final : public CompiledExpr {
 
  private:
   Value call(const std::vector<Value>& vals) const {
+    std::unique_lock<std::mutex> lock;
+    if (serial_) lock = std::unique_lock<std::mutex>(*serial_);  // not thread-safe: one call at a time
     try {
       return fn_(vals);
     } catch (const RuntimeError&) {
@@ -258,6 +268,7 @@ class ApplyExpr final : public CompiledExpr {
   UserFunction fn_;
   std::vector<CompiledExprPtr> args_;
   std::shared_ptr<engine::UdfCacheState> cache_;
+  std::unique_ptr<std::mutex> serial_;  // thread_safe = false
 };
 
 // The graph's cache for this apply node: registered on first use, shared afterwards.
@@ -1027,8 +1038,9 @@ CompiledExprPtr compile(const Expr& e, CompileScope& s) {
       for (const auto& a : n.args) args.push_back(compile(a, s));
       if (!n.deterministic) s.saw_nondeterministic = true;
       if (!n.fn) graph_error(s, "apply() without a function");
-      if (n.cache) return std::make_unique<ApplyExpr>(n.fn, std::move(args), n.result_type, cache_in_graph(s, n.cache));
-      return std::make_unique<ApplyExpr>(n.fn, std::move(args), n.result_type);
+      if (n.cache)
+        return std::make_unique<ApplyExpr>(n.fn, std::move(args), n.result_type, cache_in_graph(s, n.cache), n.thread_safe);
+      return std::make_unique<ApplyExpr>(n.fn, std::move(args), n.result_type, nullptr, n.thread_safe);
     }
     case ExprKind::kReducer: {
       if (!s.reducers) graph_error(s, "reducer " + n.name + "() used outside reduce()");

@@ -25,6 +25,7 @@ struct ExprNode {
   UserFunction fn;               // kApply
   Type result_type;              // kApply
   bool deterministic = true;     // kApply
+  bool thread_safe = true;       // kApply: false = calls are serialized (one at a time)
   // kApply with apply(..., UdfCache): the cache's configuration. Its address identifies the
   // cache: every operator compiling this node (or a copy of the Expr) shares one cache.
   std::shared_ptr<const UdfCache> cache;
@@ -49,7 +50,10 @@ class CompiledExpr {
   virtual int column_index() const { return -1; }
   Type type;
 };
-using CompiledExprPtr = std::unique_ptr<CompiledExpr>;
+// Shared: the worker instances of an operator (Node::clone) use the same compiled expressions,
+// whose eval() is const and safe to call from several threads at once (user functions follow
+// the contract of include/tidemark/expr.h; a UDF cache locks itself).
+using CompiledExprPtr = std::shared_ptr<CompiledExpr>;
 
 // A reducer occurrence found while compiling a reduce() output expression.
 struct ReducerSpec {

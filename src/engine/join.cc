@@ -491,6 +491,21 @@ class JoinNode final : public Node {
   bool needs_consolidated_input() const override { return false; }
 
   bool stateful() const override { return true; }
+  std::unique_ptr<Node> clone() const override {
+    return std::make_unique<JoinNode>(inputs()[0], inputs()[1], schema(), on_, widths_, keep_, exprs_, memoize_);
+  }
+  // Both sides by the bucket key of their join values (join_key), so matching rows meet on one
+  // worker; a row with a None join value matches nothing and goes by its row key.
+  Routing routing() const override {
+    Routing r;
+    r.by = Routing::By::kCustom;
+    return r;
+  }
+  Key route_key(size_t port, const Update& u) const override {
+    thread_local std::string buf;
+    Key k;
+    return bucket_key(static_cast<int>(port), u.row, buf, &k) ? k : u.key;
+  }
 
  private:
   static constexpr uint32_t kEnd = RowStore::kEnd;
@@ -593,16 +608,17 @@ class JoinNode final : public Node {
 
   // The bucket of a row: key_from_values of its normalized join values, computed over their
   // encoding without building them. False when a join value is None (the row matches nothing).
-  bool join_key(int side, const Row& row, Key* out) {
-    buf_.clear();
-    codec::put_varint(buf_, on_[side].size());
+  bool join_key(int side, const Row& row, Key* out) { return bucket_key(side, row, buf_, out); }
+  bool bucket_key(int side, const Row& row, std::string& buf, Key* out) const {
+    buf.clear();
+    codec::put_varint(buf, on_[side].size());
     for (size_t c : on_[side]) {
       const Value& v = row[c];
       if (v.is_none()) return false;
-      if (v.type() == DType::kFloat) codec::put_key_value(buf_, normalize(v));
-      else codec::put_key_value(buf_, v);
+      if (v.type() == DType::kFloat) codec::put_key_value(buf, normalize(v));
+      else codec::put_key_value(buf, v);
     }
-    XXH128_hash_t h = XXH3_128bits(buf_.data(), buf_.size());
+    XXH128_hash_t h = XXH3_128bits(buf.data(), buf.size());
     *out = Key{h.low64, h.high64};
     return true;
   }

@@ -31,6 +31,10 @@
 #include "tidemark/table.h"
 #include "tidemark/value.h"
 
+namespace tidemark::internal {
+class CompiledExpr;
+}
+
 namespace tidemark::engine {
 
 using Time = uint64_t;
@@ -107,6 +111,28 @@ class ContentArchive {
   virtual Result<std::string> fetch(uint64_t hash) = 0;
 };
 
+// Workers (RunOptions::workers, src/engine/workers.cc): how the rows of an operator's inputs
+// are spread over the worker threads. Every worker runs its own instance of the operator
+// (Node::clone()) over the rows routed to it; an update goes to the worker picked by the top
+// bits of a 128-bit routing key.
+struct Routing {
+  enum class By : uint8_t {
+    kNone,     // stateless: runs on the worker where its input is
+    kPinned,   // every row to worker 0 (the only instance)
+    kRowKey,   // the update's row key
+    kColumns,  // key_from_values of the cells `columns[port]` (groupby: its group key)
+    kExpr,     // key_from_values({expr}) (instance of sort, deduplicate, session windows; no
+               // expr: one instance, worker 0)
+    kCustom,   // Node::route_key()
+  };
+  By by = By::kNone;
+  std::vector<size_t> columns[2];
+  const internal::CompiledExpr* expr = nullptr;
+  // Different workers never emit the same output key (groupby: the output key is the routing
+  // key), so consolidated outputs of several workers concatenate to a consolidated batch.
+  bool partitioned_output = false;
+};
+
 class Node : public PersistentState {
  public:
   Node(std::string kind, std::vector<size_t> inputs, Schema schema)
@@ -164,6 +190,22 @@ class Node : public PersistentState {
   const std::string& params() const { return params_; }
   void set_params(std::string p) { params_ = std::move(p); }
 
+  // Workers. A fresh instance of this operator with the same configuration and empty state
+  // (expressions are shared: CompiledExpr::eval is const and thread-safe; user functions
+  // follow the contract in include/tidemark/expr.h). nullptr: cannot be cloned, the operator
+  // then runs on worker 0 only and its inputs are gathered there. Called before the run.
+  virtual std::unique_ptr<Node> clone() const { return nullptr; }
+  // How inputs are routed to the instances (see Routing). Default: stateless nodes run where
+  // their input is; stateful ones that do not say otherwise run on worker 0.
+  virtual Routing routing() const {
+    Routing r;
+    r.by = stateful() ? Routing::By::kPinned : Routing::By::kNone;
+    return r;
+  }
+  // Routing::By::kCustom: the routing key of `u` arriving on input `port`. Called from any
+  // worker thread concurrently: must not touch mutable state.
+  virtual Key route_key(size_t port, const Update& u) const { return u.key; }
+
   // PersistentState. The defaults are those of a node without state: no changes, and any
   // entry to restore is Corruption. Stateful nodes override them with their own entries.
   void track_state_changes() override { tracking_ = true; }
@@ -193,7 +235,8 @@ class Node : public PersistentState {
   std::string params_;
 };
 
-// Where input comes from. Owned by a SourceNode; called only from the run loop's thread
+// Where input comes from. Owned by a SourceNode; called only from the run loop's thread, with
+// several workers from the thread of the worker owning it (a shard, or worker 0)
 // (implementations that receive data from other threads synchronize internally).
 class Source {
  public:
@@ -222,8 +265,15 @@ class Source {
   virtual void live_contents(std::vector<uint64_t>& out) const {}
   // Blocks up to timeout_ms or until new data may be available (push sources). Default: sleep.
   virtual void wait_for_data(uint64_t timeout_ms);
+  // Workers: a fresh source (not opened) reading shard `index` of `count` of this source's
+  // input, the shards together reading exactly what this source reads (the file source
+  // splits its files by hash of the path). nullptr: the source cannot split; it then runs on
+  // worker 0 only and its rows are exchanged where needed. Called before open().
+  virtual std::unique_ptr<Source> shard(size_t index, size_t count) const { return nullptr; }
 };
 
+// Called from the run loop's thread (with several workers: worker 0, the thread that called
+// run()).
 class Sink {
  public:
   virtual ~Sink() = default;

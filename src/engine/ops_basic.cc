@@ -21,7 +21,7 @@ constexpr uint8_t kEntryVersion = 1;
 class SelectNode final : public Node {
  public:
   SelectNode(size_t input, Schema schema, std::vector<CompiledExprPtr> exprs, bool memoize, size_t input_width)
-      : Node("select", {input}, std::move(schema)), exprs_(std::move(exprs)), memoize_(memoize) {
+      : Node("select", {input}, std::move(schema)), exprs_(std::move(exprs)), memoize_(memoize), input_width_(input_width) {
     // Outputs that are distinct plain columns can be moved out of an input we own.
     std::vector<bool> seen(input_width, false);
     moves_ = !memoize_;
@@ -98,10 +98,19 @@ class SelectNode final : public Node {
   }
   bool stateful() const override { return memoize_; }
   bool needs_consolidated_input() const override { return memoize_; }
+  std::unique_ptr<Node> clone() const override {
+    return std::make_unique<SelectNode>(inputs()[0], schema(), exprs_, memoize_, input_width_);
+  }
+  Routing routing() const override {
+    Routing r;
+    r.by = memoize_ ? Routing::By::kRowKey : Routing::By::kNone;  // the memo is per row key
+    return r;
+  }
 
  private:
   std::vector<CompiledExprPtr> exprs_;
   bool memoize_;
+  size_t input_width_;
   bool moves_ = false, identity_ = false;
   std::unordered_map<Key, Row, KeyHash> memo_;
   std::unordered_set<Key, KeyHash> dirty_;
@@ -150,6 +159,14 @@ class FilterNode final : public Node {
   }
   bool stateful() const override { return memoize_; }
   bool needs_consolidated_input() const override { return memoize_; }
+  std::unique_ptr<Node> clone() const override {
+    return std::make_unique<FilterNode>(inputs()[0], schema(), pred_, memoize_);
+  }
+  Routing routing() const override {
+    Routing r;
+    r.by = memoize_ ? Routing::By::kRowKey : Routing::By::kNone;
+    return r;
+  }
   void process_consuming(Time t, std::span<Batch* const> in, Batch& out) override {
     if (memoize_) return Node::process_consuming(t, in, out);
     for (Update& u : *in[0]) {
@@ -172,6 +189,7 @@ class FlattenNode final : public Node {
       : Node("flatten", {input}, std::move(schema)), column_(column) {}
 
   bool needs_consolidated_input() const override { return false; }
+  std::unique_ptr<Node> clone() const override { return std::make_unique<FlattenNode>(inputs()[0], schema(), column_); }
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     for (const Update& u : *in[0]) {
       const auto* items = tuple_of(u.row);
@@ -262,6 +280,13 @@ class ConcatNode final : public Node {
       }
   }
   bool stateful() const override { return true; }
+  std::unique_ptr<Node> clone() const override { return std::make_unique<ConcatNode>(inputs(), schema()); }
+  Routing routing() const override {
+    Routing r;
+    r.by = Routing::By::kRowKey;  // key disjointness is checked per key
+    r.partitioned_output = true;
+    return r;
+  }
 
  private:
   std::unordered_map<Key, int64_t, KeyHash> live_;

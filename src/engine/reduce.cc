@@ -512,6 +512,18 @@ class GroupByNode final : public Node {
 
  public:
   bool stateful() const override { return true; }
+  // Workers (node.h): a fresh instance with this configuration; rows go to the worker of their
+  // group key (key_from_values of the grouping values, as accumulate() computes it).
+  std::unique_ptr<Node> clone() const override {
+    return std::make_unique<GroupByNode>(inputs()[0], schema(), group_cols_, group_names_, reducers_, outputs_);
+  }
+  Routing routing() const override {
+    Routing r;
+    r.by = Routing::By::kColumns;
+    r.columns[0] = group_cols_;
+    r.partitioned_output = true;
+    return r;
+  }
 
  private:
   struct Group {

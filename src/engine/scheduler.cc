@@ -1,5 +1,7 @@
 #include "engine/scheduler.h"
 
+#include "engine/workers.h"
+
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -234,6 +236,17 @@ Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& h
   auto& g = graph.impl();
   if (g.ran) return Status::failed_precondition("this graph has already been run; build a new Graph");
   g.ran = true;
+  // Several workers (src/engine/workers.cc) run without persistence hooks only: run() falls
+  // back to 1 worker when persistence is configured.
+  Result<size_t> workers = resolve_workers(options);
+  if (!workers.is_ok()) return workers.status();
+  const bool hooked = hooks.before_start || hooks.after_sinks_open || hooks.after_time || hooks.at_end || hooks.check;
+  if (*workers > 1 && !hooked) {
+    SignalGuard guard(options.handle_signals);
+    return run_workers(g, options, *workers, [&] {
+      return (options.handle_signals && g_signal_stop.load()) || (options.stop && options.stop->load());
+    });
+  }
   Scheduler sched(g, options);
   if (sched.sources().empty()) return Status::invalid_argument("the graph has no input sources");
   SignalGuard guard(options.handle_signals);

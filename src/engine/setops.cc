@@ -82,6 +82,15 @@ class SetOpNode final : public Node {
   }
 
   bool stateful() const override { return true; }
+  std::unique_ptr<Node> clone() const override {
+    return std::make_unique<SetOpNode>(kind(), inputs()[0], inputs()[1], schema(), op_, other_pos_);
+  }
+  Routing routing() const override {  // both inputs by row key: the output of a key is its own
+    Routing r;
+    r.by = Routing::By::kRowKey;
+    r.partitioned_output = true;
+    return r;
+  }
 
  private:
   bool other_cells_used() const { return op_ == SetOp::kUpdateRows || op_ == SetOp::kUpdateCells; }

@@ -87,6 +87,13 @@ class SortNode final : public Node {
   }
 
   bool stateful() const override { return true; }
+  std::unique_ptr<Node> clone() const override { return std::make_unique<SortNode>(inputs()[0], schema(), key_, instance_); }
+  Routing routing() const override {  // neighbours are within an instance
+    Routing r;
+    r.by = Routing::By::kExpr;
+    r.expr = instance_.get();
+    return r;
+  }
 
  private:
   struct Entry {

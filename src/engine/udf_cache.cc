@@ -22,11 +22,17 @@ std::string UdfCacheState::entry_key(const std::vector<Value>& args) {
 }
 
 std::optional<Value> UdfCacheState::lookup(const std::vector<Value>& args) {
-  if (const Value* v = find(entry_key(args))) return *v;
+  std::string key = entry_key(args);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (const Value* v = find(key)) return *v;
   return std::nullopt;
 }
 
-void UdfCacheState::insert(const std::vector<Value>& args, const Value& result) { store(entry_key(args), result); }
+void UdfCacheState::insert(const std::vector<Value>& args, const Value& result) {
+  std::string key = entry_key(args);
+  std::lock_guard<std::mutex> lock(mu_);
+  store(std::move(key), result);
+}
 
 const Value* UdfCacheState::find(const std::string& key) {
   auto it = index_.find(key);
@@ -81,12 +87,14 @@ void UdfCacheState::evict_to_limit() {
 }
 
 std::string UdfCacheState::describe_stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
   return "udf cache '" + config_->name + "': " + std::to_string(stats_.hits) + " hits, " +
          std::to_string(stats_.misses) + " misses, " + std::to_string(stats_.evictions) + " evictions, " +
          std::to_string(stats_.entries) + " entries, " + std::to_string(stats_.bytes) + " bytes";
 }
 
 void UdfCacheState::take_state_changes(StateChanges& out) {
+  std::lock_guard<std::mutex> lock(mu_);
   if (changes_.empty()) return;
   if (out.empty()) out.swap(changes_);
   else out.insert(out.end(), std::make_move_iterator(changes_.begin()), std::make_move_iterator(changes_.end()));
@@ -109,12 +117,14 @@ Status UdfCacheState::restore_state_entry(std::string_view key, std::string_view
   Value v;
   if (!codec::get_value(in, &v)) return corrupt("truncated or malformed");
   if (!in.empty()) return corrupt("malformed (trailing bytes)");
+  std::lock_guard<std::mutex> lock(mu_);
   put(std::string(key), std::move(v), key.size() + value.size());
   return {};
 }
 
 Status UdfCacheState::finish_state_restore() {
   // Whether or not tracking has begun yet, the evictions must reach the stored state.
+  std::lock_guard<std::mutex> lock(mu_);
   log_always_ = true;
   evict_to_limit();
   log_always_ = false;

@@ -7,11 +7,15 @@
 //   value = u8 version (= 1) + codec::put_value(result)
 // An entry's size is key.size() + value.size().
 //
-// Single-threaded: used from the run loop's thread only (evaluation and the persistence hooks).
+// Thread-safe: with several workers (RunOptions::workers) one cache is shared by every worker's
+// instance of the operators using it; lookups and stores take the cache's lock (the function
+// itself runs outside it, so two workers missing on the same arguments may both compute it;
+// the result is equal by the cache's contract).
 #pragma once
 
 #include <cstdint>
 #include <list>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,8 +59,12 @@ class UdfCacheState final : public PersistentState {
   template <class F>
   Value get_or_compute(const std::vector<Value>& args, F&& compute) {
     std::string key = entry_key(args);
-    if (const Value* v = find(key)) return *v;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (const Value* v = find(key)) return *v;
+    }
     Value r = compute(args);
+    std::lock_guard<std::mutex> lock(mu_);
     store(std::move(key), r);
     return r;
   }
@@ -92,6 +100,7 @@ class UdfCacheState final : public PersistentState {
   void log_erase(const std::string& key);
 
   std::shared_ptr<const UdfCache> config_;
+  mutable std::mutex mu_;  // guards everything below
   List lru_;
   std::unordered_map<std::string_view, List::iterator> index_;  // views into the entries' keys
   UdfCacheStats stats_;

@@ -199,10 +199,15 @@ class FixedWindowNode final : public Node {
   FixedWindowNode(size_t input, Schema schema, Window w, DType time_type, CompiledExprPtr time,
                   CompiledExprPtr instance)
       : Node("windowby", {input}, std::move(schema)),
+        window_(w),
+        time_type_(time_type),
         math_(std::move(w), time_type),
         time_(std::move(time)),
         instance_(std::move(instance)) {}
 
+  std::unique_ptr<Node> clone() const override {
+    return std::make_unique<FixedWindowNode>(inputs()[0], schema(), window_, time_type_, time_, instance_);
+  }
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     for (const Update& u : *in[0]) {
       EvalContext ctx{u.row.data(), &u.key};
@@ -222,6 +227,8 @@ class FixedWindowNode final : public Node {
   }
 
  private:
+  Window window_;
+  DType time_type_;
   WindowMath math_;
   CompiledExprPtr time_;
   CompiledExprPtr instance_;
@@ -234,9 +241,21 @@ class SessionWindowNode final : public Node {
   SessionWindowNode(size_t input, Schema schema, Window w, DType time_type, CompiledExprPtr time,
                     CompiledExprPtr instance)
       : Node("windowby", {input}, std::move(schema)),
+        window_(w),
+        time_type_(time_type),
         math_(std::move(w), time_type),
         time_(std::move(time)),
         instance_(std::move(instance)) {}
+
+  std::unique_ptr<Node> clone() const override {
+    return std::make_unique<SessionWindowNode>(inputs()[0], schema(), window_, time_type_, time_, instance_);
+  }
+  Routing routing() const override {  // sessions are per instance
+    Routing r;
+    r.by = Routing::By::kExpr;
+    r.expr = instance_.get();
+    return r;
+  }
 
   // Persistent entries: one per row with a time, key = the row key (16 bytes), value = version
   // byte + instance + time (as evaluated when the row arrived) + the row. Session assignments
@@ -302,6 +321,8 @@ class SessionWindowNode final : public Node {
   bool stateful() const override { return true; }
 
  private:
+  Window window_;
+  DType time_type_;
   struct Entry {
     Value instance;
     Value time;

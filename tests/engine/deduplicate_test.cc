@@ -57,13 +57,15 @@ TEST(Deduplicate, IgnoresRetractionsAndKeysByInstance) {
 // Direct model of the rule: insertions in the order the node sees them (each time's
 // consolidated batch), retractions ignored.
 TEST(Deduplicate, MatchesReferenceModel) {
+  for (size_t workers : kWorkerCounts)
   for (uint64_t seed = 1; seed <= 8; ++seed) {
+    SCOPED_TRACE("workers = " + std::to_string(workers));
     std::mt19937_64 rng(seed);
     auto batches = random_batches(rng, 30, 6, random_row, 0.3);
     auto accept = seed % 2 ? far_above : far_from;
     auto out = run_graph({{kSchema, batches}}, [&](Graph&, std::vector<Table>& in) {
       return in[0].deduplicate(options(true, "", accept));
-    });
+    }, RunOptions{}.pipeline_slice_rows, workers);
     ASSERT_TRUE(out.status.is_ok()) << out.status.to_string();
     ASSERT_EQ(out.step_times.size(), batches.size());
     std::map<Value, Row> model;

@@ -85,9 +85,10 @@ inline Status restore_state(engine::Node& n, const StateEntries& entries) {
   return n.finish_state_restore();
 }
 
-// `slice_rows`: RunOptions::pipeline_slice_rows.
+// `slice_rows`: RunOptions::pipeline_slice_rows; `workers`: RunOptions::workers (0: the
+// environment's TIDEMARK_THREADS, else 1). The in-memory sources split across workers by key.
 inline RunOutput run_graph(const std::vector<SourceSpec>& sources, const BuildFn& build,
-                           size_t slice_rows = RunOptions{}.pipeline_slice_rows) {
+                           size_t slice_rows = RunOptions{}.pipeline_slice_rows, size_t workers = 0) {
   Graph g;
   std::vector<Table> inputs;
   for (size_t i = 0; i < sources.size(); ++i)
@@ -102,6 +103,7 @@ inline RunOutput run_graph(const std::vector<SourceSpec>& sources, const BuildFn
   opts.handle_signals = false;
   opts.progress_interval_s = 0;
   opts.pipeline_slice_rows = slice_rows;
+  opts.workers = workers;
   res.status = run(g, opts);
   res.changes = *captured;
   return res;
@@ -146,35 +148,51 @@ inline Batch prefix(const SourceSpec& s, size_t steps) {
   return all;
 }
 
+// The worker counts the property tests run at; every count must give the results of 1 worker.
+inline constexpr size_t kWorkerCounts[] = {1, 2, 3};
+
 // The property every stateful operator must have: after every step, the incremental output
-// equals the output computed from scratch over the consolidated input so far.
+// equals the output computed from scratch over the consolidated input so far. Checked at 1, 2
+// and 3 workers (kWorkerCounts) against the recomputation at 1 worker: several workers give
+// the same table after every step as one.
 inline void expect_incremental_matches_recompute(const std::vector<SourceSpec>& sources, const BuildFn& build) {
-  RunOutput inc = run_graph(sources, build);
-  ASSERT_TRUE(inc.status.is_ok()) << inc.status.to_string();
-  size_t steps = inc.step_times.size();
-  Snapshot state;
-  engine::Time prev = 0;
-  for (size_t k = 0; k < steps; ++k) {
-    apply_changes(state, inc.changes, inc.step_times[k], prev + 1);
-    prev = inc.step_times[k];
-    std::vector<SourceSpec> scratch;
-    for (const auto& s : sources) {
-      Batch b = prefix(s, k + 1);
-      scratch.push_back({s.schema, b.empty() ? std::vector<Batch>{} : std::vector<Batch>{b}});
+  std::vector<Snapshot> expected_after;  // per step, from scratch at 1 worker
+  for (size_t workers : kWorkerCounts) {
+    SCOPED_TRACE("workers = " + std::to_string(workers));
+    RunOutput inc = run_graph(sources, build, RunOptions{}.pipeline_slice_rows, workers);
+    ASSERT_TRUE(inc.status.is_ok()) << inc.status.to_string();
+    size_t steps = inc.step_times.size();
+    if (workers == 1) {
+      for (size_t k = 0; k < steps; ++k) {
+        std::vector<SourceSpec> scratch;
+        for (const auto& s : sources) {
+          Batch b = prefix(s, k + 1);
+          scratch.push_back({s.schema, b.empty() ? std::vector<Batch>{} : std::vector<Batch>{b}});
+        }
+        bool any = false;
+        for (const auto& s : scratch) any = any || !s.batches.empty();
+        Snapshot expected;
+        if (any) {
+          RunOutput full = run_graph(scratch, build, RunOptions{}.pipeline_slice_rows, 1);
+          ASSERT_TRUE(full.status.is_ok()) << full.status.to_string();
+          expected = final_snapshot(full);
+        }
+        expected_after.push_back(std::move(expected));
+      }
     }
-    bool any = false;
-    for (const auto& s : scratch) any = any || !s.batches.empty();
-    Snapshot expected;
-    if (any) {
-      RunOutput full = run_graph(scratch, build);
-      ASSERT_TRUE(full.status.is_ok()) << full.status.to_string();
-      expected = final_snapshot(full);
-    }
-    ASSERT_EQ(state.size(), expected.size()) << "after step " << k;
-    for (const auto& [key, row] : expected) {
-      auto it = state.find(key);
-      ASSERT_TRUE(it != state.end()) << "after step " << k << ": missing row " << row_str(row);
-      ASSERT_EQ(row_str(it->second), row_str(row)) << "after step " << k;
+    ASSERT_EQ(steps, expected_after.size()) << "a different number of times than at 1 worker";
+    Snapshot state;
+    engine::Time prev = 0;
+    for (size_t k = 0; k < steps; ++k) {
+      apply_changes(state, inc.changes, inc.step_times[k], prev + 1);
+      prev = inc.step_times[k];
+      const Snapshot& expected = expected_after[k];
+      ASSERT_EQ(state.size(), expected.size()) << "after step " << k;
+      for (const auto& [key, row] : expected) {
+        auto it = state.find(key);
+        ASSERT_TRUE(it != state.end()) << "after step " << k << ": missing row " << row_str(row);
+        ASSERT_EQ(row_str(it->second), row_str(row)) << "after step " << k;
+      }
     }
   }
 }

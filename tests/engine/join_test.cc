@@ -127,7 +127,9 @@ TEST(Join, NonDeterministicOutputsRetractWhatWasEmitted) {
   SourceSpec r{rs, keyed_batches(rng, 15, 5, 6, random_side_row)};
   auto counter = std::make_shared<int64_t>(0);
   auto out = run_graph({l, r}, [counter](Graph&, std::vector<Table>& in) {
-    Expr tick = apply([counter](const std::vector<Value>&) { return Value((*counter)++); }, {}, t_int(), false);
+    // Not thread-safe (a shared counter): marked so, its calls are serialized at several workers.
+    Expr tick = apply([counter](const std::vector<Value>&) { return Value((*counter)++); }, {}, t_int(),
+                      ApplyOptions{.deterministic = false, .thread_safe = false});
     return in[0].join_outer(in[1], {{"k", "k"}}).select({{"v", col("v")}, {"n", tick}});
   });
   ASSERT_TRUE(out.status.is_ok()) << out.status.to_string();
