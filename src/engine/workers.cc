@@ -748,7 +748,11 @@ class Run {
           }
           if (p->empty() || !failed.is_ok()) continue;
           w.touched[j] = true;
-          failed = run_node(w, j, t, std::span<Batch* const>(&p, 1), true, /*part=*/true);
+          // A local node's part read by several nodes is nobody's to take (as in the
+          // scheduler): linear nodes process() it, end-of-time nodes read it in place.
+          const bool sole = plan_.place[j] != Place::kLocal || plan_.reads[in] == 1;
+          failed = run_node(w, j, t, std::span<Batch* const>(&p, 1), sole,
+                            /*part=*/sole || g_.node(j).emits_at_end_of_time());
           w.received[0].clear();
         }
         for (size_t j = si; j < size; ++j) {

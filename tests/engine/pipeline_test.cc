@@ -36,17 +36,18 @@ std::vector<std::vector<std::string>> by_step(const RunOutput& out) {
 }
 
 void expect_slice_independent(const std::vector<SourceSpec>& sources, const BuildFn& build) {
-  RunOutput whole = run_graph(sources, build, 0);
+  RunOutput whole = run_graph(sources, build, 0, 1);
   ASSERT_TRUE(whole.status.is_ok()) << whole.status.to_string();
   auto want = by_step(whole);
   size_t changes = 0;
   for (const auto& s : want) changes += s.size();
   ASSERT_GT(changes, 0u);
-  for (size_t slice : {1, 2, 3, 7, 64, 2048}) {
-    RunOutput sliced = run_graph(sources, build, slice);
-    ASSERT_TRUE(sliced.status.is_ok()) << sliced.status.to_string();
-    ASSERT_EQ(by_step(sliced), want) << "slices of " << slice << " rows";
-  }
+  for (size_t workers : {1, 2, 3})
+    for (size_t slice : {1, 2, 3, 7, 64, 2048}) {
+      RunOutput sliced = run_graph(sources, build, slice, workers);
+      ASSERT_TRUE(sliced.status.is_ok()) << sliced.status.to_string();
+      ASSERT_EQ(by_step(sliced), want) << "slices of " << slice << " rows, " << workers << " workers";
+    }
 }
 
 TEST(Pipeline, SplitFlattenGroupByIsSliceIndependent) {
