@@ -50,6 +50,13 @@ def python_calls_during_run(inp, out, udf):
     return calls
 
 
+@pytest.fixture(autouse=True)
+def one_worker(monkeypatch):
+    # The hook sees the calling thread (the engine's with 1 worker); other workers are threads
+    # the engine starts, which a profile hook does not follow.
+    monkeypatch.setenv("TIDEMARK_THREADS", "1")
+
+
 def test_word_count_calls_no_python_per_row(tmp_path):
     seen = []
     for lines in (1_000, 20_000):
