@@ -10,7 +10,8 @@
 #       every engine test at 2 workers (TIDEMARK_THREADS=2; the property tests also run at 3)
 #       and the connectors' Workers.* tests (file source shards, wordcount --workers 2).
 # tsan-workers: only that last part (no test servers needed).
-# Both start the S3 (Ceph RGW) and Azure (Azurite) test servers on their own ports, as
+# Both start the S3 (Ceph RGW) and Azure (Azurite) test servers on their own ports (asan also
+# Kafka, for the Kafka tests in the suite), as
 # scripts/test.sh does, so the object-store tests run instead of skipping. Executables are
 # built without jemalloc (-DTIDEMARK_JEMALLOC=OFF): the sanitizers bring their own allocator.
 # Exit status 1 if a build or any test fails; logs are in build-{asan,tsan}/sanitize.log.
@@ -22,6 +23,7 @@ JOBS=${JOBS:-$(nproc)}
 TEST_JOBS=${TEST_JOBS:-2}
 S3_PORT=${TIDEMARK_SANITIZE_S3_PORT:-7490}
 AZURE_PORT=${TIDEMARK_SANITIZE_AZURE_PORT:-10020}
+KAFKA_PORT=${TIDEMARK_SANITIZE_KAFKA_PORT:-19392}
 bash scripts/install-deps.sh >/dev/null
 
 failed=()
@@ -59,6 +61,7 @@ servers=$(mktemp -d /tmp/tidemark-sanitize-servers.XXXXXX)
 stop_servers() {
   bash "$ROOT/scripts/s3-server.sh" stop "$servers/rgw" >/dev/null 2>&1 || true
   bash "$ROOT/scripts/azure-server.sh" stop "$servers/azurite" >/dev/null 2>&1 || true
+  bash "$ROOT/scripts/kafka-server.sh" stop "$servers/kafka" >/dev/null 2>&1 || true
   rm -rf "$servers"
 }
 trap stop_servers EXIT
@@ -66,6 +69,11 @@ bash scripts/s3-server.sh start "$servers/rgw" "$S3_PORT" >&2
 bash scripts/azure-server.sh start "$servers/azurite" "$AZURE_PORT" >&2
 export TIDEMARK_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 export TIDEMARK_AZURE_ENDPOINT="http://127.0.0.1:$AZURE_PORT/devstoreaccount1"
+if [[ $WHAT == asan || $WHAT == all ]]; then  # the whole suite includes the Kafka tests
+  bash scripts/kafka-server.sh start "$servers/kafka" "$KAFKA_PORT" >&2
+  export TIDEMARK_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+  export TIDEMARK_KAFKA_SERVER_DIR="$servers/kafka"
+fi
 
 if [[ $WHAT == asan || $WHAT == all ]]; then
   flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
