@@ -28,6 +28,9 @@ class MemoryLister final : public connectors::FileLister {
     return {};
   }
   bool recheck(int64_t, int64_t, uint64_t) const override { return true; }
+  std::unique_ptr<connectors::FileLister> clone() const override {
+    return std::make_unique<MemoryLister>(path_, content_);
+  }
 
  private:
   std::string path_;
