@@ -73,16 +73,10 @@ static_assert(static_cast<uint8_t>(DType::kNone) == 1 && static_cast<uint8_t>(DT
 
 void put_key_value(std::string& out, const Value& v) {
   switch (v.type()) {
-    case DType::kFloat: {
-      double d = v.as_float();
-      uint64_t bits;
-      if (std::isnan(d)) bits = 0x7ff8000000000000ULL;
-      else if (d == 0) bits = 0;  // -0.0 == 0.0
-      else std::memcpy(&bits, &d, 8);
+    case DType::kFloat:
       put_u8(out, static_cast<uint8_t>(DType::kFloat));
-      put_u64(out, bits);
+      put_u64(out, canonical_float_bits(v.as_float()));
       return;
-    }
     case DType::kTuple:
       put_u8(out, static_cast<uint8_t>(DType::kTuple));
       put_key_row(out, v.as_tuple());

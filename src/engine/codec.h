@@ -25,6 +25,14 @@ void put_row(std::string& out, const Row& r);  // varint count + values
 // its canonical form (-0.0 as 0.0, every NaN as the quiet NaN 0x7ff8000000000000), so values
 // that compare equal encode, hash and key equally. Identical to put_value otherwise.
 void put_key_value(std::string& out, const Value& v);
+// The bits put_key_value writes for a float: -0.0 as 0.0, every NaN as 0x7ff8000000000000.
+inline uint64_t canonical_float_bits(double d) {
+  if (d != d) return 0x7ff8000000000000ULL;  // NaN
+  if (d == 0) return 0;                       // -0.0 == 0.0
+  uint64_t bits;
+  __builtin_memcpy(&bits, &d, 8);
+  return bits;
+}
 void put_key_row(std::string& out, const Row& r);
 
 // Readers consume from the front of `in`; they return false on truncated or invalid input.

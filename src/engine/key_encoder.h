@@ -5,7 +5,6 @@
 #pragma once
 
 #include <bit>
-#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -35,16 +34,10 @@ class KeyEncoder {
       case DType::kNone: byte(static_cast<uint8_t>(DType::kNone)); return;
       case DType::kBool: byte(static_cast<uint8_t>(DType::kBool)); byte(v.as_bool() ? 1 : 0); return;
       case DType::kInt: byte(static_cast<uint8_t>(DType::kInt)); u64(static_cast<uint64_t>(v.as_int())); return;
-      case DType::kFloat: {
-        double d = v.as_float();
-        uint64_t bits;
-        if (std::isnan(d)) bits = 0x7ff8000000000000ULL;
-        else if (d == 0) bits = 0;  // -0.0 == 0.0
-        else std::memcpy(&bits, &d, 8);
+      case DType::kFloat:
         byte(static_cast<uint8_t>(DType::kFloat));
-        u64(bits);
+        u64(canonical_float_bits(v.as_float()));
         return;
-      }
       case DType::kString: return text(DType::kString, v.as_string(), v);
       case DType::kBytes: return text(DType::kBytes, v.as_bytes(), v);
       case DType::kJson: return text(DType::kJson, v.as_json(), v);

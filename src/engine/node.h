@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "tidemark/schema.h"
@@ -67,6 +68,24 @@ class StatusError : public std::runtime_error {
  private:
   Status status_;
 };
+
+// Runs `call` (a call into `node`: process, process_part, end_time, ...) and turns what it
+// throws into a Status naming the node: a StatusError keeps its code; a value of an unexpected
+// type (bad_variant_access) and any other exception become InvalidArgument.
+template <class Node_, class Call>
+Status call_operator(const Node_& node, Call&& call) {
+  try {
+    call();
+  } catch (const StatusError& e) {
+    return e.status().with_context(node.label());
+  } catch (const std::bad_variant_access& e) {
+    return Status::invalid_argument(node.label() + ": a value of an unexpected type reached the operator (" +
+                                    e.what() + ")");
+  } catch (const std::exception& e) {
+    return Status::invalid_argument(node.label() + ": " + e.what());
+  }
+  return {};
+}
 
 // Incremental persistent state (operator persisting, UDF caches; docs/persistence.md).
 // A state is a map of entries: opaque key bytes -> value bytes. Changes are puts and erases,

@@ -93,22 +93,14 @@ Time Scheduler::next_time() {
 
 Status Scheduler::run_node(size_t i, Time t, std::span<Batch* const> ins, bool owns_inputs) {
   Node& node = graph_.node(i);
-  try {
+  return call_operator(node, [&] {
     // A part read by several pipelined nodes is nobody's to take: linear nodes then process()
     // it (their output for a part is process() of it), end-of-time nodes read it in place.
     if (pipelined_[i] && !node.inputs().empty() && (owns_inputs || node.emits_at_end_of_time()))
       node.process_part(t, ins, outputs_[i]);
     else if (owns_inputs && !pipelined_[i]) node.process_consuming(t, ins, outputs_[i]);
     else node.process(t, std::span<const Batch* const>(const_cast<const Batch* const*>(ins.data()), ins.size()), outputs_[i]);
-  } catch (const StatusError& e) {
-    return e.status().with_context(node.label());
-  } catch (const std::bad_variant_access& e) {
-    return Status::invalid_argument(node.label() + ": a value of an unexpected type reached the operator (" +
-                                    e.what() + ")");
-  } catch (const std::exception& e) {
-    return Status::invalid_argument(node.label() + ": " + e.what());
-  }
-  return {};
+  });
 }
 
 Status Scheduler::step(Time t, bool suppress_sinks) {
@@ -188,15 +180,7 @@ Status Scheduler::step(Time t, bool suppress_sinks) {
                                std::make_move_iterator(accumulated_[i].end()));
         accumulated_[i].clear();
       }
-      if (!node.inputs().empty()) {
-        try {
-          node.end_time(t, outputs[i]);
-        } catch (const StatusError& e) {
-          return e.status().with_context(node.label());
-        } catch (const std::exception& e) {
-          return Status::invalid_argument(node.label() + ": " + e.what());
-        }
-      }
+      if (!node.inputs().empty()) TM_RETURN_IF_ERROR(call_operator(node, [&] { node.end_time(t, outputs[i]); }));
       if (!feeds_rest_[i]) outputs[i].clear();
       else if (consolidate_output_[i]) consolidate(outputs[i]);
       continue;

@@ -657,32 +657,17 @@ class Run {
 
   Status run_node(Worker& w, size_t i, Time t, std::span<Batch* const> ins, bool owns, bool part = false) {
     Node& node = *w.nodes[i];
-    try {
+    return call_operator(node, [&] {
       if (part) node.process_part(t, ins, w.outputs[i]);
       else if (owns) node.process_consuming(t, ins, w.outputs[i]);
       else node.process(t, std::span<const Batch* const>(const_cast<const Batch* const*>(ins.data()), ins.size()),
                         w.outputs[i]);
-    } catch (const StatusError& e) {
-      return e.status().with_context(node.label());
-    } catch (const std::bad_variant_access& e) {
-      return Status::invalid_argument(node.label() + ": a value of an unexpected type reached the operator (" +
-                                      e.what() + ")");
-    } catch (const std::exception& e) {
-      return Status::invalid_argument(node.label() + ": " + e.what());
-    }
-    return {};
+    });
   }
 
   Status end_time(Worker& w, size_t i, Time t) {
     Node& node = *w.nodes[i];
-    try {
-      node.end_time(t, w.outputs[i]);
-    } catch (const StatusError& e) {
-      return e.status().with_context(node.label());
-    } catch (const std::exception& e) {
-      return Status::invalid_argument(node.label() + ": " + e.what());
-    }
-    return {};
+    return call_operator(node, [&] { node.end_time(t, w.outputs[i]); });
   }
 
   // One time on one worker. A failure stops this worker's processing but not its part in the
