@@ -3,6 +3,9 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
 
 #include <chrono>
 #include <condition_variable>
@@ -20,6 +23,25 @@
 #include "tidemark/tidemark.h"
 
 namespace tidemark::testing {
+
+// A built executable of this project (build/bin/BIN) run through the shell with `args`
+// (and `env` assignments before it): its exit code and its stdout and stderr together.
+struct Proc {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+inline Proc run_bin(const std::string& bin, const std::string& args, const std::string& env = "") {
+  std::string cmd = env + std::string(TIDEMARK_BIN_DIR) + "/" + bin + " " + args + " 2>&1";
+  Proc p{-1, ""};
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) return p;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) p.output.append(buf, n);
+  int st = pclose(f);
+  p.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return p;
+}
 
 inline std::string row_string(const Row& r) {
   std::string s = "(";

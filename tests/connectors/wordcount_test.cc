@@ -10,23 +10,7 @@
 namespace tidemark::testing {
 namespace {
 
-struct Proc {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-Proc run_cmd(const std::string& args) {
-  std::string cmd = std::string(TIDEMARK_BIN_DIR) + "/wordcount " + args + " 2>&1";
-  Proc p{-1, ""};
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return p;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) p.output.append(buf, n);
-  int st = pclose(f);
-  p.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return p;
-}
+Proc run_cmd(const std::string& args) { return run_bin("wordcount", args); }
 
 // Lines of the output sorted, with the time column checked (one time: static input) and dropped.
 std::vector<std::string> counts_without_time(const std::string& csv) {

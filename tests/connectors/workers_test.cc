@@ -109,23 +109,7 @@ TEST(Workers, PersistenceRunsOnOneWorkerWithOneWarning) {
   EXPECT_NE(out.find("b,1,"), std::string::npos) << out;
 }
 
-struct Proc {
-  int exit_code;
-  std::string output;
-};
-
-Proc wordcount(const std::string& args) {
-  std::string cmd = std::string(TIDEMARK_BIN_DIR) + "/wordcount " + args + " 2>&1";
-  Proc p{-1, ""};
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return p;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) p.output.append(buf, n);
-  int st = pclose(f);
-  p.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return p;
-}
+Proc wordcount(const std::string& args) { return run_bin("wordcount", args); }
 
 // The final counts of a wordcount CSV (word,count,time,diff): word -> count.
 std::map<std::string, std::string> final_counts(const std::string& csv) {

@@ -19,24 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Proc {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-Proc run_bin(const std::string& bin, const std::string& args, const std::string& env = "") {
-  std::string cmd = env + std::string(TIDEMARK_BIN_DIR) + "/" + bin + " " + args + " 2>&1";
-  Proc p{-1, ""};
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return p;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) p.output.append(buf, n);
-  int st = pclose(f);
-  p.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return p;
-}
-
 Proc tool(const std::string& args, const std::string& env = "") { return run_bin("tidemark", args, env); }
 
 bool contains(const std::string& haystack, const std::string& needle) {
