@@ -535,10 +535,10 @@ int main(int argc, char** argv) {
   auto build_join = [](std::vector<Table>& in) {
     return in[0].join(in[1], {{"id", "id"}}).select({{"key", left("id")}, {"a", left("v")}, {"b", right("v")}});
   };
-  double join_seconds = 0;
-  if (want("groupby")) {
+  // The groupby figures' input (2M rows over 10k groups, seeded) and graph.
+  const Schema group_schema{{"g", t_int()}, {"v", t_int()}};
+  auto make_group_inputs = [&] {
     std::mt19937_64 rng(1);
-    Schema s{{"g", t_int()}, {"v", t_int()}};
     std::vector<engine::Batch> batches;
     for (uint64_t i = 0; i < rows; i += per) {
       engine::Batch b;
@@ -546,13 +546,20 @@ int main(int argc, char** argv) {
         b.push_back({Key{i + j + 1, 9}, {Value(static_cast<int64_t>(rng() % 10'000)), Value(static_cast<int64_t>(rng() % 1000))}, 1});
       batches.push_back(std::move(b));
     }
+    return batches;
+  };
+  auto build_groupby = [](std::vector<Table>& in) {
+    return in[0].groupby({"g"}).reduce({{"g", col("g")}, {"n", reducers::count()}, {"s", reducers::sum(col("v"))}});
+  };
+  double join_seconds = 0;
+  if (want("groupby")) {
+    const Schema& s = group_schema;
+    std::vector<engine::Batch> batches = make_group_inputs();
     std::vector<double> et, ec;
     uint64_t rss = 0;
     for (size_t r = 0; r < R; ++r) {
       reset_peak_rss();
-      OpRun o = run_batches(batches, nullptr, s, s, [](std::vector<Table>& in) {
-        return in[0].groupby({"g"}).reduce({{"g", col("g")}, {"n", reducers::count()}, {"s", reducers::sum(col("v"))}});
-      });
+      OpRun o = run_batches(batches, nullptr, s, s, build_groupby);
       et.push_back(o.seconds);
       ec.push_back(o.cpu_seconds);
       rss = std::max(rss, peak_rss());
@@ -714,19 +721,10 @@ int main(int argc, char** argv) {
              {{"words", double(words)}, {"files", double(files)}});
     }
     if (want("groupby")) {
-      std::mt19937_64 rng(1);
-      Schema s{{"g", t_int()}, {"v", t_int()}};
-      std::vector<engine::Batch> batches;
-      for (uint64_t i = 0; i < rows; i += per) {
-        engine::Batch b;
-        for (uint64_t j = 0; j < per; ++j)
-          b.push_back({Key{i + j + 1, 9}, {Value(static_cast<int64_t>(rng() % 10'000)), Value(static_cast<int64_t>(rng() % 1000))}, 1});
-        batches.push_back(std::move(b));
-      }
+      const Schema& s = group_schema;
+      std::vector<engine::Batch> batches = make_group_inputs();
       auto [secs, base] = paired([&] {
-        return run_batches(batches, nullptr, s, s, [](std::vector<Table>& in) {
-                 return in[0].groupby({"g"}).reduce({{"g", col("g")}, {"n", reducers::count()}, {"s", reducers::sum(col("v"))}});
-               }).seconds;
+        return run_batches(batches, nullptr, s, s, build_groupby).seconds;
       });
       report("groupby count+sum, 2M rows, 10k groups", "groupby", secs, base, {{"rows", double(rows)}, {"groups", 10'000}});
     }
