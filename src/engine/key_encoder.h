@@ -8,6 +8,10 @@
 #include <cstring>
 #include <string>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "engine/codec.h"
 #include "tidemark/value.h"
 
@@ -51,6 +55,38 @@ class KeyEncoder {
       case DType::kDuration: byte(static_cast<uint8_t>(DType::kDuration)); u64(static_cast<uint64_t>(v.as_duration())); return;
       case DType::kTuple: return add_general(v);
     }
+  }
+  // The key of a row of one value whose encoding is a tag and 8 payload bytes (int, float,
+  // datetimes, duration), as begin(1) + add(v) + finish() gives it, into *key; false for any
+  // other value (then use the general path). The 10 bytes are assembled in registers and
+  // stored at once: hashing bytes just written piecewise stalls on store forwarding (the hash
+  // reads 8-byte words spanning several small stores), which made this 2.4x slower.
+  static bool single_fixed_key(const Value& v, Key* key) {
+    uint64_t payload;
+    DType t = v.type();
+    switch (t) {
+      case DType::kInt: payload = static_cast<uint64_t>(v.as_int()); break;
+      case DType::kFloat: payload = canonical_float_bits(v.as_float()); break;
+      case DType::kDateTimeNaive: payload = static_cast<uint64_t>(v.as_datetime_naive()); break;
+      case DType::kDateTimeUtc: payload = static_cast<uint64_t>(v.as_datetime_utc()); break;
+      case DType::kDuration: payload = static_cast<uint64_t>(v.as_duration()); break;
+      default: return false;
+    }
+    if constexpr (std::endian::native != std::endian::little) return false;
+    // Bytes: varint(1) = 0x01, the type tag, the payload little-endian.
+    const uint64_t lo = 0x01u | (uint64_t{static_cast<uint8_t>(t)} << 8) | (payload << 16);
+    const uint64_t hi = payload >> 48;
+    alignas(16) unsigned char b[16];
+#if defined(__SSE2__)
+    _mm_store_si128(reinterpret_cast<__m128i*>(b),
+                    _mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo)));
+#else
+    std::memcpy(b, &lo, 8);
+    std::memcpy(b + 8, &hi, 8);
+#endif
+    XXH128_hash_t h = XXH3_128bits(b, 10);
+    *key = Key{h.low64, h.high64};
+    return true;
   }
   // The key of the values added since begin(): xxh3-128 of the bytes.
   Key finish() const {

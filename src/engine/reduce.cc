@@ -67,7 +67,17 @@ struct SumDelta {
   double fsum = 0;
   int64_t n = 0;
   bool saw_float = false, saw_duration = false, any = false;
+  // Ints inline (every row of an int sum comes here), the other types out of line.
   void add(const Value& v, int64_t diff) {
+    if (v.type() == DType::kInt) [[likely]] {
+      isum += v.as_int() * diff;
+      n += diff;
+      any = true;
+      return;
+    }
+    add_other(v, diff);
+  }
+  [[gnu::noinline]] void add_other(const Value& v, int64_t diff) {
     if (v.is_none()) return;
     switch (v.type()) {
       case DType::kInt: isum += v.as_int() * diff; break;
@@ -301,7 +311,10 @@ class GroupByNode final : public Node {
     sum_delta_.resize(linear_.size());
     sums_.resize(linear_.size());
     linear_pos_.assign(reducers_.size(), -1);
-    for (size_t j = 0; j < linear_.size(); ++j) linear_pos_[linear_[j]] = static_cast<int>(j);
+    for (size_t j = 0; j < linear_.size(); ++j) {
+      linear_pos_[linear_[j]] = static_cast<int>(j);
+      linear_col_.push_back(reducers_[linear_[j]].arg->column_index());
+    }
     for (const auto& r : reducers_) ordered_ = ordered_ || ordered_reducer(r.name);
     // Outputs that are plain references to a grouping value or a reducer's result are built
     // without evaluating expressions (the common case).
@@ -403,56 +416,68 @@ class GroupByNode final : public Node {
       }
     }
     const bool tracking = tracking_state();
-    // In blocks: first every row's group key (one hash per row: the grouping values' key, also
-    // the output key), prefetching its index cell, then the lookups and updates, so the cache
-    // misses of a block's random lookups overlap instead of stalling row by row.
+    // In blocks, a step at a time over the block's rows (so the cache misses of a block's
+    // random lookups overlap instead of stalling row by row, and each loop stays small):
+    // every row's group key (one hash per row: the grouping values' key, also the output key)
+    // with a prefetch of its index cell; the slots (new groups created); the counts; then each
+    // sum/avg over its column.
     constexpr size_t kBlock = 32;
     Key keys[kBlock];
+    uint32_t slots[kBlock];
+    const bool one_col = group_cols_.size() == 1;
     for (size_t base = 0; base < rows.size(); base += kBlock) {
-      size_t m = std::min(kBlock, rows.size() - base);
+      const size_t m = std::min(kBlock, rows.size() - base);
+      const Update* block = rows.data() + base;
       for (size_t i = 0; i < m; ++i) {
-        const Row& r = rows[base + i].row;
-        key_enc_.begin(group_cols_.size());
-        for (size_t c : group_cols_) key_enc_.add(r[c]);
-        keys[i] = key_enc_.finish();
+        const Row& r = block[i].row;
+        if (!one_col || !codec::KeyEncoder::single_fixed_key(r[group_cols_[0]], &keys[i])) {
+          key_enc_.begin(group_cols_.size());
+          for (size_t c : group_cols_) key_enc_.add(r[c]);
+          keys[i] = key_enc_.finish();
+        }
         index_.prefetch(keys[i]);
       }
-      for (size_t i = 0; i < m; ++i) accumulate_row(t, rows[base + i], keys[i], tracking);
-    }
-  }
-  void accumulate_row(Time t, const Update& u, const Key& gkey, bool tracking) {
-    {
-      uint32_t slot = index_.find(gkey);
-      if (slot == KeyIndex::kNone) {
-        Group g = new_group();
-        g.values.reserve(group_cols_.size());
-        for (size_t c : group_cols_) g.values.push_back(u.row[c]);
-        slot = add_group(gkey, std::move(g));
-      }
-      if (stamp_[slot] != epoch_) {
-        stamp_[slot] = epoch_;
-        touched_.push_back(slot);
-        if (tracking && !groups_[slot].dirty) {
-          groups_[slot].dirty = true;
-          dirty_.push_back(slot);
+      for (size_t i = 0; i < m; ++i) {
+        uint32_t slot = index_.find(keys[i]);
+        if (slot == KeyIndex::kNone) {
+          Group g = new_group();
+          g.values.reserve(group_cols_.size());
+          for (size_t c : group_cols_) g.values.push_back(block[i].row[c]);
+          slot = add_group(keys[i], std::move(g));
         }
+        slots[i] = slot;
+        if (stamp_[slot] != epoch_) {
+          stamp_[slot] = epoch_;
+          touched_.push_back(slot);
+          if (tracking && !groups_[slot].dirty) {
+            groups_[slot].dirty = true;
+            dirty_.push_back(slot);
+          }
+        }
+        delta_[slot] += block[i].diff;
       }
-      delta_[slot] += u.diff;
-      if (!linear_.empty()) {
-        EvalContext ctx{u.row.data(), &u.key};
-        for (size_t j = 0; j < linear_.size(); ++j) {
+      for (size_t j = 0; j < linear_.size(); ++j) {
+        SumDelta* sd = sum_delta_[j].data();
+        const int c = linear_col_[j];
+        if (c >= 0) {
+          for (size_t i = 0; i < m; ++i) sd[slots[i]].add(block[i].row[static_cast<size_t>(c)], block[i].diff);
+        } else {
           const auto& arg = reducers_[linear_[j]].arg;
-          int c = arg->column_index();
-          if (c >= 0) sum_delta_[j][slot].add(u.row[c], u.diff);
-          else sum_delta_[j][slot].add(arg->eval(ctx), u.diff);
+          for (size_t i = 0; i < m; ++i) {
+            EvalContext ctx{block[i].row.data(), &block[i].key};
+            sd[slots[i]].add(arg->eval(ctx), block[i].diff);
+          }
         }
       }
       if (!active_.empty()) {
-        Group& g = groups_[slot];
-        EvalContext ctx{u.row.data(), &u.key};
-        for (size_t i : active_) {
-          Value v = reducers_[i].arg ? reducers_[i].arg->eval(ctx) : Value();
-          g.states[i]->add(v, u.diff, t, u.key);
+        for (size_t i = 0; i < m; ++i) {
+          const Update& u = block[i];
+          Group& g = groups_[slots[i]];
+          EvalContext ctx{u.row.data(), &u.key};
+          for (size_t r : active_) {
+            Value v = reducers_[r].arg ? reducers_[r].arg->eval(ctx) : Value();
+            g.states[r]->add(v, u.diff, t, u.key);
+          }
         }
       }
     }
@@ -642,6 +667,7 @@ class GroupByNode final : public Node {
   std::vector<std::vector<SumDelta>> sum_delta_;  // [linear reducer][slot]
   std::vector<std::vector<SumState>> sums_;       // [linear reducer][slot]: sum/avg states
   std::vector<int> linear_pos_;                   // per reducer: its index in linear_, or -1
+  std::vector<int> linear_col_;                   // per linear reducer: its argument's column, or -1
   bool ordered_ = false;
   std::vector<Group> groups_;    // dense slots; free_ lists the dead ones
   std::vector<uint32_t> free_;

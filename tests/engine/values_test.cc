@@ -100,6 +100,33 @@ TEST(Values, KeyEncoderBytesAreThoseOfPutKeyRow) {
     spilled += want.size() > 256;
   }
   EXPECT_GT(spilled, 0u);
+  // The single fixed-width value fast path: the same key as the general path, for every value
+  // it accepts, and it refuses the others.
+  size_t fast = 0;
+  for (const Value& v : pool) {
+    Key k;
+    bool took = codec::KeyEncoder::single_fixed_key(v, &k);
+    DType t = v.type();
+    bool fixed = t == DType::kInt || t == DType::kFloat || t == DType::kDateTimeNaive || t == DType::kDateTimeUtc ||
+                 t == DType::kDuration;
+    ASSERT_EQ(took, fixed) << v.to_string();
+    if (took) {
+      ASSERT_EQ(k, key_from_values({v})) << v.to_string();
+    }
+    fast += took;
+  }
+  for (double d : {0.0, -0.0, std::nan(""), -std::nan("7"), 1e308}) {
+    Key k;
+    ASSERT_TRUE(codec::KeyEncoder::single_fixed_key(Value(d), &k));
+    ASSERT_EQ(k, key_from_values({Value(d)}));
+  }
+  for (int i = 0; i < 1000; ++i) {  // every payload byte and sign
+    Value v(static_cast<int64_t>(rng()));
+    Key k;
+    ASSERT_TRUE(codec::KeyEncoder::single_fixed_key(v, &k));
+    ASSERT_EQ(k, key_from_values({v})) << v.to_string();
+  }
+  EXPECT_GT(fast, 20u);
 }
 
 TEST(Values, ZeroAndNegativeZeroAndNaNsAreOneGroup) {
