@@ -2,6 +2,7 @@
 // numbers, shared by groupby (groups) and join (buckets).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -51,6 +52,11 @@ class KeyIndex {
     }
     cells_[i].slot = kNone;
     --size_;
+  }
+  // Empties the index and keeps its cells (for an index refilled to about the same size).
+  void reset() {
+    std::fill(cells_.begin(), cells_.end(), Cell{});
+    size_ = 0;
   }
   void clear() {
     cells_.clear();

@@ -77,6 +77,14 @@ struct SumDelta {
     }
     add_other(v, diff);
   }
+  void merge(const SumDelta& o) {
+    isum += o.isum;
+    fsum += o.fsum;
+    n += o.n;
+    saw_float = saw_float || o.saw_float;
+    saw_duration = saw_duration || o.saw_duration;
+    any = any || o.any;
+  }
   [[gnu::noinline]] void add_other(const Value& v, int64_t diff) {
     if (v.is_none()) return;
     switch (v.type()) {
@@ -309,6 +317,7 @@ class GroupByNode final : public Node {
       if (reducers_[i].name == "sum" || reducers_[i].name == "avg") linear_.push_back(i);  // summed per time
       else if (reducers_[i].name != "count") active_.push_back(i);  // count is the group's own count
     sum_delta_.resize(linear_.size());
+    comb_sums_.resize(linear_.size());
     sums_.resize(linear_.size());
     linear_pos_.assign(reducers_.size(), -1);
     for (size_t j = 0; j < linear_.size(); ++j) {
@@ -402,19 +411,138 @@ class GroupByNode final : public Node {
   void process_part(Time t, std::span<Batch* const> in, Batch&) override { accumulate(t, *in[0]); }
   void end_time(Time, Batch& out) override { emit(out); }
 
+  // Workers' combiner (Node::combines): count, sum and avg deltas merge, so each worker sums
+  // its rows' deltas per group and sends one partial per group: key = the group key, row = the
+  // grouping values, the count delta, then per sum/avg its delta (isum, fsum, n, flags).
+  bool combines() const override { return !ordered_ && active_.empty(); }
+  void combine_part(Time, const Batch& rows) override {
+    constexpr size_t kBlock = 32;
+    Key keys[kBlock];
+    uint32_t slots[kBlock];
+    for (size_t base = 0; base < rows.size(); base += kBlock) {
+      const size_t m = std::min(kBlock, rows.size() - base);
+      const Update* block = rows.data() + base;
+      for (size_t i = 0; i < m; ++i) {
+        keys[i] = group_key(block[i].row);
+        comb_index_.prefetch(keys[i]);
+      }
+      for (size_t i = 0; i < m; ++i) {
+        uint32_t slot = comb_index_.find(keys[i]);
+        if (slot == KeyIndex::kNone) {
+          slot = static_cast<uint32_t>(comb_keys_.size());
+          comb_keys_.push_back(keys[i]);
+          Row values;
+          values.reserve(group_cols_.size() + 1 + 4 * linear_.size());
+          for (size_t c : group_cols_) values.push_back(block[i].row[c]);
+          comb_values_.push_back(std::move(values));
+          comb_delta_.push_back(0);
+          for (auto& v : comb_sums_) v.emplace_back();
+          comb_index_.insert(keys[i], slot);
+        }
+        slots[i] = slot;
+        comb_delta_[slot] += block[i].diff;
+      }
+      for (size_t j = 0; j < linear_.size(); ++j) {
+        SumDelta* sd = comb_sums_[j].data();
+        const int c = linear_col_[j];
+        const auto& arg = reducers_[linear_[j]].arg;
+        for (size_t i = 0; i < m; ++i) {
+          if (c >= 0) {
+            sd[slots[i]].add(block[i].row[static_cast<size_t>(c)], block[i].diff);
+          } else {
+            EvalContext ctx{block[i].row.data(), &block[i].key};
+            sd[slots[i]].add(arg->eval(ctx), block[i].diff);
+          }
+        }
+      }
+    }
+  }
+  void take_partials(Batch& out) override {
+    out.reserve(out.size() + comb_keys_.size());
+    for (size_t slot = 0; slot < comb_keys_.size(); ++slot) {
+      bool changed = comb_delta_[slot] != 0;
+      for (const auto& v : comb_sums_) changed = changed || v[slot].any;
+      if (!changed) continue;  // the rows cancelled out
+      Row r = std::move(comb_values_[slot]);
+      r.push_back(Value(comb_delta_[slot]));
+      for (const auto& v : comb_sums_) {
+        const SumDelta& d = v[slot];
+        r.push_back(Value(d.isum));
+        r.push_back(Value(d.fsum));
+        r.push_back(Value(d.n));
+        r.push_back(Value(static_cast<int64_t>((d.saw_float ? 1 : 0) | (d.saw_duration ? 2 : 0) | (d.any ? 4 : 0))));
+      }
+      out.push_back({comb_keys_[slot], std::move(r), 1});
+    }
+    comb_index_.reset();
+    comb_keys_.clear();
+    comb_values_.clear();
+    comb_delta_.clear();
+    for (auto& v : comb_sums_) v.clear();
+  }
+  void merge_partials(Time, const Batch& partials) override {
+    begin_time();
+    const bool tracking = tracking_state();
+    const size_t ng = group_cols_.size();
+    for (const Update& u : partials) {
+      const Row& r = u.row;
+      if (r.size() != ng + 1 + 4 * linear_.size()) throw RuntimeError("groupby: malformed partial aggregate");
+      uint32_t slot = index_.find(u.key);
+      if (slot == KeyIndex::kNone) {
+        Group g = new_group();
+        g.values.assign(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(ng));
+        slot = add_group(u.key, std::move(g));
+      }
+      touch(slot, tracking);
+      delta_[slot] += r[ng].as_int();
+      for (size_t j = 0; j < linear_.size(); ++j) {
+        const size_t at = ng + 1 + 4 * j;
+        SumDelta d;
+        d.isum = r[at].as_int();
+        d.fsum = r[at + 1].as_float();
+        d.n = r[at + 2].as_int();
+        const int64_t flags = r[at + 3].as_int();
+        d.saw_float = flags & 1;
+        d.saw_duration = flags & 2;
+        d.any = flags & 4;
+        sum_delta_[j][slot].merge(d);
+      }
+    }
+  }
+
  private:
   // Pre-aggregation: the rows of this time are assigned to groups through one hash each; the
   // count changes are summed per group in a dense array and each touched group's state is
   // updated once at the end (only reducers other than count see every row).
-  void accumulate(Time t, const Batch& rows) {
-    if (!in_time_) {
-      in_time_ = true;
-      touched_.clear();
-      if (++epoch_ == 0) {  // wrapped: forget every stamp
-        std::fill(stamp_.begin(), stamp_.end(), 0);
-        epoch_ = 1;
-      }
+  void begin_time() {
+    if (in_time_) return;
+    in_time_ = true;
+    touched_.clear();
+    if (++epoch_ == 0) {  // wrapped: forget every stamp
+      std::fill(stamp_.begin(), stamp_.end(), 0);
+      epoch_ = 1;
     }
+  }
+  // The group key of a row (key_from_values of its grouping values).
+  Key group_key(const Row& r) {
+    Key k;
+    if (group_cols_.size() == 1 && codec::KeyEncoder::single_fixed_key(r[group_cols_[0]], &k)) return k;
+    key_enc_.begin(group_cols_.size());
+    for (size_t c : group_cols_) key_enc_.add(r[c]);
+    return key_enc_.finish();
+  }
+  // Marks a group touched by this time (and changed since the last take when tracking).
+  void touch(uint32_t slot, bool tracking) {
+    if (stamp_[slot] == epoch_) return;
+    stamp_[slot] = epoch_;
+    touched_.push_back(slot);
+    if (tracking && !groups_[slot].dirty) {
+      groups_[slot].dirty = true;
+      dirty_.push_back(slot);
+    }
+  }
+  void accumulate(Time t, const Batch& rows) {
+    begin_time();
     const bool tracking = tracking_state();
     // In blocks, a step at a time over the block's rows (so the cache misses of a block's
     // random lookups overlap instead of stalling row by row, and each loop stays small):
@@ -424,17 +552,11 @@ class GroupByNode final : public Node {
     constexpr size_t kBlock = 32;
     Key keys[kBlock];
     uint32_t slots[kBlock];
-    const bool one_col = group_cols_.size() == 1;
     for (size_t base = 0; base < rows.size(); base += kBlock) {
       const size_t m = std::min(kBlock, rows.size() - base);
       const Update* block = rows.data() + base;
       for (size_t i = 0; i < m; ++i) {
-        const Row& r = block[i].row;
-        if (!one_col || !codec::KeyEncoder::single_fixed_key(r[group_cols_[0]], &keys[i])) {
-          key_enc_.begin(group_cols_.size());
-          for (size_t c : group_cols_) key_enc_.add(r[c]);
-          keys[i] = key_enc_.finish();
-        }
+        keys[i] = group_key(block[i].row);
         index_.prefetch(keys[i]);
       }
       for (size_t i = 0; i < m; ++i) {
@@ -446,14 +568,7 @@ class GroupByNode final : public Node {
           slot = add_group(keys[i], std::move(g));
         }
         slots[i] = slot;
-        if (stamp_[slot] != epoch_) {
-          stamp_[slot] = epoch_;
-          touched_.push_back(slot);
-          if (tracking && !groups_[slot].dirty) {
-            groups_[slot].dirty = true;
-            dirty_.push_back(slot);
-          }
-        }
+        touch(slot, tracking);
         delta_[slot] += block[i].diff;
       }
       for (size_t j = 0; j < linear_.size(); ++j) {
@@ -668,6 +783,13 @@ class GroupByNode final : public Node {
   std::vector<std::vector<SumState>> sums_;       // [linear reducer][slot]: sum/avg states
   std::vector<int> linear_pos_;                   // per reducer: its index in linear_, or -1
   std::vector<int> linear_col_;                   // per linear reducer: its argument's column, or -1
+  // The workers' combiner (combine_part .. take_partials): this time's deltas of the groups of
+  // the rows read on this worker, any owner.
+  KeyIndex comb_index_;
+  std::vector<Key> comb_keys_;
+  std::vector<Row> comb_values_;
+  std::vector<int64_t> comb_delta_;
+  std::vector<std::vector<SumDelta>> comb_sums_;  // [linear reducer][combiner slot]
   bool ordered_ = false;
   std::vector<Group> groups_;    // dense slots; free_ lists the dead ones
   std::vector<uint32_t> free_;

@@ -164,6 +164,9 @@ struct Plan {
   std::vector<bool> feeds_rest;          // pipelined with a consumer outside the prefix
   std::vector<bool> has_pipelined_consumer, fans_out;  // sources
   std::vector<size_t> reads_rest;        // input ports of non-pipelined nodes reading node i
+  // Pipelined keyed nodes that pre-aggregate before the exchange (Node::combines): their rows
+  // stay on the worker reading them; only the time's partials are exchanged, at its end.
+  std::vector<bool> combine;
 };
 
 struct Worker {
@@ -177,6 +180,7 @@ struct Worker {
   std::vector<Batch> out, in;        // exchange buffers
   std::vector<Batch> accumulated;    // pipelined nodes feeding the rest: this time's output
   std::vector<bool> touched;
+  std::vector<bool> combining;       // a combining node's slices ran this time (same on every worker)
   std::vector<uint64_t> reached;
   std::vector<uint32_t> dest;
   std::vector<size_t> counts, fill;
@@ -386,6 +390,9 @@ class Run {
           if (!g_.node(c).emits_at_end_of_time()) plan_.fans_out[i] = true;
         }
       }
+    plan_.combine.assign(size, false);
+    for (size_t i = 0; i < size; ++i)
+      plan_.combine[i] = plan_.pipelined[i] && plan_.place[i] == Place::kKeyed && g_.node(i).combines();
     for (Worker& w : workers_) {
       for (size_t i = 0; i < size; ++i)
         if (plan_.place[i] == Place::kSource && w.nodes[i]) w.sources.push_back(static_cast<SourceNode*>(w.nodes[i]));
@@ -655,6 +662,37 @@ class Run {
     }
   }
 
+  // The end of a time for combining node i (Plan::combine): every worker sends its partials to
+  // the owners of their keys (the routing key is the partial's key), and each instance merges
+  // what it received. Collective: every worker calls it for the same nodes and times, a failed
+  // one with nothing to send.
+  void exchange_partials(Worker& w, size_t i, Time t, Status& failed) {
+    const size_t n = plan_.workers;
+    Node& node = *w.nodes[i];
+    Batch partials;
+    if (failed.is_ok()) failed = call_operator(node, [&] { node.take_partials(partials); });
+    if (!failed.is_ok()) partials.clear();
+    w.out.resize(n);
+    w.counts.assign(n, 0);
+    w.dest.resize(partials.size());
+    for (size_t k = 0; k < partials.size(); ++k) {
+      auto d = static_cast<uint32_t>(worker_of(partials[k].key, n));
+      w.dest[k] = d;
+      ++w.counts[d];
+    }
+    for (size_t d = 0; d < n; ++d) {
+      w.out[d].clear();
+      w.out[d].reserve(w.counts[d]);
+    }
+    for (size_t k = 0; k < partials.size(); ++k) w.out[w.dest[k]].push_back(std::move(partials[k]));
+    exchange_->exchange(w.id, w.out, w.in);
+    for (Batch& piece : w.in) {
+      if (piece.empty() || !failed.is_ok()) continue;
+      w.touched[i] = true;
+      failed = call_operator(node, [&] { node.merge_partials(t, piece); });
+    }
+  }
+
   Status run_node(Worker& w, size_t i, Time t, std::span<Batch* const> ins, bool owns, bool part = false) {
     Node& node = *w.nodes[i];
     return call_operator(node, [&] {
@@ -682,6 +720,7 @@ class Run {
     // exchanges into pipelined groupbys line up; a slice of a worker may be empty.
     w.route_error = {};
     w.touched.assign(size, false);
+    w.combining.assign(size, false);
     w.reached.assign(size, 0);
     if (w.received.empty()) w.received.resize(1);
     uint64_t slice_no = 0;
@@ -714,6 +753,14 @@ class Run {
           if (w.reached[in] != slice_no) continue;
           w.reached[j] = slice_no;
           Batch* p = &w.outputs[in];
+          if (plan_.combine[j]) {  // pre-aggregated here; the partials are exchanged at the end of the time
+            w.combining[j] = true;
+            if (p->empty() || !failed.is_ok()) continue;
+            w.touched[j] = true;
+            Node& node = *w.nodes[j];
+            failed = call_operator(node, [&] { node.combine_part(t, *p); });
+            continue;
+          }
           if (plan_.place[j] != Place::kLocal) {
             // Exchanged: each worker's piece is a part of its own (no concatenation).
             const bool pieces = !plan_.is_sink[j] && !g_.node(j).needs_consolidated_input();
@@ -760,6 +807,10 @@ class Run {
       const Place place = plan_.place[i];
       Batch& out = w.outputs[i];
       if (plan_.pipelined[i]) {
+        if (w.combining[i]) {
+          exchange_partials(w, i, t, failed);
+          if (!w.route_error.is_ok() && failed.is_ok()) failed = w.route_error;
+        }
         if (!w.touched[i]) continue;
         Batch& acc = w.accumulated[i];
         if (!acc.empty()) {
