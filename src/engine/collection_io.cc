@@ -9,14 +9,17 @@ Status BatchesSource::poll(Batch& out, bool* finished) {
   if (next_ < all.size()) {
     Batch& b = all[next_];
     if (shard_count_ > 1) {
-      // Shards poll concurrently from their workers and only read the shared batches (copying
-      // their own updates), so nothing is written where another worker reads.
+      // Shards poll concurrently from their workers. Each moves its own updates out (the rows
+      // of its keys: elements no other shard writes; the others only read the keys, a
+      // different member); the batch itself is freed by the last shard to pass it.
       out.reserve(out.size() + b.size() / shard_count_ + 16);
-      for (const Update& u : b) {
+      for (Update& u : b) {
         // As workers.h's worker_of: the top bits of the mixed key (test keys differ in `lo` only).
         uint64_t h = u.key.hi ^ (u.key.lo * 0x9E3779B97F4A7C15ULL);
-        if (static_cast<size_t>((static_cast<unsigned __int128>(h) * shard_count_) >> 64) == shard_index_) out.push_back(u);
+        if (static_cast<size_t>((static_cast<unsigned __int128>(h) * shard_count_) >> 64) == shard_index_)
+          out.push_back({u.key, std::move(u.row), u.diff});
       }
+      if (shared_->passed[next_].fetch_add(1, std::memory_order_acq_rel) + 1 == shard_count_) Batch().swap(b);
     } else {
       // Each batch is emitted once (seek only moves forward, before open): hand it over and free it.
       if (out.empty()) out.swap(b);
@@ -32,6 +35,7 @@ Status BatchesSource::poll(Batch& out, bool* finished) {
 std::unique_ptr<Source> BatchesSource::shard(size_t index, size_t count) const {
   if (shard_count_ > 1) return nullptr;  // a shard does not split again
   auto s = std::make_unique<BatchesSource>(std::vector<Batch>{}, name_);
+  if (!shared_->passed) shared_->passed = std::make_unique<std::atomic<size_t>[]>(shared_->batches.size());
   s->shared_ = shared_;
   s->next_ = next_;
   s->shard_index_ = index;

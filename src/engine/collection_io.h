@@ -2,6 +2,7 @@
 // Used by the debug helpers and by tests that drive operators directly.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -25,13 +26,14 @@ class BatchesSource final : public Source {
   Status seek(std::string_view offset) override;
   // Workers: shard i of n emits the updates whose key hash picks i, batch by batch (a shard's
   // batch i is polled with the others' batch i, at the same time as one source would). The
-  // shards share the batches and copy their own updates out (the batches are freed with the
-  // last shard).
+  // shards share the batches, each moves its own updates out, and the last shard to poll a
+  // batch frees it. Shards are made before any of them polls (the workers' plan).
   std::unique_ptr<Source> shard(size_t index, size_t count) const override;
 
  private:
   struct Shared {
     std::vector<Batch> batches;
+    std::unique_ptr<std::atomic<size_t>[]> passed;  // shards: per batch, how many have polled it
   };
   std::shared_ptr<Shared> shared_;
   size_t next_ = 0;

@@ -524,7 +524,7 @@ class GroupByNode final : public Node {
     }
   }
   // The group key of a row (key_from_values of its grouping values).
-  Key group_key(const Row& r) {
+  [[gnu::always_inline]] Key group_key(const Row& r) {
     Key k;
     if (group_cols_.size() == 1 && codec::KeyEncoder::single_fixed_key(r[group_cols_[0]], &k)) return k;
     key_enc_.begin(group_cols_.size());
