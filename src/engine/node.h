@@ -195,15 +195,17 @@ class Node : public PersistentState {
 
   // Workers: pre-aggregation before the exchange (a combiner). A node that combines() takes a
   // time's rows of any key on the worker where they are (combine_part, any number of calls),
-  // hands the time's partial aggregates over (take_partials: one update per group, keyed by
-  // the group's routing key, the time's partial in its row), and the instance owning a key
-  // merges the partials sent to it (merge_partials) before end_time(). Only the partials
-  // cross the exchange: one per group and worker instead of every row. The result equals
-  // process_part() of the rows on their owner. Only for pipelined single-input nodes.
+  // encodes the time's partial aggregates for the workers owning their keys (take_partials:
+  // appends to out[worker_of(routing key, workers)], in the node's own byte format), and the
+  // instance owning a key merges the partials sent to it (merge_partials, one call per
+  // sender) before end_time(). Only the partials cross the exchange, as bytes: one per group
+  // and worker instead of every row. The result equals process_part() of the rows on their
+  // owner. Only for pipelined single-input nodes. merge_partials may throw RuntimeError
+  // (malformed bytes).
   virtual bool combines() const { return false; }
   virtual void combine_part(Time t, const Batch& rows) {}
-  virtual void take_partials(Batch& out) {}
-  virtual void merge_partials(Time t, const Batch& partials) {}
+  virtual void take_partials(size_t workers, std::vector<std::string>& out) {}
+  virtual void merge_partials(Time t, std::string_view partials) {}
 
   // Persistence: a stateful node keeps everything process() depends on in its PersistentState
   // entries (it overrides take_state_changes, restore_state_entry and finish_state_restore).

@@ -6,6 +6,7 @@
 // values; earliest/latest/tuple the values by (arrival time, key) or key.
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <unordered_map>
 #include <unordered_set>
@@ -16,6 +17,7 @@
 #include "engine/key_encoder.h"
 #include "engine/node.h"
 #include "engine/state_codec.h"
+#include "engine/workers.h"
 
 namespace tidemark {
 namespace engine {
@@ -432,14 +434,19 @@ class GroupByNode final : public Node {
           slot = static_cast<uint32_t>(comb_keys_.size());
           comb_keys_.push_back(keys[i]);
           Row values;
-          values.reserve(group_cols_.size() + 1 + 4 * linear_.size());
+          values.reserve(group_cols_.size());
           for (size_t c : group_cols_) values.push_back(block[i].row[c]);
           comb_values_.push_back(std::move(values));
           comb_delta_.push_back(0);
+          comb_stamp_.push_back(0);
           for (auto& v : comb_sums_) v.emplace_back();
           comb_index_.insert(keys[i], slot);
         }
         slots[i] = slot;
+        if (comb_stamp_[slot] != comb_epoch_) {
+          comb_stamp_[slot] = comb_epoch_;
+          comb_touched_.push_back(slot);
+        }
         comb_delta_[slot] += block[i].diff;
       }
       for (size_t j = 0; j < linear_.size(); ++j) {
@@ -457,56 +464,91 @@ class GroupByNode final : public Node {
       }
     }
   }
-  void take_partials(Batch& out) override {
-    out.reserve(out.size() + comb_keys_.size());
-    for (size_t slot = 0; slot < comb_keys_.size(); ++slot) {
+  void take_partials(size_t workers, std::vector<std::string>& out) override {
+    // A partial's bytes (little-endian; read back by merge_partials on the owner, same build):
+    // group key (lo, hi u64), count delta (i64), per sum/avg isum (i64), fsum (f64 bits), n (i64),
+    // flags (u8: 1 float seen, 2 duration seen, 4 any), then the grouping values: u32 byte
+    // length + codec::put_row (decoded only when the owner has no such group yet).
+    for (uint32_t slot : comb_touched_) {
       bool changed = comb_delta_[slot] != 0;
       for (const auto& v : comb_sums_) changed = changed || v[slot].any;
-      if (!changed) continue;  // the rows cancelled out
-      Row r = std::move(comb_values_[slot]);
-      r.push_back(Value(comb_delta_[slot]));
-      for (const auto& v : comb_sums_) {
-        const SumDelta& d = v[slot];
-        r.push_back(Value(d.isum));
-        r.push_back(Value(d.fsum));
-        r.push_back(Value(d.n));
-        r.push_back(Value(static_cast<int64_t>((d.saw_float ? 1 : 0) | (d.saw_duration ? 2 : 0) | (d.any ? 4 : 0))));
+      if (changed) {  // else the rows cancelled out
+        const Key& k = comb_keys_[slot];
+        std::string& o = out[worker_of(k, workers)];
+        codec::put_u64(o, k.lo);
+        codec::put_u64(o, k.hi);
+        codec::put_i64(o, comb_delta_[slot]);
+        for (const auto& v : comb_sums_) {
+          const SumDelta& d = v[slot];
+          codec::put_i64(o, d.isum);
+          uint64_t bits;
+          std::memcpy(&bits, &d.fsum, 8);
+          codec::put_u64(o, bits);
+          codec::put_i64(o, d.n);
+          codec::put_u8(o, static_cast<uint8_t>((d.saw_float ? 1 : 0) | (d.saw_duration ? 2 : 0) | (d.any ? 4 : 0)));
+        }
+        const size_t at = o.size();
+        codec::put_u32(o, 0);
+        codec::put_row(o, comb_values_[slot]);
+        const auto len = static_cast<uint32_t>(o.size() - at - 4);
+        for (int i = 0; i < 4; ++i) o[at + static_cast<size_t>(i)] = static_cast<char>((len >> (8 * i)) & 0xff);
       }
-      out.push_back({comb_keys_[slot], std::move(r), 1});
+      comb_delta_[slot] = 0;
+      for (auto& v : comb_sums_) v[slot] = SumDelta{};
     }
-    comb_index_.reset();
-    comb_keys_.clear();
-    comb_values_.clear();
-    comb_delta_.clear();
-    for (auto& v : comb_sums_) v.clear();
+    comb_touched_.clear();
+    // The combiner's groups stay for the next times (a worker sees the same groups again),
+    // unless there are many: then it starts over, bounded.
+    if (++comb_epoch_ == 0 || comb_keys_.size() > kCombinerGroups) {
+      comb_index_.reset();
+      comb_keys_.clear();
+      comb_values_.clear();
+      comb_delta_.clear();
+      comb_stamp_.clear();
+      for (auto& v : comb_sums_) v.clear();
+      comb_epoch_ = 1;
+    }
   }
-  void merge_partials(Time, const Batch& partials) override {
+  void merge_partials(Time, std::string_view in) override {
     begin_time();
     const bool tracking = tracking_state();
-    const size_t ng = group_cols_.size();
-    for (const Update& u : partials) {
-      const Row& r = u.row;
-      if (r.size() != ng + 1 + 4 * linear_.size()) throw RuntimeError("groupby: malformed partial aggregate");
-      uint32_t slot = index_.find(u.key);
+    auto bad = [] { throw RuntimeError("groupby: malformed partial aggregates from another worker"); };
+    while (!in.empty()) {
+      Key k;
+      int64_t count;
+      if (!codec::get_key(in, &k) || !codec::get_i64(in, &count)) bad();
+      SumDelta deltas[kInlineSums];
+      std::vector<SumDelta> more;
+      SumDelta* ds = linear_.size() <= kInlineSums ? deltas : (more.resize(linear_.size()), more.data());
+      for (size_t j = 0; j < linear_.size(); ++j) {
+        uint64_t bits;
+        uint8_t flags;
+        if (!codec::get_i64(in, &ds[j].isum) || !codec::get_u64(in, &bits) || !codec::get_i64(in, &ds[j].n) ||
+            !codec::get_u8(in, &flags))
+          bad();
+        std::memcpy(&ds[j].fsum, &bits, 8);
+        ds[j].saw_float = flags & 1;
+        ds[j].saw_duration = flags & 2;
+        ds[j].any = flags & 4;
+      }
+      uint64_t len = 0;
+      for (int i = 0; i < 4; ++i) {
+        if (in.size() <= static_cast<size_t>(i)) bad();
+        len |= static_cast<uint64_t>(static_cast<uint8_t>(in[static_cast<size_t>(i)])) << (8 * i);
+      }
+      in.remove_prefix(4);
+      if (in.size() < len) bad();
+      std::string_view values = in.substr(0, len);
+      in.remove_prefix(len);
+      uint32_t slot = index_.find(k);
       if (slot == KeyIndex::kNone) {
         Group g = new_group();
-        g.values.assign(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(ng));
-        slot = add_group(u.key, std::move(g));
+        if (!codec::get_row(values, &g.values) || !values.empty() || g.values.size() != group_cols_.size()) bad();
+        slot = add_group(k, std::move(g));
       }
       touch(slot, tracking);
-      delta_[slot] += r[ng].as_int();
-      for (size_t j = 0; j < linear_.size(); ++j) {
-        const size_t at = ng + 1 + 4 * j;
-        SumDelta d;
-        d.isum = r[at].as_int();
-        d.fsum = r[at + 1].as_float();
-        d.n = r[at + 2].as_int();
-        const int64_t flags = r[at + 3].as_int();
-        d.saw_float = flags & 1;
-        d.saw_duration = flags & 2;
-        d.any = flags & 4;
-        sum_delta_[j][slot].merge(d);
-      }
+      delta_[slot] += count;
+      for (size_t j = 0; j < linear_.size(); ++j) sum_delta_[j][slot].merge(ds[j]);
     }
   }
 
@@ -784,11 +826,17 @@ class GroupByNode final : public Node {
   std::vector<int> linear_pos_;                   // per reducer: its index in linear_, or -1
   std::vector<int> linear_col_;                   // per linear reducer: its argument's column, or -1
   // The workers' combiner (combine_part .. take_partials): this time's deltas of the groups of
-  // the rows read on this worker, any owner.
+  // the rows read on this worker, any owner; its groups are kept between times (up to
+  // kCombinerGroups).
   KeyIndex comb_index_;
   std::vector<Key> comb_keys_;
   std::vector<Row> comb_values_;
   std::vector<int64_t> comb_delta_;
+  std::vector<uint32_t> comb_stamp_;              // per combiner slot: comb_epoch_ when last touched
+  std::vector<uint32_t> comb_touched_;            // combiner slots touched this time
+  uint32_t comb_epoch_ = 1;
+  static constexpr size_t kCombinerGroups = size_t{1} << 16;  // most groups a combiner keeps between times
+  static constexpr size_t kInlineSums = 8;
   std::vector<std::vector<SumDelta>> comb_sums_;  // [linear reducer][combiner slot]
   bool ordered_ = false;
   std::vector<Group> groups_;    // dense slots; free_ lists the dead ones

@@ -98,6 +98,7 @@ class ThreadExchange final : public Exchange {
     for (int p = 0; p < 2; ++p) {
       slots_[p].assign(n * n, Batch());
       messages_[p].assign(n, std::string());
+      bytes_[p].assign(n * n, std::string());
     }
   }
   size_t workers() const override { return n_; }
@@ -113,6 +114,16 @@ class ThreadExchange final : public Exchange {
     // receiver read in place) goes back to its sender, which frees it on its own thread: the
     // rows were mostly allocated there (an allocator frees fastest on the allocating thread).
     for (size_t s = 0; s < n_; ++s) in[s].swap(slots_[p][s * n_ + self]);
+  }
+  void exchange_bytes(size_t self, std::vector<std::string>& out, std::vector<std::string>& in) override {
+    const int p = static_cast<int>(rounds_[self]++ & 1);
+    for (size_t d = 0; d < n_; ++d) {
+      bytes_[p][self * n_ + d].swap(out[d]);
+      out[d].clear();
+    }
+    timed_wait(self);
+    in.resize(n_);
+    for (size_t s = 0; s < n_; ++s) in[s].swap(bytes_[p][s * n_ + self]);
   }
   void all_gather(size_t self, std::string message, std::vector<std::string>& all) override {
     const int p = static_cast<int>(rounds_[self]++ & 1);
@@ -141,6 +152,7 @@ class ThreadExchange final : public Exchange {
   std::vector<uint64_t> rounds_;  // per worker (each touched by its own thread only)
   std::vector<Batch> slots_[2];   // [from * n + to]
   std::vector<std::string> messages_[2];
+  std::vector<std::string> bytes_[2];  // [from * n + to]
 };
 
 // Worker slices are smaller than the scheduler's: a slice's rows exist about three times over
@@ -178,6 +190,7 @@ struct Worker {
   std::vector<Batch> outputs;
   std::vector<Batch> received;       // per input port of the node being run
   std::vector<Batch> out, in;        // exchange buffers
+  std::vector<std::string> bytes_out, bytes_in;  // combiners' partials
   std::vector<Batch> accumulated;    // pipelined nodes feeding the rest: this time's output
   std::vector<bool> touched;
   std::vector<bool> combining;       // a combining node's slices ran this time (same on every worker)
@@ -669,24 +682,13 @@ class Run {
   void exchange_partials(Worker& w, size_t i, Time t, Status& failed) {
     const size_t n = plan_.workers;
     Node& node = *w.nodes[i];
-    Batch partials;
-    if (failed.is_ok()) failed = call_operator(node, [&] { node.take_partials(partials); });
-    if (!failed.is_ok()) partials.clear();
-    w.out.resize(n);
-    w.counts.assign(n, 0);
-    w.dest.resize(partials.size());
-    for (size_t k = 0; k < partials.size(); ++k) {
-      auto d = static_cast<uint32_t>(worker_of(partials[k].key, n));
-      w.dest[k] = d;
-      ++w.counts[d];
-    }
-    for (size_t d = 0; d < n; ++d) {
-      w.out[d].clear();
-      w.out[d].reserve(w.counts[d]);
-    }
-    for (size_t k = 0; k < partials.size(); ++k) w.out[w.dest[k]].push_back(std::move(partials[k]));
-    exchange_->exchange(w.id, w.out, w.in);
-    for (Batch& piece : w.in) {
+    w.bytes_out.resize(n);
+    for (std::string& b : w.bytes_out) b.clear();
+    if (failed.is_ok()) failed = call_operator(node, [&] { node.take_partials(n, w.bytes_out); });
+    if (!failed.is_ok())
+      for (std::string& b : w.bytes_out) b.clear();
+    exchange_->exchange_bytes(w.id, w.bytes_out, w.bytes_in);
+    for (const std::string& piece : w.bytes_in) {
       if (piece.empty() || !failed.is_ok()) continue;
       w.touched[i] = true;
       failed = call_operator(node, [&] { node.merge_partials(t, piece); });

@@ -30,6 +30,8 @@ class Exchange {
   // `out[d]` are the rows worker `self` sends to worker d (taken; left empty). On return
   // `in[s]` holds what worker s sent to `self`, for every s (in[self]: its own rows).
   virtual void exchange(size_t self, std::vector<Batch>& out, std::vector<Batch>& in) = 0;
+  // As exchange(), for bytes (`out[d]` taken; `in[s]` what worker s sent to `self`).
+  virtual void exchange_bytes(size_t self, std::vector<std::string>& out, std::vector<std::string>& in) = 0;
   // Every worker's message (all[s] from worker s).
   virtual void all_gather(size_t self, std::string message, std::vector<std::string>& all) = 0;
 };
