@@ -414,8 +414,8 @@ class GroupByNode final : public Node {
   void end_time(Time, Batch& out) override { emit(out); }
 
   // Workers' combiner (Node::combines): count, sum and avg deltas merge, so each worker sums
-  // its rows' deltas per group and sends one partial per group: key = the group key, row = the
-  // grouping values, the count delta, then per sum/avg its delta (isum, fsum, n, flags).
+  // its rows' deltas per group and sends one partial per group and owner, as bytes (the format
+  // is in take_partials).
   bool combines() const override { return !ordered_ && active_.empty(); }
   void combine_part(Time, const Batch& rows) override {
     constexpr size_t kBlock = 32;
