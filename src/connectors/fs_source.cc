@@ -557,12 +557,47 @@ Status FsSource::seek(std::string_view in) {
     e.keys.resize(nkeys);
     for (Key& k : e.keys)
       if (!codec::get_key(in, &k)) return bad("truncated");
-    files.emplace(std::move(path), std::move(e));
+    // A shard keeps its own files (the offset may be that of all shards, of any count).
+    if (in_shard(path)) files.emplace(std::move(path), std::move(e));
   }
   if (!in.empty()) return bad("trailing bytes");
   files_ = std::move(files);
   rows_.clear();
   return {};
+}
+
+Result<std::string> FsSource::merge_shard_offsets(const std::vector<std::string>& parts) const {
+  // The shards' tables are disjoint (a path belongs to one shard): their union, sorted by path.
+  std::map<std::string, std::string_view> files;  // path -> its encoded entry
+  for (const std::string& part : parts) {
+    std::string_view in = part;
+    uint8_t version;
+    uint64_t n;
+    if (!codec::get_u8(in, &version) || version != kOffsetVersion || !codec::get_varint(in, &n))
+      return Status::internal(describe() + ": a shard's offset is malformed");
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string path;
+      if (!codec::get_bytes(in, &path)) return Status::internal(describe() + ": a shard's offset is malformed");
+      const char* begin = in.data();
+      uint64_t size, hash, rows, nkeys;
+      int64_t mtime, read_ns;
+      if (!codec::get_u64(in, &size) || !codec::get_i64(in, &mtime) || !codec::get_u64(in, &hash) ||
+          !codec::get_varint(in, &rows) || !codec::get_i64(in, &read_ns) || !codec::get_varint(in, &nkeys) ||
+          nkeys > in.size() / 16)
+        return Status::internal(describe() + ": a shard's offset is malformed");
+      in.remove_prefix(nkeys * 16);
+      if (!files.emplace(std::move(path), std::string_view(begin, static_cast<size_t>(in.data() - begin))).second)
+        return Status::internal(describe() + ": two shards' offsets list the same file");
+    }
+  }
+  std::string out;
+  codec::put_u8(out, kOffsetVersion);
+  codec::put_varint(out, files.size());
+  for (const auto& [path, entry] : files) {
+    codec::put_bytes(out, path);
+    out.append(entry);
+  }
+  return out;
 }
 
 void FsSource::replayed(const Update& u) { replayed_.push_back(u); }

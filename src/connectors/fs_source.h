@@ -87,6 +87,8 @@ class FsSource final : public engine::Source {
   std::string offset() const override;
   Status seek(std::string_view offset) override;
   void replayed(const engine::Update& update) override;
+  // The union of the shards' tables (a shard's seek() keeps its own files of any table).
+  Result<std::string> merge_shard_offsets(const std::vector<std::string>& parts) const override;
   void set_content_archive(engine::ContentArchive* archive) override { archive_ = archive; }
   // The hashes of the files in the table that contributed rows (the contents a retraction may
   // fetch), each once.

@@ -49,6 +49,14 @@ std::string BatchesSource::offset() const {
   return s;
 }
 
+Result<std::string> BatchesSource::merge_shard_offsets(const std::vector<std::string>& parts) const {
+  // The shards poll their batch i together: they are at the same batch.
+  for (const std::string& p : parts)
+    if (p != parts[0]) return Status::internal(describe() + ": its shards are at different batches");
+  if (parts.empty()) return Status::internal(describe() + ": no shard offsets");
+  return parts[0];
+}
+
 Status BatchesSource::seek(std::string_view offset) {
   uint64_t n;
   if (!codec::get_u64(offset, &n) || n > shared_->batches.size())

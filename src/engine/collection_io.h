@@ -29,6 +29,8 @@ class BatchesSource final : public Source {
   // shards share the batches, each moves its own updates out, and the last shard to poll a
   // batch frees it. Shards are made before any of them polls (the workers' plan).
   std::unique_ptr<Source> shard(size_t index, size_t count) const override;
+  // Every shard is at the same batch (the offset is the batch index).
+  Result<std::string> merge_shard_offsets(const std::vector<std::string>& parts) const override;
 
  private:
   struct Shared {

@@ -58,6 +58,12 @@ class DeduplicateNode final : public Node {
     return {};
   }
   Status finish_state_restore() override { return {}; }
+  // By the instance (the entry's key), as routing() routes the row (no instance: worker 0).
+  Result<std::optional<Key>> state_entry_route(std::string_view key, std::string_view) const override {
+    Value inst;
+    if (!codec::get_value(key, &inst)) return state_corrupt(label());
+    return std::optional<Key>(instance_ ? key_from_values({inst}) : Key{});
+  }
 
   void process(Time, std::span<const Batch* const> in, Batch& out) override {
     // Rows emitted before this time, for the instances that accepted a row now.

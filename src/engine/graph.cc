@@ -2,7 +2,9 @@
 #include <chrono>
 #include <thread>
 
+#include "engine/codec.h"
 #include "engine/node.h"
+#include "engine/workers.h"
 
 namespace tidemark {
 
@@ -59,6 +61,47 @@ Table with_params(Table t, std::string params) {
 std::string Node::label() const {
   if (!name_.empty()) return kind_ + " '" + name_ + "'";
   return kind_ + "#" + std::to_string(index_);
+}
+
+Result<std::optional<Key>> Node::state_entry_route(std::string_view key, std::string_view value) const {
+  if (routing().by == Routing::By::kRowKey && (key.size() == 17 || key.size() == 16)) {
+    if (key.size() == 17) key.remove_prefix(1);  // port byte
+    Key k;
+    codec::get_key(key, &k);
+    return std::optional<Key>(k);
+  }
+  return Status::not_supported(label() + ": its stored state cannot be divided among another number of workers");
+}
+
+void take_instance_changes(const std::vector<PersistentState*>& instances, StateChanges& out) {
+  if (instances.size() == 1) {
+    instances[0]->take_state_changes(out);
+    return;
+  }
+  StateChanges puts, one;
+  std::vector<size_t> order;
+  for (PersistentState* inst : instances) {
+    one.clear();
+    inst->take_state_changes(one);
+    order.resize(one.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return one[a].key < one[b].key; });
+    for (size_t i = 0; i < order.size(); ++i) {
+      if (i + 1 < order.size() && one[order[i + 1]].key == one[order[i]].key) continue;  // a later change wins
+      StateChange& c = one[order[i]];
+      (c.erase ? out : puts).push_back(std::move(c));
+    }
+  }
+  for (auto& c : puts) out.push_back(std::move(c));
+}
+
+Status restore_instance_entry(const Node& node, const std::vector<PersistentState*>& instances, std::string_view key,
+                              std::string_view value) {
+  if (instances.size() == 1) return instances[0]->restore_state_entry(key, value);
+  TM_ASSIGN_OR_RETURN(std::optional<Key> route, node.state_entry_route(key, value));
+  if (route) return instances[worker_of(*route, instances.size())]->restore_state_entry(key, value);
+  for (PersistentState* inst : instances) TM_RETURN_IF_ERROR(inst->restore_state_entry(key, value));
+  return {};
 }
 
 Status Node::restore_state_entry(std::string_view key, std::string_view value) {

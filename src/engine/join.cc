@@ -506,6 +506,23 @@ class JoinNode final : public Node {
     Key k;
     return bucket_key(static_cast<int>(port), u.row, buf, &k) ? k : u.key;
   }
+  // A side's row goes where its updates are routed; the memo (under its output key) to every
+  // instance: only the one that emitted the row reads it.
+  Result<std::optional<Key>> state_entry_route(std::string_view key, std::string_view value) const override {
+    uint8_t port, version;
+    Update u;
+    if (key.size() != kEntryKeySize || !codec::get_u8(key, &port) || !codec::get_key(key, &u.key) ||
+        !codec::get_u8(value, &version))
+      return state_corrupt(label());
+    if (port >= 2) return std::optional<Key>();
+    if (version == kRowsVersion) {
+      u.row.resize(widths_[port]);
+      if (!cells::get_all(value, u.row.data(), widths_[port])) return state_corrupt(label());
+    } else if (!codec::get_row(value, &u.row) || u.row.size() != widths_[port]) {
+      return state_corrupt(label());
+    }
+    return std::optional<Key>(route_key(port, u));
+  }
 
  private:
   static constexpr uint32_t kEnd = RowStore::kEnd;

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <stdexcept>
@@ -117,6 +118,21 @@ class PersistentState {
   virtual void expect_state_entries(uint64_t n) {}
   virtual Status finish_state_restore() = 0;
 };
+
+// Persistence at several workers (RunControl::instances: one operator's instances, by worker).
+// Appends the changes of every instance to `out`. An entry's row may move from one worker to
+// another within a time (a join row whose join value changed, a sorted row whose instance
+// changed): its old instance erases the entry and its new one puts it. At the end of a time a
+// row lives in at most one instance, so a put wins over the other instances' erases: each
+// instance's changes are reduced to the last per key, then every erase goes before every put
+// (a later change of a key wins).
+void take_instance_changes(const std::vector<PersistentState*>& instances, StateChanges& out);
+class Node;
+// Restores a stored entry of `node` into the instance its routing key picks
+// (Node::state_entry_route, worker_of over instances.size()), or into every instance for a
+// lookaside entry. `instances` may come from any worker count but the one that stored it.
+Status restore_instance_entry(const Node& node, const std::vector<PersistentState*>& instances, std::string_view key,
+                              std::string_view value);
 
 // Operator persisting needs the content a file source read in an earlier run to retract that
 // file's rows when it changes, without replaying rows. A source stashes each content it read
@@ -238,6 +254,14 @@ class Node : public PersistentState {
   // Routing::By::kCustom: the routing key of `u` arriving on input `port`. Called from any
   // worker thread concurrently: must not touch mutable state.
   virtual Key route_key(size_t port, const Update& u) const { return u.key; }
+  // Operator persisting at several workers: the routing key of a stored state entry (of
+  // take_state_changes()), so that a restart with any worker count gives the entry to the
+  // instance its rows are routed to (worker_of(key, workers)). std::nullopt: every instance
+  // gets the entry (a lookaside entry, such as a memo, that only its owner ever reads). An
+  // error: the entry cannot be placed (a node that cannot re-shard its state). Only called
+  // for nodes with instances on several workers. Default: by routing(): kRowKey entries that
+  // start with a port byte and the 16-byte row key (engine/input_state.h) or are that key.
+  virtual Result<std::optional<Key>> state_entry_route(std::string_view key, std::string_view value) const;
 
   // PersistentState. The defaults are those of a node without state: no changes, and any
   // entry to restore is Corruption. Stateful nodes override them with their own entries.
@@ -303,6 +327,15 @@ class Source {
   // splits its files by hash of the path). nullptr: the source cannot split; it then runs on
   // worker 0 only and its rows are exchanged where needed. Called before open().
   virtual std::unique_ptr<Source> shard(size_t index, size_t count) const { return nullptr; }
+  // Persistence at several workers. The one offset of this source's shards together, from
+  // each shard's offset() (called on the source the shards came from). seek() of any shard
+  // (of any count) given that offset takes only the shard's own part of it, so a restart may
+  // use another worker count. Default: a source that does not split has one part.
+  virtual Result<std::string> merge_shard_offsets(const std::vector<std::string>& parts) const {
+    if (parts.size() == 1) return parts[0];
+    return Status::not_supported(describe() + ": cannot merge the offsets of " + std::to_string(parts.size()) +
+                                 " shards");
+  }
 };
 
 // Called from the run loop's thread (with several workers: worker 0, the thread that called

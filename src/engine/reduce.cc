@@ -398,6 +398,12 @@ class GroupByNode final : public Node {
     return {};
   }
   Status finish_state_restore() override { return {}; }
+  // The group key is the routing key (key_from_values of the grouping values).
+  Result<std::optional<Key>> state_entry_route(std::string_view key, std::string_view) const override {
+    Row vals;
+    if (!codec::get_row(key, &vals) || !key.empty() || vals.size() != group_cols_.size()) return state_corrupt(label());
+    return std::optional<Key>(key_from_values(vals));
+  }
 
   void process(Time t, std::span<const Batch* const> in, Batch& out) override {
     accumulate(t, *in[0]);

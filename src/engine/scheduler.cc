@@ -50,7 +50,10 @@ Scheduler::Scheduler(internal::GraphImpl& graph, const RunOptions& options) : gr
   for (size_t i = 0; i < graph_.size(); ++i) {
     Node& n = graph_.node(i);
     for (size_t in : n.inputs()) consumers_[in].push_back(i);
-    if (auto* s = dynamic_cast<SourceNode*>(&n)) sources_.push_back(s);
+    if (auto* s = dynamic_cast<SourceNode*>(&n)) {
+      sources_.push_back(s);
+      shards_.push_back({s});
+    }
     if (auto* s = dynamic_cast<SinkNode*>(&n)) sinks_.push_back(s);
   }
   is_sink_.resize(graph_.size());
@@ -79,6 +82,8 @@ Scheduler::Scheduler(internal::GraphImpl& graph, const RunOptions& options) : gr
     for (size_t c : consumers_[i])
       if (pipelined_[i] && !pipelined_[c]) feeds_rest_[i] = true;
 }
+
+std::vector<Node*> Scheduler::instances(size_t i) { return {&graph_.node(i)}; }
 
 void Scheduler::log(const std::string& msg) const {
   if (options_.log) options_.log(msg);
@@ -220,16 +225,15 @@ Status run_with_hooks(Graph& graph, const RunOptions& options, const RunHooks& h
   auto& g = graph.impl();
   if (g.ran) return Status::failed_precondition("this graph has already been run; build a new Graph");
   g.ran = true;
-  // Several workers (src/engine/workers.cc) run without persistence hooks only: run() falls
-  // back to 1 worker when persistence is configured.
+  // Several workers: src/engine/workers.cc (the hooks see the run through RunControl there too).
   Result<size_t> workers = resolve_workers(options);
   if (!workers.is_ok()) return workers.status();
-  const bool hooked = hooks.before_start || hooks.after_sinks_open || hooks.after_time || hooks.at_end || hooks.check;
-  if (*workers > 1 && !hooked) {
+  if (*workers > 1) {
     SignalGuard guard(options.handle_signals);
-    return run_workers(g, options, *workers, [&] {
-      return (options.handle_signals && g_signal_stop.load()) || (options.stop && options.stop->load());
-    });
+    return run_workers(
+        g, options, *workers,
+        [&] { return (options.handle_signals && g_signal_stop.load()) || (options.stop && options.stop->load()); },
+        hooks);
   }
   Scheduler sched(g, options);
   if (sched.sources().empty()) return Status::invalid_argument("the graph has no input sources");

@@ -9,22 +9,54 @@
 
 namespace tidemark::engine {
 
-class Scheduler {
+// What the persistence layer sees of a run: the narrow recovery and commit interface, the same
+// at 1 worker (Scheduler) and at several (workers.cc). Every call comes from the thread that
+// called run(), while no worker processes (before the loop, between two times, at the end).
+class RunControl {
+ public:
+  virtual ~RunControl() = default;
+  // The plan: node i of the graph as built (ids, labels, signatures; at 1 worker also the
+  // running instance).
+  virtual internal::GraphImpl& graph() = 0;
+  virtual size_t workers() const = 0;
+  // The graph's sources, in graph order (prototypes: describe(), name, schema).
+  virtual const std::vector<SourceNode*>& sources() const = 0;
+  // The running instances of sources()[k]: one per worker when the source splits, else one.
+  virtual const std::vector<SourceNode*>& source_shards(size_t k) const = 0;
+  virtual const std::vector<SinkNode*>& sinks() const = 0;
+  // The instances of node i, indexed by worker (nullptr where none runs: only worker 0 holds
+  // pinned nodes). A stored state entry goes to the instance of worker
+  // worker_of(node.state_entry_route(...), workers()).
+  virtual std::vector<Node*> instances(size_t i) = 0;
+  // Pushes one time through the graph: the shards' `pending` batches must be filled. Sinks see
+  // the changes unless `suppress_sinks` (persistence replay rebuilding state).
+  virtual Status step(Time t, bool suppress_sinks) = 0;
+  // Next logical time: wall-clock milliseconds, strictly greater than every earlier time.
+  virtual Time next_time() = 0;
+  virtual Time last_time() const = 0;
+  virtual void observe_time(Time t) = 0;
+  virtual void log(const std::string& msg) const = 0;
+};
+
+class Scheduler final : public RunControl {
  public:
   Scheduler(internal::GraphImpl& graph, const RunOptions& options);
 
   // Pushes one time through the graph: sources' `pending` batches must be filled.
   // Sinks see the changes unless `suppress_sinks` (persistence replay rebuilding state).
-  Status step(Time t, bool suppress_sinks = false);
+  Status step(Time t, bool suppress_sinks = false) override;
   // Next logical time: wall-clock milliseconds, strictly greater than every earlier time.
-  Time next_time();
-  Time last_time() const { return last_time_; }
-  void observe_time(Time t) { if (t > last_time_) last_time_ = t; }
+  Time next_time() override;
+  Time last_time() const override { return last_time_; }
+  void observe_time(Time t) override { if (t > last_time_) last_time_ = t; }
 
-  internal::GraphImpl& graph() { return graph_; }
-  const std::vector<SourceNode*>& sources() const { return sources_; }
-  const std::vector<SinkNode*>& sinks() const { return sinks_; }
-  void log(const std::string& msg) const;
+  internal::GraphImpl& graph() override { return graph_; }
+  size_t workers() const override { return 1; }
+  const std::vector<SourceNode*>& sources() const override { return sources_; }
+  const std::vector<SourceNode*>& source_shards(size_t k) const override { return shards_[k]; }
+  const std::vector<SinkNode*>& sinks() const override { return sinks_; }
+  std::vector<Node*> instances(size_t i) override;
+  void log(const std::string& msg) const override;
 
   uint64_t rows_in() const { return rows_in_; }
   uint64_t rows_out() const { return rows_out_; }
@@ -37,6 +69,7 @@ class Scheduler {
   internal::GraphImpl& graph_;
   const RunOptions& options_;
   std::vector<SourceNode*> sources_;
+  std::vector<std::vector<SourceNode*>> shards_;  // {sources_[k]}
   std::vector<SinkNode*> sinks_;
   std::vector<std::vector<size_t>> consumers_;
   std::vector<bool> is_sink_;
@@ -62,13 +95,13 @@ class Scheduler {
 // Hooks the persistence layer installs into run(); all optional.
 struct RunHooks {
   // After sinks and sources are created, before anything opens: lock, fence, truncate sinks.
-  std::function<Status(Scheduler&)> before_start;
+  std::function<Status(RunControl&)> before_start;
   // After sinks opened, before sources open: replay (replay modes emit to the sinks), seek.
-  std::function<Status(Scheduler&)> after_sinks_open;
-  // After each completed time (all sinks written).
-  std::function<Status(Scheduler&, Time)> after_time;
+  std::function<Status(RunControl&)> after_sinks_open;
+  // After each completed time (all sinks written), while no worker runs.
+  std::function<Status(RunControl&, Time)> after_time;
   // Once all sources finished or a stop was requested, after the final flush.
-  std::function<Status(Scheduler&, bool stopped)> at_end;
+  std::function<Status(RunControl&, bool stopped)> at_end;
   // May this run still act (read on, write outputs)? Called at every loop turn and before the
   // sinks write a time. An error stops the run at once, without flushing outputs (persistence:
   // the storage lock was lost or its lease may have lapsed).

@@ -282,6 +282,13 @@ class SessionWindowNode final : public Node {
     rows_.emplace(k, std::move(e));
     return {};
   }
+  // By the instance stored in the entry, as routing() routes the row (no instance: worker 0).
+  Result<std::optional<Key>> state_entry_route(std::string_view key, std::string_view value) const override {
+    uint8_t version;
+    Value inst;
+    if (!codec::get_u8(value, &version) || !codec::get_value(value, &inst)) return state_corrupt(label());
+    return std::optional<Key>(instance_ ? key_from_values({inst}) : Key{});
+  }
   Status finish_state_restore() override {
     Batch discard;  // every row is assigned its session; the outputs were delivered before
     for (const auto& [inst, rows] : sets_) reassign(inst, discard);

@@ -304,10 +304,14 @@ Status decode_status(std::string_view m) {
   return Status(static_cast<StatusCode>(static_cast<unsigned char>(m[0])), std::string(m.substr(1)));
 }
 
-class Run {
+// Commands worker 0 sends the others before the loop (persistence replay runs steps then).
+enum class Command : char { kStep = 1, kRun = 2, kAbort = 3 };
+
+class Run final : public RunControl {
  public:
-  Run(internal::GraphImpl& g, const RunOptions& options, size_t n, const std::function<bool()>& stop)
-      : g_(g), options_(options), stop_(stop), exchange_(make_thread_exchange(n)) {
+  Run(internal::GraphImpl& g, const RunOptions& options, size_t n, const std::function<bool()>& stop,
+      const RunHooks& hooks)
+      : g_(g), options_(options), stop_(stop), hooks_(hooks), exchange_(make_thread_exchange(n)) {
     plan_.workers = n;
     workers_.resize(n);
     for (size_t w = 0; w < n; ++w) {
@@ -421,16 +425,31 @@ class Run {
     if (!any_source) return Status::invalid_argument("the graph has no input sources");
     for (size_t i = 0; i < g_.size(); ++i)
       if (plan_.is_sink[i]) sinks_.push_back(static_cast<SinkNode*>(&g_.node(i)));
-    for (SinkNode* s : sinks_) TM_RETURN_IF_ERROR(s->sink().open().with_context(s->label()));
-    Status opened;
-    for (Worker& w : workers_)
-      for (SourceNode* s : w.sources)
-        if (opened.is_ok()) opened = s->source().open().with_context(s->label());
-    if (!opened.is_ok()) return finish(opened);
+    for (size_t si : plan_.sources) {
+      proto_sources_.push_back(static_cast<SourceNode*>(&g_.node(si)));
+      std::vector<SourceNode*> shards;
+      for (Worker& w : workers_)
+        if (w.nodes[si]) shards.push_back(static_cast<SourceNode*>(w.nodes[si]));
+      shards_.push_back(std::move(shards));
+    }
+    // The other workers wait for worker 0's commands (replay steps) until the loop starts.
     std::vector<std::thread> threads;
     std::vector<Status> results(plan_.workers);
     for (size_t w = 1; w < plan_.workers; ++w)
-      threads.emplace_back([this, w, &results] { results[w] = loop(workers_[w]); });
+      threads.emplace_back([this, w, &results] {
+        results[w] = serve(workers_[w]);
+        if (results[w].is_ok()) results[w] = loop(workers_[w]);
+      });
+    Status setup = start();
+    {
+      std::string cmd(1, static_cast<char>(setup.is_ok() ? Command::kRun : Command::kAbort));
+      std::vector<std::string> all;
+      exchange_->all_gather(0, std::move(cmd), all);
+    }
+    if (!setup.is_ok()) {
+      for (auto& t : threads) t.join();
+      return setup;  // as at 1 worker: nothing was flushed or committed
+    }
     results[0] = loop(workers_[0]);
     for (auto& t : threads) t.join();
     if (std::getenv("TIDEMARK_WORKERS_PROFILE"))
@@ -446,7 +465,91 @@ class Run {
     return finish(results[0]);
   }
 
+  // RunControl (called on worker 0's thread while the others wait).
+  internal::GraphImpl& graph() override { return g_; }
+  size_t workers() const override { return plan_.workers; }
+  const std::vector<SourceNode*>& sources() const override { return proto_sources_; }
+  const std::vector<SourceNode*>& source_shards(size_t k) const override { return shards_[k]; }
+  const std::vector<SinkNode*>& sinks() const override { return sinks_; }
+  std::vector<Node*> instances(size_t i) override {
+    std::vector<Node*> out;
+    for (Worker& w : workers_) out.push_back(w.nodes[i]);
+    return out;
+  }
+  Status step(Time t, bool suppress_sinks) override {
+    // Every worker steps at t over the rows the caller put into the shards' `pending`.
+    std::string cmd(1, static_cast<char>(Command::kStep));
+    codec::put_u64(cmd, t);
+    codec::put_u8(cmd, suppress_sinks ? 1 : 0);
+    for (const auto& shards : shards_) {
+      uint64_t most = 0;
+      for (SourceNode* s : shards) most = std::max<uint64_t>(most, s->pending.size());
+      codec::put_u64(cmd, most);
+    }
+    std::vector<std::string> all;
+    exchange_->all_gather(0, std::move(cmd), all);
+    return commanded_step(workers_[0], all[0]);
+  }
+  Time next_time() override {
+    last_time_ = std::max<Time>(now_ms(), last_time_ + 1);
+    return last_time_;
+  }
+  Time last_time() const override { return last_time_; }
+  void observe_time(Time t) override { last_time_ = std::max(last_time_, t); }
+  void log(const std::string& msg) const override {
+    if (options_.log) options_.log(msg);
+    else std::fprintf(stderr, "[tidemark] %s\n", msg.c_str());
+  }
+
  private:
+  // Worker 0, before the loop: the persistence hooks' recovery around opening the sinks and
+  // the sources (as the 1-worker run_with_hooks does).
+  Status start() {
+    if (hooks_.check) output_gate_ = hooks_.check;
+    if (hooks_.before_start) TM_RETURN_IF_ERROR(hooks_.before_start(*this));
+    for (SinkNode* s : sinks_) TM_RETURN_IF_ERROR(s->sink().open().with_context(s->label()));
+    if (hooks_.after_sinks_open) TM_RETURN_IF_ERROR(hooks_.after_sinks_open(*this));
+    // Sources a replay marked finished (continue_after_replay = false) are never opened.
+    for (Worker& w : workers_)
+      for (SourceNode* s : w.sources)
+        if (!s->finished) TM_RETURN_IF_ERROR(s->source().open().with_context(s->label()));
+    return {};
+  }
+
+  // Workers 1..n-1 before the loop: run the steps worker 0 commands, until it says run or abort.
+  Status serve(Worker& w) {
+    std::vector<std::string> all;
+    for (;;) {
+      exchange_->all_gather(w.id, std::string(), all);
+      const Command c = static_cast<Command>(all[0].empty() ? 0 : all[0][0]);
+      if (c == Command::kRun) return {};
+      if (c == Command::kAbort) return Status::aborted("the run did not start");
+      // A failed step fails worker 0's recovery, which then sends kAbort.
+      (void)commanded_step(w, all[0]);
+    }
+  }
+
+  // One step of a kStep command on worker w; every worker returns the agreed status.
+  Status commanded_step(Worker& w, std::string_view cmd) {
+    cmd.remove_prefix(1);
+    uint64_t t = 0;
+    uint8_t suppress = 0;
+    codec::get_u64(cmd, &t);
+    codec::get_u8(cmd, &suppress);
+    std::vector<uint64_t> max_pending(plan_.sources.size(), 0);
+    for (uint64_t& m : max_pending) codec::get_u64(cmd, &m);
+    if (w.id == 0) {
+      last_time_ = std::max(last_time_, t);
+      ++times_;
+    }
+    Status ss = step(w, t, max_pending, suppress != 0);
+    std::vector<std::string> all;
+    exchange_->all_gather(w.id, encode_status(ss), all);
+    for (size_t s = 0; s < plan_.workers; ++s)
+      if (Status e = decode_status(all[s]); !e.is_ok()) return e;
+    return {};
+  }
+
   void adopt(size_t w, size_t i, std::unique_ptr<Node> node, const Node& proto) {
     node->set_index(i);
     node->set_name(proto.name());
@@ -455,16 +558,15 @@ class Run {
     workers_[w].owned.push_back(std::move(node));
   }
 
-  void log(const std::string& msg) const {
-    if (options_.log) options_.log(msg);
-    else std::fprintf(stderr, "[tidemark] %s\n", msg.c_str());
-  }
-
+  // Outputs are not flushed when this run may no longer act (its storage lock is lost): what
+  // is buffered must not reach files a successor now writes.
   Status finish(Status st) {
     for (SinkNode* s : sinks_) {
+      if (!may_act_) break;
       Status f = s->sink().flush();
       if (st.is_ok() && !f.is_ok()) st = f.with_context(s->label());
     }
+    if (st.is_ok() && hooks_.at_end) st = hooks_.at_end(*this, stopped_);
     for (SinkNode* s : sinks_) {
       Status c = s->sink().close();
       if (st.is_ok() && !c.is_ok()) st = c.with_context(s->label());
@@ -485,6 +587,10 @@ class Run {
       size_t live = 0;
       uint64_t now = now_ms();
       Status st;
+      if (w.id == 0 && hooks_.check) {  // may this run still act? (persistence: the lock)
+        st = hooks_.check();
+        if (!st.is_ok()) may_act_ = false;
+      }
       for (size_t k = 0; k < w.sources.size() && st.is_ok(); ++k) {
         SourceNode* s = w.sources[k];
         if (s->finished) continue;
@@ -529,7 +635,10 @@ class Run {
           max_pending[k] = std::max(max_pending[k], x);
         }
       }
-      if (all[0][2] != 0) return {};  // stop requested
+      if (all[0][2] != 0) {  // stop requested
+        if (w.id == 0) stopped_ = true;
+        return {};
+      }
       if (any_have) {
         std::string_view tv = std::string_view(all[0]).substr(3, 8);
         uint64_t t = 0;
@@ -544,7 +653,21 @@ class Run {
                                                std::chrono::steady_clock::now() - step_start).count());
         exchange_->all_gather(w.id, encode_status(ss), all);
         for (size_t s = 0; s < n; ++s)
-          if (Status e = decode_status(all[s]); !e.is_ok()) return e;
+          if (Status e = decode_status(all[s]); !e.is_ok()) {
+            if (w.id == 0 && hooks_.check && !hooks_.check().is_ok()) may_act_ = false;
+            return e;
+          }
+        if (hooks_.after_time) {
+          // Worker 0 records and commits the time while the others wait (the commit reads
+          // every worker's source shards and operator instances).
+          Status h;
+          if (w.id == 0) {
+            h = hooks_.after_time(*this, t);
+            if (!h.is_ok() && hooks_.check && !hooks_.check().is_ok()) may_act_ = false;
+          }
+          exchange_->all_gather(w.id, encode_status(h), all);
+          if (Status e = decode_status(all[0]); !e.is_ok()) return e;
+        }
       }
       if (!any_live) return {};
       if (w.id == 0 && options_.progress_interval_s > 0) {
@@ -713,7 +836,9 @@ class Run {
   // One time on one worker. A failure stops this worker's processing but not its part in the
   // exchanges (the others wait for it); the step's status is agreed afterwards.
   // `max_pending[k]`: the most rows any worker has for the k-th source at this time.
-  Status step(Worker& w, Time t, const std::vector<uint64_t>& max_pending) {
+  // `suppress_sinks`: a persistence replay rebuilding state; the sinks' inputs are gathered but
+  // not written.
+  Status step(Worker& w, Time t, const std::vector<uint64_t>& max_pending, bool suppress_sinks = false) {
     const size_t size = g_.size();
     Status failed;
     uint64_t in_rows = 0;
@@ -843,7 +968,7 @@ class Run {
         }
         any = any || !ins.back()->empty();
       }
-      if (node && any && failed.is_ok()) {
+      if (node && any && failed.is_ok() && !(suppress_sinks && plan_.is_sink[i])) {
         if (plan_.is_sink[i]) rows_out_ += ins[0]->size();
         failed = run_node(w, i, t, ins, owns);
         if (failed.is_ok() && plan_.consolidate_output[i]) consolidate(out);
@@ -857,7 +982,8 @@ class Run {
     for (Batch& b : w.outputs) Batch().swap(b);
     rows_in_ += in_rows;
     w.rows_in += in_rows;
-    if (w.id == 0 && failed.is_ok())
+    if (w.id == 0 && failed.is_ok() && !suppress_sinks && output_gate_) failed = output_gate_();
+    if (w.id == 0 && failed.is_ok() && !suppress_sinks)
       for (SinkNode* s : sinks_) {
         Status st = s->sink().time_end(t);
         if (!st.is_ok()) return st.with_context(s->label());
@@ -868,10 +994,15 @@ class Run {
   internal::GraphImpl& g_;
   const RunOptions& options_;
   const std::function<bool()>& stop_;
+  const RunHooks& hooks_;
   std::unique_ptr<Exchange> exchange_;
   Plan plan_;
   std::vector<Worker> workers_;
   std::vector<SinkNode*> sinks_;
+  std::vector<SourceNode*> proto_sources_;           // the graph's sources, in graph order
+  std::vector<std::vector<SourceNode*>> shards_;     // their running instances
+  std::function<Status()> output_gate_;              // RunHooks::check, before sinks write a time
+  bool may_act_ = true, stopped_ = false;            // worker 0
   size_t sharded_sources_ = 0, source_count_ = 0;
   // Worker 0 only.
   Time last_time_ = 0;
@@ -884,8 +1015,8 @@ class Run {
 std::unique_ptr<Exchange> make_thread_exchange(size_t workers) { return std::make_unique<ThreadExchange>(workers); }
 
 Status run_workers(internal::GraphImpl& graph, const RunOptions& options, size_t workers,
-                   const std::function<bool()>& stop_requested) {
-  Run run(graph, options, workers, stop_requested);
+                   const std::function<bool()>& stop_requested, const RunHooks& hooks) {
+  Run run(graph, options, workers, stop_requested, hooks);
   return run.run();
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/node.h"
+#include "engine/scheduler.h"
 #include "tidemark/run.h"
 
 namespace tidemark::engine {
@@ -48,9 +49,11 @@ inline size_t worker_of(const Key& k, size_t workers) {
 // groupby by those columns). `buf` is scratch.
 Key columns_route_key(const Row& row, const std::vector<size_t>& cols, std::string& buf);
 
-// Runs the graph on `workers` (> 1) threads, without persistence hooks. `stop_requested` is
-// polled by worker 0 at every turn of the loop.
+// Runs the graph on `workers` (> 1) threads. `stop_requested` is polled by worker 0 at every
+// turn of the loop. The hooks (persistence) run on worker 0, the calling thread, while the
+// other workers wait: recovery before the loop (its replay steps run on every worker), after
+// each time, at the end; they see the run through RunControl.
 Status run_workers(internal::GraphImpl& graph, const RunOptions& options, size_t workers,
-                   const std::function<bool()>& stop_requested);
+                   const std::function<bool()>& stop_requested, const RunHooks& hooks);
 
 }  // namespace tidemark::engine

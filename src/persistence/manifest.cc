@@ -195,6 +195,7 @@ Result<std::string> encode_manifest(const Manifest& m) {
   j["writer"] = m.writer;
   j["committed_time"] = m.committed_time;
   j["mode"] = m.mode;
+  if (m.workers != 1) j["workers"] = m.workers;
   j["sources"] = json::array();
   for (const auto& s : m.sources) {
     json js{{"chunks", json::array()}};
@@ -257,6 +258,7 @@ Result<Manifest> decode_manifest(const std::string& key, std::string_view data) 
     m.writer = j.value("writer", "");
     m.committed_time = uint_field(j, "committed_time");
     m.mode = j.value("mode", "");
+    m.workers = j.contains("workers") ? uint_field(j, "workers") : 1;
     for (const auto& js : j.at("sources")) {
       SourceState s;
       s.id = get_text(js, "id");

@@ -93,6 +93,9 @@ struct Manifest {
   std::string writer;           // the writer's lock token (version 3)
   uint64_t committed_time = 0;  // every event with time <= this is in the chunks below
   std::string mode;             // persistence mode of the writer (informational)
+  // Worker threads of the writer (absent: 1). Informational: offsets are stored merged and
+  // every operator-state entry is placed by its routing key, so any count may resume.
+  uint64_t workers = 1;
   std::vector<SourceState> sources;
   std::vector<SinkState> sinks;
   std::vector<OperatorState> operators;

@@ -11,10 +11,10 @@ const Runtime::Stats& Runtime::stats() const { return impl_->stats; }
 engine::RunHooks Runtime::hooks() {
   engine::RunHooks h;
   Impl* p = impl_.get();
-  h.before_start = [p](Scheduler& s) { return p->before_start(s); };
-  h.after_sinks_open = [p](Scheduler& s) { return p->after_sinks_open(s); };
-  h.after_time = [p](Scheduler& s, Time t) { return p->after_time(s, t); };
-  h.at_end = [p](Scheduler& s, bool stopped) { return p->at_end(s, stopped); };
+  h.before_start = [p](RunControl& s) { return p->before_start(s); };
+  h.after_sinks_open = [p](RunControl& s) { return p->after_sinks_open(s); };
+  h.after_time = [p](RunControl& s, Time t) { return p->after_time(s, t); };
+  h.at_end = [p](RunControl& s, bool stopped) { return p->at_end(s, stopped); };
   h.check = [p]() { return p->check_lease(); };
   return h;
 }

@@ -7,6 +7,7 @@
 namespace tidemark::persistence {
 
 void Archive::stash(uint64_t hash, std::string content) {
+  std::lock_guard<std::mutex> l(mu_);
   if (stored.count(hash) || pending.count(hash)) return;
   auto data = std::make_shared<const std::string>(std::move(content));
   pending.emplace(hash, data);
@@ -20,13 +21,17 @@ void Archive::stash(uint64_t hash, std::string content) {
 }
 
 Result<std::string> Archive::fetch(uint64_t hash) {
-  auto it = pending.find(hash);
-  if (it != pending.end()) return *it->second;
-  auto ref = stored.find(hash);
-  if (ref == stored.end())
-    return Status::corruption("archived content " + std::to_string(hash) + " of source '" + id_ +
-                              "' is not listed in the newest manifest");
-  const ContentRef& c = ref->second;
+  ContentRef c;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = pending.find(hash);
+    if (it != pending.end()) return *it->second;
+    auto ref = stored.find(hash);
+    if (ref == stored.end())
+      return Status::corruption("archived content " + std::to_string(hash) + " of source '" + id_ +
+                                "' is not listed in the newest manifest");
+    c = ref->second;
+  }
   auto data = store_->get(c.key);
   if (!data.is_ok()) return data.status().with_context("archived content of source '" + id_ + "'");
   ChunkRef as_chunk;

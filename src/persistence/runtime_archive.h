@@ -5,6 +5,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "engine/node.h"
@@ -16,7 +17,9 @@ class IoPool;
 
 // ContentArchive over the snapshot storage. A stashed content is compressed and written in
 // the background right away (under this run's epoch key, with put_if_absent); the next commit
-// waits for its upload and lists it in the manifest.
+// waits for its upload and lists it in the manifest. The shards of a source (several workers)
+// share one archive: stash() and fetch() lock; the maps are read by the commit while no worker
+// runs.
 class Archive final : public engine::ContentArchive {
  public:
   Archive(std::shared_ptr<storage::ObjectStore> store, std::string source_id, uint64_t epoch, IoPool* io)
@@ -32,6 +35,7 @@ class Archive final : public engine::ContentArchive {
   std::string id_;
   uint64_t epoch_;
   IoPool* io_;
+  std::mutex mu_;
 };
 
 }  // namespace tidemark::persistence

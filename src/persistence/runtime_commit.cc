@@ -5,33 +5,51 @@
 
 namespace tidemark::persistence {
 
-Status Runtime::Impl::after_time(Scheduler& sched, Time t) {
+Result<std::string> PSource::offset() const {
+  if (shards.size() == 1) return shards[0]->source().offset();
+  std::vector<std::string> parts;
+  parts.reserve(shards.size());
+  for (SourceNode* s : shards) parts.push_back(s->source().offset());
+  return node->source().merge_shard_offsets(parts);
+}
+
+// One change list per operator, from all its instances (engine::take_instance_changes).
+void Runtime::Impl::take_changes(POwner& o) { engine::take_instance_changes(o.instances, o.changes); }
+
+Status Runtime::Impl::after_time(RunControl& sched, Time t) {
   if (!policy.writes_snapshots) return {};
   for (auto& ps : sources) {
-    if (ps.recorded.empty()) continue;
+    bool any = false;
+    for (const Batch& b : ps.recorded) any = any || !b.empty();
+    if (!any) continue;
     // Offsets only (offsets_only access, operator persisting, UDF caching): the manifest's
     // offset is all a restart needs; no stream chunk is written.
     if (!policy.records_inputs) {
-      ps.recorded.clear();
+      for (Batch& b : ps.recorded) b.clear();
       continue;
     }
-    for (const auto& u : ps.recorded) {
-      Status st = ps.writer->append(u.diff > 0 ? kRecordInsert : kRecordDelete, encode_update_payload(u));
-      if (!st.is_ok()) return st.with_context("recording a row of " + ps.node->label() + " (source '" + ps.id + "')");
-    }
-    Status st = ps.writer->append(kRecordAdvance, encode_advance_payload(t, ps.node->source().offset()));
+    // The shards' rows of a time are one time's rows of the source (any split of them replays
+    // the same: every stateful operator's input is exchanged by its own key).
+    for (Batch& b : ps.recorded)
+      for (const auto& u : b) {
+        Status st = ps.writer->append(u.diff > 0 ? kRecordInsert : kRecordDelete, encode_update_payload(u));
+        if (!st.is_ok()) return st.with_context("recording a row of " + ps.node->label() + " (source '" + ps.id + "')");
+      }
+    Result<std::string> offset = ps.offset();
+    if (!offset.is_ok()) return offset.status().with_context("recording the offset of " + ps.node->label());
+    Status st = ps.writer->append(kRecordAdvance, encode_advance_payload(t, *offset));
     if (!st.is_ok()) return st.with_context("recording the offset of " + ps.node->label() + " (source '" + ps.id + "')");
     ps.pending_max_time = t;
-    ps.recorded.clear();
+    for (Batch& b : ps.recorded) b.clear();
   }
-  for (auto& o : owners) o.state->take_state_changes(o.changes);
+  for (auto& o : owners) take_changes(o);
   dirty = true;
   if (!have_last_commit || cfg.snapshot_interval_ms == 0 || t >= last_commit_time + cfg.snapshot_interval_ms)
     return commit(sched, t);
   return {};
 }
 
-Status Runtime::Impl::commit(Scheduler& sched, Time t) {
+Status Runtime::Impl::commit(RunControl& sched, Time t) {
   apply_merges(sched);
   // 1. New immutable objects: each source's events since the last commit, each state's
   //    consolidated changes, archived contents. Uploaded in parallel (object stores have high
@@ -102,14 +120,19 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
   m.writer = lock->info().token;
   m.committed_time = t;
   m.mode = to_string(cfg.persistence_mode);
+  m.workers = sched.workers();
   for (auto& ps : sources) {
-    ps.state.offset = ps.node->source().offset();
+    Result<std::string> offset = ps.offset();
+    if (!offset.is_ok()) return offset.status().with_context("committing the offset of " + ps.node->label());
+    ps.state.offset = std::move(offset).value();
     ps.state.has_offset = true;
     ps.state.contents.clear();
     if (ps.archive) {
       // The contents the offset refers to; others become garbage for the next start.
       std::vector<uint64_t> live;
-      ps.node->source().live_contents(live);
+      for (SourceNode* s : ps.shards) s->source().live_contents(live);
+      std::sort(live.begin(), live.end());
+      live.erase(std::unique(live.begin(), live.end()), live.end());
       for (uint64_t h : live)
         if (auto it = ps.archive->stored.find(h); it != ps.archive->stored.end()) ps.state.contents.push_back(it->second);
     }
@@ -155,14 +178,16 @@ Status Runtime::Impl::commit(Scheduler& sched, Time t) {
   return {};
 }
 
-Status Runtime::Impl::at_end(Scheduler& sched, bool stopped) {
+Status Runtime::Impl::at_end(RunControl& sched, bool stopped) {
   Status st;
   final_commit = true;  // no new merge whose result no manifest would reference
   // A source may have advanced without emitting (a file re-read with unchanged content now
   // known not to be "racy"): commit its offset, or every later start re-reads the file.
   if (policy.writes_snapshots && have_last_commit)
-    for (auto& ps : sources)
-      if (ps.state.has_offset && ps.node->source().offset() != ps.state.offset) dirty = true;
+    for (auto& ps : sources) {
+      Result<std::string> offset = ps.offset();
+      if (ps.state.has_offset && (!offset.is_ok() || *offset != ps.state.offset)) dirty = true;
+    }
   const Time t_end = std::max(sched.last_time(), last_commit_time);
   if (policy.writes_snapshots && dirty) st = commit(sched, t_end);
   if (policy.writes_snapshots && merger && st.is_ok()) {

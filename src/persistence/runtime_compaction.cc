@@ -5,7 +5,7 @@
 
 namespace tidemark::persistence {
 
-void Runtime::Impl::apply_merges(Scheduler& sched) {
+void Runtime::Impl::apply_merges(RunControl& sched) {
   for (auto& d : merger->poll()) {
     if (!d.result.is_ok()) {
       sched.log("persistence: a background compaction failed (will retry): " + d.result.status().to_string());

@@ -10,7 +10,7 @@ namespace tidemark::persistence {
 // created conditionally with this writer's lock token and the newest manifest's contents. From
 // here on a writer that started earlier fails at its own next conditional create, and every
 // key this writer creates carries the new epoch.
-Status Runtime::Impl::fence(Scheduler& sched, std::optional<Manifest>& manifest, Manifest& fenced,
+Status Runtime::Impl::fence(RunControl& sched, std::optional<Manifest>& manifest, Manifest& fenced,
                             std::vector<storage::ObjectInfo>& objects) {
   uint64_t top = manifest ? manifest->seq : 0;
   for (const char* prefix : {kStreamsPrefix, kOperatorsPrefix, kContentsPrefix}) {

@@ -21,7 +21,7 @@ std::string hex128(std::string_view s) {
 
 }  // namespace
 
-void Runtime::Impl::setup_connectors(Scheduler& sched) {
+void Runtime::Impl::setup_connectors(RunControl& sched) {
   // Persistent ids: the user's name, or (Persisting modes) one derived from what the
   // connector reads or writes, so it does not depend on the order the graph was built in.
   std::set<std::string> used;
@@ -32,12 +32,15 @@ void Runtime::Impl::setup_connectors(Scheduler& sched) {
     for (int i = 2; used.count(id); ++i) id = base + "#" + std::to_string(i);
     return id;
   };
-  for (SourceNode* s : sched.sources()) {
+  for (size_t k = 0; k < sched.sources().size(); ++k) {
+    SourceNode* s = sched.sources()[k];
     std::string id = make_id(*s, s->source().describe());
     if (id.empty()) continue;
     used.insert(id);
     PSource ps;
     ps.node = s;
+    ps.shards = sched.source_shards(k);
+    ps.recorded.resize(ps.shards.size());
     ps.id = id;
     ps.state.id = id;
     ps.state.schema = s->schema().to_string();
@@ -53,7 +56,7 @@ void Runtime::Impl::setup_connectors(Scheduler& sched) {
   }
 }
 
-Status Runtime::Impl::setup_owners(Scheduler& sched, const std::optional<Manifest>& m) {
+Status Runtime::Impl::setup_owners(RunControl& sched, const std::optional<Manifest>& m) {
   auto& g = sched.graph();
   // Stable operator ids: the user's name, else a hash of the kind, the signature, the inputs'
   // ids and the rank among identical siblings, so rebuilding the same program (even in another
@@ -82,6 +85,8 @@ Status Runtime::Impl::setup_owners(Scheduler& sched, const std::optional<Manifes
       POwner o;
       o.state = &n;
       o.node = &n;
+      for (engine::Node* inst : sched.instances(i))
+        if (inst) o.instances.push_back(inst);
       o.st.id = ids[i];
       o.st.kind = n.kind();
       o.st.label = n.label();
@@ -93,6 +98,7 @@ Status Runtime::Impl::setup_owners(Scheduler& sched, const std::optional<Manifes
     for (const auto& e : g.extra_states()) {
       POwner o;
       o.state = e.state.get();
+      o.instances = {o.state};  // shared by the workers
       o.st.id = e.id;
       o.st.kind = e.kind;
       o.st.label = e.kind + " '" + e.id + "'";

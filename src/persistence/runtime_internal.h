@@ -30,7 +30,7 @@
 namespace tidemark::persistence {
 
 using engine::Batch;
-using engine::Scheduler;
+using engine::RunControl;
 using engine::SinkNode;
 using engine::SourceNode;
 using engine::Time;
@@ -41,19 +41,25 @@ constexpr size_t kMergeFanIn = 4;
 constexpr uint64_t kPipelineRestoreBytes = 1u << 20;
 
 struct PSource {
-  SourceNode* node = nullptr;
+  SourceNode* node = nullptr;         // the graph's node (ids, labels, schema)
+  std::vector<SourceNode*> shards;    // its running instances (one per worker when it splits)
   std::string id;
   SourceState state;                 // chunks and offset as of the last commit
   std::unique_ptr<storage::ChunkWriter> writer;  // events since the last commit
   uint64_t pending_max_time = 0;
-  Batch recorded;                    // filled by the source node during a step
-  std::unique_ptr<Archive> archive;  // operator persisting
+  std::vector<Batch> recorded;       // per shard: filled by the shard during a step
+  std::unique_ptr<Archive> archive;  // operator persisting (shared by the shards; locks itself)
+  // The position of all shards together (Source::merge_shard_offsets).
+  Result<std::string> offset() const;
 };
 
 // A persistent state: an operator's (operator persisting) or a UDF cache's.
 struct POwner {
-  engine::PersistentState* state = nullptr;
+  engine::PersistentState* state = nullptr;  // worker 0's (or the only) instance
   engine::Node* node = nullptr;  // nullptr for states that are not operators
+  // Every instance, by worker (operators at several workers; else {state}). A restored entry
+  // goes to the instance its route (Node::state_entry_route) picks.
+  std::vector<engine::PersistentState*> instances;
   OperatorState st;              // chunks as of the last commit
   engine::StateChanges changes;  // since the last commit
 };
@@ -65,7 +71,6 @@ struct PSink {
 
 struct Runtime::Impl {
   Config cfg;
-  Scheduler* sched_ = nullptr;
   Stats stats;
   std::shared_ptr<storage::ObjectStore> meta, snap;
   std::unique_ptr<IoPool> io;  // background uploads (operator persisting's archived contents)
@@ -85,21 +90,22 @@ struct Runtime::Impl {
   std::unique_ptr<Merger> merger;
   std::vector<std::string> superseded;  // merged chunks to delete after the next commit
 
-  Status before_start(Scheduler& sched);
-  Status after_sinks_open(Scheduler& sched);
+  Status before_start(RunControl& sched);
+  Status after_sinks_open(RunControl& sched);
   std::optional<Manifest> resume;  // the commit being resumed, between the two recovery phases
-  Status fence(Scheduler& sched, std::optional<Manifest>& manifest, Manifest& fenced,
+  Status fence(RunControl& sched, std::optional<Manifest>& manifest, Manifest& fenced,
                std::vector<storage::ObjectInfo>& objects);
   Status check_lease() const { return lock ? lock->check() : Status::ok(); }
-  Status after_time(Scheduler& sched, Time t);
-  Status at_end(Scheduler& sched, bool stopped);
-  Status commit(Scheduler& sched, Time t);
-  Status replay(Scheduler& sched, const Manifest& m);
+  Status after_time(RunControl& sched, Time t);
+  Status at_end(RunControl& sched, bool stopped);
+  Status commit(RunControl& sched, Time t);
+  void take_changes(POwner& o);
+  Status replay(RunControl& sched, const Manifest& m);
   Status collect_garbage(const Manifest& m, const std::vector<storage::ObjectInfo>& objects);
-  void setup_connectors(Scheduler& sched);
-  Status setup_owners(Scheduler& sched, const std::optional<Manifest>& m);
+  void setup_connectors(RunControl& sched);
+  Status setup_owners(RunControl& sched, const std::optional<Manifest>& m);
   Status restore_owners();
-  void apply_merges(Scheduler& sched);
+  void apply_merges(RunControl& sched);
   void schedule_merges();
   Merger::Job merge_job(const std::string& owner, const std::vector<ChunkRef>& chunks, size_t first, size_t last,
                         bool input);

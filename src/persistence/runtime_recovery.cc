@@ -1,6 +1,8 @@
 // Recovery at start: storage, lock, stored state checked, operator states restored, input replayed.
 #include "persistence/runtime_internal.h"
 
+#include "engine/workers.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,7 +12,7 @@
 
 namespace tidemark::persistence {
 
-Status Runtime::Impl::before_start(Scheduler& sched) {
+Status Runtime::Impl::before_start(RunControl& sched) {
   const PersistenceMode mode = cfg.persistence_mode;
   policy = policy_for(mode, cfg.snapshot_access);
 
@@ -90,7 +92,7 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
       if (manifest)
         if (const SourceState* st = manifest->find_source(ps.id))
           for (const auto& c : st->contents) ps.archive->stored[c.hash] = c;
-      ps.node->source().set_content_archive(ps.archive.get());
+      for (SourceNode* s : ps.shards) s->source().set_content_archive(ps.archive.get());
     }
   if (manifest && policy.restores_states) TM_RETURN_IF_ERROR(restore_owners());
   if (!policy.restores_states)
@@ -100,7 +102,7 @@ Status Runtime::Impl::before_start(Scheduler& sched) {
 }
 
 // Second phase of recovery, once outputs are open (replay modes emit while replaying).
-Status Runtime::Impl::after_sinks_open(Scheduler& sched) {
+Status Runtime::Impl::after_sinks_open(RunControl& sched) {
   const PersistenceMode mode = cfg.persistence_mode;  // for the log line
   const SnapshotAccess access = cfg.snapshot_access;
   const std::optional<Manifest>& manifest = resume;
@@ -115,16 +117,18 @@ Status Runtime::Impl::after_sinks_open(Scheduler& sched) {
   }
   bool live = cfg.continue_after_replay && !policy.stops_after_replay;
   if (!live && manifest)
-    for (SourceNode* s : sched.sources()) s->finished = true;
+    for (size_t k = 0; k < sched.sources().size(); ++k)
+      for (SourceNode* s : sched.source_shards(k)) s->finished = true;
   if (policy.writes_snapshots && !policy.records_inputs)
     for (auto& ps : sources) ps.state.chunks.clear();  // offsets only: the manifest keeps the offset
   if (policy.writes_snapshots)
     for (auto& ps : sources) {
       ps.writer = std::make_unique<storage::ChunkWriter>();
-      ps.node->record = &ps.recorded;
+      for (size_t w = 0; w < ps.shards.size(); ++w) ps.shards[w]->record = &ps.recorded[w];
     }
   if (policy.stores_states)
-    for (auto& o : owners) o.state->track_state_changes();
+    for (auto& o : owners)
+      for (engine::PersistentState* inst : o.instances) inst->track_state_changes();
   // Input compaction merges recorded times: only when no operator depends on arrival order.
   if (policy.compacts_inputs) {
     compact_inputs = true;
@@ -147,15 +151,16 @@ Status Runtime::Impl::after_sinks_open(Scheduler& sched) {
   return {};
 }
 
-Status Runtime::Impl::replay(Scheduler& sched, const Manifest& m) {
+Status Runtime::Impl::replay(RunControl& sched, const Manifest& m) {
   // time -> per source index -> changes at that time
   std::map<Time, std::map<size_t, Batch>> by_time;
   for (size_t i = 0; i < sources.size(); ++i) {
     PSource& ps = sources[i];
-    if (ps.state.has_offset) {
-      Status st = ps.node->source().seek(ps.state.offset);
-      if (!st.is_ok()) return st.with_context(ps.node->label() + ": seeking to the stored offset");
-    }
+    if (ps.state.has_offset)
+      for (SourceNode* s : ps.shards) {  // each shard keeps its own part of the offset
+        Status st = s->source().seek(ps.state.offset);
+        if (!st.is_ok()) return st.with_context(ps.node->label() + ": seeking to the stored offset");
+      }
     if (!policy.replays_inputs) continue;
     Batch pending;
     for (const auto& c : ps.state.chunks) {
@@ -178,7 +183,8 @@ Status Runtime::Impl::replay(Scheduler& sched, const Manifest& m) {
   // Sources learn the rows they produced before (to retract them if their input changed).
   for (auto& [t, per_source] : by_time)
     for (auto& [i, batch] : per_source) {
-      for (const auto& u : batch) sources[i].node->source().replayed(u);
+      for (SourceNode* s : sources[i].shards)  // each shard keeps the rows of its own files
+        for (const auto& u : batch) s->source().replayed(u);
       stats.replayed_events += batch.size();
     }
   if (by_time.empty()) return {};
@@ -186,8 +192,10 @@ Status Runtime::Impl::replay(Scheduler& sched, const Manifest& m) {
   const bool suppress = !policy.emits_replay;
   auto feed = [&](const std::map<size_t, Batch>& per_source) {
     for (const auto& [i, batch] : per_source) {
-      Batch& p = sources[i].node->pending;
-      p.insert(p.end(), batch.begin(), batch.end());
+      // Spread over the shards by row key (the stateful operators' exchanges route each row
+      // to its instance whichever shard it enters by).
+      const std::vector<SourceNode*>& shards = sources[i].shards;
+      for (const auto& u : batch) shards[engine::worker_of(u.key, shards.size())]->pending.push_back(u);
     }
   };
   if (policy.replay_timing == ReplayTiming::kOneTime) {
@@ -245,21 +253,26 @@ Status Runtime::Impl::restore_owners() {
       stored += c.records;
       bytes += c.bytes;
     }
-    o.state->expect_state_entries(std::min(stored, bytes / 2));
+    const size_t n = o.instances.size();
+    for (engine::PersistentState* inst : o.instances) inst->expect_state_entries(std::min(stored, bytes / 2) / n + 1);
     bool owner_failed = false;
     // Large states decode on a second thread while the owner restores (kPipelineRestoreBytes).
     auto merge = bytes >= kPipelineRestoreBytes ? merge_state_records_pipelined : merge_state_records;
-    Status merged = merge(chunks, false, [&](std::string_view k, std::optional<std::string_view> v) {
+    Status merged = merge(chunks, false, [&](std::string_view k, std::optional<std::string_view> v) -> Status {
       ++entries;
-      Status st = o.state->restore_state_entry(k, *v);
+      // Several workers: the instance the entry's routing key picks for this worker count (the
+      // stored state may come from any count).
+      Status st = n == 1 ? o.state->restore_state_entry(k, *v) : engine::restore_instance_entry(*o.node, o.instances, k, *v);
       owner_failed = !st.is_ok();
       return st;
     });
     if (!merged.is_ok())
       return merged.with_context(owner_failed ? "restoring " + o.st.label : "loading the state of " + o.st.label);
     for (size_t j = first; j < f; ++j) fetches[j].data = Status::internal("consumed");  // free the chunks' bytes
-    Status st = o.state->finish_state_restore();
-    if (!st.is_ok()) return st.with_context("restoring " + o.st.label);
+    for (engine::PersistentState* inst : o.instances) {
+      Status st = inst->finish_state_restore();
+      if (!st.is_ok()) return st.with_context("restoring " + o.st.label);
+    }
     stats.restored_entries += entries;
   }
   return {};

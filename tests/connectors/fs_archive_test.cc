@@ -16,13 +16,16 @@ namespace {
 using Rows = std::multiset<std::string>;
 
 // In-memory archive: what the persistence layer does over its snapshot storage.
+// Shared by a source's shards when TIDEMARK_THREADS runs several workers: locks.
 class MemoryArchive final : public engine::ContentArchive {
  public:
   void stash(uint64_t hash, std::string content) override {
+    std::lock_guard<std::mutex> l(mu);
     stashed.push_back(hash);
     contents[hash] = std::move(content);
   }
   Result<std::string> fetch(uint64_t hash) override {
+    std::lock_guard<std::mutex> l(mu);
     fetched.push_back(hash);
     if (fail) return Status::io_error("injected storage failure");
     auto it = contents.find(hash);
@@ -33,6 +36,7 @@ class MemoryArchive final : public engine::ContentArchive {
   std::vector<uint64_t> stashed;
   std::vector<uint64_t> fetched;
   bool fail = false;
+  std::mutex mu;
 };
 
 uint64_t hash_of(const std::string& s) { return XXH3_64bits(s.data(), s.size()); }
@@ -375,14 +379,11 @@ TEST(FsArchive, ResumeThroughRunHooks) {
     Table t = io::fs::read(g, d.path(), o);
     io::subscribe(t, {[](const Key&, const Row&, uint64_t, bool) {}, nullptr, nullptr});
     engine::RunHooks hooks;
-    hooks.before_start = [&](engine::Scheduler& s) {
-      s.sources()[0]->source().set_content_archive(&archive);
+    hooks.before_start = [&](engine::RunControl& s) {
+      for (auto* shard : s.source_shards(0)) shard->source().set_content_archive(&archive);
       return Status::ok();
     };
-    hooks.at_end = [&](engine::Scheduler& s, bool) {
-      offset = s.sources()[0]->source().offset();
-      return Status::ok();
-    };
+    hooks.at_end = [&](engine::RunControl& s, bool) { return merged_offset(s, &offset); };
     ASSERT_TRUE(engine::run_with_hooks(g, quiet_options(), hooks).is_ok());
   }
   EXPECT_EQ(archive.stashed.size(), 2u);
@@ -395,11 +396,13 @@ TEST(FsArchive, ResumeThroughRunHooks) {
   io::subscribe(t, c.callbacks());
   engine::RunHooks hooks;
   std::vector<uint64_t> live_at_start;
-  hooks.before_start = [&](engine::Scheduler& s) {
-    auto& src = s.sources()[0]->source();
-    src.set_content_archive(&archive);
-    TM_RETURN_IF_ERROR(src.seek(offset));
-    src.live_contents(live_at_start);
+  hooks.before_start = [&](engine::RunControl& s) {
+    for (auto* shard : s.source_shards(0)) {  // each shard keeps its own files of the offset
+      auto& src = shard->source();
+      src.set_content_archive(&archive);
+      TM_RETURN_IF_ERROR(src.seek(offset));
+      src.live_contents(live_at_start);
+    }
     return Status::ok();
   };
   ASSERT_TRUE(engine::run_with_hooks(g, quiet_options(), hooks).is_ok());

@@ -36,10 +36,12 @@ TEST(FsStreaming, NewModifiedAndDeletedFiles) {
   EXPECT_TRUE(c.wait([&] { return c.live.size() == 4; }));
   EXPECT_EQ(c.last_changes(), (Rows{"+(z, 3)", "+(q, 4)"}));
 
-  // Same size, probably the same mtime tick: the content hash catches it.
+  // Same size, probably the same mtime tick: the content hash catches it. Written in place, the
+  // file may be read half-written first (its rows retracted, then read again whole).
+  const uint64_t before = c.last_time();
   write_file(d / "a.csv", "w,n\nx,1\ny,3\n");
-  EXPECT_TRUE(c.wait([&] { return c.live.count("(y, 3)") == 1; }));
-  EXPECT_EQ(c.last_changes(), (Rows{"-(y, 2)", "+(y, 3)"}));
+  EXPECT_TRUE(c.wait([&] { return c.live == Rows{"(x, 1)", "(y, 3)", "(z, 3)", "(q, 4)"}; }));
+  EXPECT_EQ(c.net_changes_after(before), (Rows{"-(y, 2)", "+(y, 3)"}));
 
   std::filesystem::remove(d / "sub/b.csv");
   EXPECT_TRUE(c.wait([&] { return c.live.size() == 2; }));
@@ -164,10 +166,7 @@ TEST(FsOffset, ResumeThroughRunHooks) {
     io::subscribe(t, {[&](const Key& k, const Row& r, uint64_t, bool add) { history.push_back({k, r, add ? 1 : -1}); },
                       nullptr, nullptr});
     engine::RunHooks hooks;
-    hooks.at_end = [&](engine::Scheduler& s, bool) {
-      offset = s.sources()[0]->source().offset();
-      return Status::ok();
-    };
+    hooks.at_end = [&](engine::RunControl& s, bool) { return merged_offset(s, &offset); };
     ASSERT_TRUE(engine::run_with_hooks(g, quiet_options(), hooks).is_ok());
   }
   std::filesystem::remove(d / "f1.csv");
@@ -178,10 +177,12 @@ TEST(FsOffset, ResumeThroughRunHooks) {
   c.strict = false;  // retracts rows of the earlier run
   io::subscribe(t, c.callbacks());
   engine::RunHooks hooks;
-  hooks.before_start = [&](engine::Scheduler& s) {
-    auto& src = s.sources()[0]->source();
-    TM_RETURN_IF_ERROR(src.seek(offset));
-    for (const auto& u : history) src.replayed(u);
+  hooks.before_start = [&](engine::RunControl& s) {
+    for (auto* shard : s.source_shards(0)) {  // each shard keeps its own files of the offset
+      auto& src = shard->source();
+      TM_RETURN_IF_ERROR(src.seek(offset));
+      for (const auto& u : history) src.replayed(u);
+    }
     return Status::ok();
   };
   ASSERT_TRUE(engine::run_with_hooks(g, quiet_options(), hooks).is_ok());

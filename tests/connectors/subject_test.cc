@@ -93,10 +93,10 @@ TEST(Subject, SeekSkipsRowsDeliveredBefore) {
     for (int i = 0; i < rows; ++i) subject->next({Value(i)});
     subject->close();
     engine::RunHooks hooks;
-    hooks.before_start = [&](engine::Scheduler& s) {
+    hooks.before_start = [&](engine::RunControl& s) {
       return seek_to.empty() ? Status::ok() : s.sources()[0]->source().seek(seek_to);
     };
-    hooks.at_end = [&](engine::Scheduler& s, bool) {
+    hooks.at_end = [&](engine::RunControl& s, bool) {
       *offset = s.sources()[0]->source().offset();
       return Status::ok();
     };

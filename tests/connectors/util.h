@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/scheduler.h"
 #include "tidemark/tidemark.h"
 
 namespace tidemark::testing {
@@ -122,7 +123,33 @@ struct Collector {
     std::lock_guard lock(mu);
     return by_time.empty() ? std::multiset<std::string>{} : by_time.rbegin()->second;
   }
+  uint64_t last_time() {
+    std::lock_guard lock(mu);
+    return by_time.empty() ? 0 : by_time.rbegin()->first;
+  }
+  // The net changes of the times after `t` ("+(row)" n times for multiplicity +n): what a
+  // non-atomic rewrite of a file may deliver in two times (read while half-written, then whole).
+  std::multiset<std::string> net_changes_after(uint64_t t) {
+    std::lock_guard lock(mu);
+    std::map<std::string, int64_t> net;
+    for (auto it = by_time.upper_bound(t); it != by_time.end(); ++it)
+      for (const std::string& c : it->second) net[c.substr(1)] += c[0] == '+' ? 1 : -1;
+    std::multiset<std::string> out;
+    for (const auto& [row, n] : net)
+      for (int64_t i = 0; i < (n < 0 ? -n : n); ++i) out.insert((n > 0 ? "+" : "-") + row);
+    return out;
+  }
 };
+
+// The offset of the run's first source over all its shards (workers), as persistence stores it.
+inline Status merged_offset(engine::RunControl& s, std::string* out) {
+  std::vector<std::string> parts;
+  for (auto* shard : s.source_shards(0)) parts.push_back(shard->source().offset());
+  Result<std::string> merged = s.sources()[0]->source().merge_shard_offsets(parts);
+  if (!merged.is_ok()) return merged.status();
+  *out = *merged;
+  return Status::ok();
+}
 
 inline RunOptions quiet_options(std::atomic<bool>* stop = nullptr) {
   RunOptions o;

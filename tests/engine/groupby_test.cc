@@ -168,18 +168,17 @@ TEST(GroupBy, StateExportImportContinuesIdentically) {
     RunOptions o;
     o.handle_signals = false;
     engine::RunHooks hooks;
-    hooks.before_start = [&](engine::Scheduler&) {
-      track_state(g);
+    hooks.before_start = [&](engine::RunControl& s) {
+      track_state(s);
       return Status();
     };
-    hooks.at_end = [&](engine::Scheduler& s, bool) {
+    hooks.at_end = [&](engine::RunControl& s, bool) {
       last_time = s.last_time();
+      take_state(s, out.node(), state);  // every worker's instance
       return Status();
     };
     ASSERT_TRUE(engine::run_with_hooks(g, o, hooks).is_ok());
-    auto& node = g.impl().node(out.node());
-    ASSERT_TRUE(node.stateful());
-    take_state(node, state);
+    ASSERT_TRUE(g.impl().node(out.node()).stateful());
   }
   ASSERT_FALSE(state.empty());
   {
@@ -191,18 +190,18 @@ TEST(GroupBy, StateExportImportContinuesIdentically) {
   Graph g;
   std::vector<Table> in{engine::add_source(g, std::make_unique<engine::BatchesSource>(second), kSchema)};
   Table out = build(g, in);
-  ASSERT_TRUE(restore_state(g.impl().node(out.node()), state).is_ok());
   auto captured = std::make_shared<std::vector<CapturedChange>>();
   engine::add_sink(out, std::make_unique<engine::CaptureSink>(captured));
   RunOptions o;
   o.handle_signals = false;
   // A resumed run continues the logical clock after the last committed time.
   engine::RunHooks hooks;
-  hooks.before_start = [&](engine::Scheduler& s) {
+  hooks.before_start = [&](engine::RunControl& s) {
     s.observe_time(last_time);
-    return Status();
+    return restore_state(s, out.node(), state);  // into the instances of this run's worker count
   };
-  ASSERT_TRUE(engine::run_with_hooks(g, o, hooks).is_ok());
+  Status resumed = engine::run_with_hooks(g, o, hooks);
+  ASSERT_TRUE(resumed.is_ok()) << resumed.to_string();
   // Compare multisets of (row, diff) of the second half.
   std::multiset<std::string> got, want;
   for (const auto& c : *captured) got.insert(row_str(c.row) + std::to_string(c.diff));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/collection_io.h"
+#include "engine/scheduler.h"
 #include "tidemark/tidemark.h"
 
 namespace tidemark::testing {
@@ -83,6 +84,37 @@ inline Status restore_state(engine::Node& n, const StateEntries& entries) {
   for (const auto& [k, v] : entries)
     if (Status s = n.restore_state_entry(k, v); !s.is_ok()) return s;
   return n.finish_state_restore();
+}
+
+// The same through a run's RunControl (from its hooks), over every worker's instance of a node
+// as the persistence layer does it (engine::take_instance_changes, restore_instance_entry), so
+// state taken at one worker count is restored at whatever count the environment gives.
+inline std::vector<engine::PersistentState*> state_instances(engine::RunControl& s, size_t i) {
+  std::vector<engine::PersistentState*> out;
+  for (engine::Node* n : s.instances(i))
+    if (n) out.push_back(n);
+  return out;
+}
+inline void track_state(engine::RunControl& s) {
+  for (size_t i = 0; i < s.graph().size(); ++i)
+    if (s.graph().node(i).stateful())
+      for (auto* inst : state_instances(s, i)) inst->track_state_changes();
+}
+inline void take_state(engine::RunControl& s, size_t i, StateEntries& entries) {
+  engine::StateChanges changes;
+  engine::take_instance_changes(state_instances(s, i), changes);
+  for (auto& c : changes) {
+    if (c.erase) entries.erase(c.key);
+    else entries[c.key] = std::move(c.value);
+  }
+}
+inline Status restore_state(engine::RunControl& s, size_t i, const StateEntries& entries) {
+  auto instances = state_instances(s, i);
+  for (const auto& [k, v] : entries)
+    if (Status st = engine::restore_instance_entry(s.graph().node(i), instances, k, v); !st.is_ok()) return st;
+  for (auto* inst : instances)
+    if (Status st = inst->finish_state_restore(); !st.is_ok()) return st;
+  return {};
 }
 
 // `slice_rows`: RunOptions::pipeline_slice_rows; `workers`: RunOptions::workers (0: the

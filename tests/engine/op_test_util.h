@@ -42,17 +42,17 @@ inline void expect_state_continuation(const Schema& schema, const std::vector<Ba
     RunOptions o;
     o.handle_signals = false;
     engine::RunHooks hooks;
-    hooks.before_start = [&](engine::Scheduler&) {
-      track_state(g);
+    hooks.before_start = [&](engine::RunControl& s) {
+      track_state(s);
       return Status();
     };
-    hooks.at_end = [&](engine::Scheduler& s, bool) {
+    hooks.at_end = [&](engine::RunControl& s, bool) {
       last_time = s.last_time();
+      for (size_t i = 0; i < g.impl().size(); ++i)
+        if (g.impl().node(i).stateful()) take_state(s, i, states[i]);  // every worker's instance
       return Status();
     };
     ASSERT_TRUE(engine::run_with_hooks(g, o, hooks).is_ok());
-    for (size_t i = 0; i < g.impl().size(); ++i)
-      if (g.impl().node(i).stateful()) take_state(g.impl().node(i), states[i]);
   }
   ASSERT_FALSE(states.empty());
   for (const auto& [i, s] : states) {
@@ -66,20 +66,19 @@ inline void expect_state_continuation(const Schema& schema, const std::vector<Ba
   Graph g;
   std::vector<Table> in{engine::add_source(g, std::make_unique<engine::BatchesSource>(second), schema)};
   Table out = build(g, in);
-  for (const auto& [i, s] : states) {
-    Status st = restore_state(g.impl().node(i), s);
-    ASSERT_TRUE(st.is_ok()) << g.impl().node(i).label() << ": " << st.to_string();
-  }
   auto captured = std::make_shared<std::vector<CapturedChange>>();
   engine::add_sink(out, std::make_unique<engine::CaptureSink>(captured));
   RunOptions o;
   o.handle_signals = false;
   engine::RunHooks hooks;
-  hooks.before_start = [&](engine::Scheduler& s) {  // a resumed run continues the logical clock
+  hooks.before_start = [&](engine::RunControl& s) {  // a resumed run continues the logical clock
     s.observe_time(last_time);
+    for (const auto& [i, entries] : states)  // into the instances of this run's worker count
+      if (Status st = restore_state(s, i, entries); !st.is_ok()) return st.with_context(s.graph().node(i).label());
     return Status();
   };
-  ASSERT_TRUE(engine::run_with_hooks(g, o, hooks).is_ok());
+  Status resumed = engine::run_with_hooks(g, o, hooks);
+  ASSERT_TRUE(resumed.is_ok()) << resumed.to_string();
   std::multiset<std::string> got, want;
   for (const auto& c : *captured) got.insert(c.key.to_string() + row_str(c.row) + std::to_string(c.diff));
   for (const auto& c : whole.changes)

@@ -92,18 +92,17 @@ inline void expect_state_continuation(const std::vector<SourceSpec>& sources, co
     auto in = add_inputs(g, part(true));
     Table out = build(g, in);
     engine::RunHooks hooks;
-    hooks.before_start = [&](engine::Scheduler&) {
-      track_state(g);
+    hooks.before_start = [&](engine::RunControl& s) {
+      track_state(s);
       return Status();
     };
-    hooks.at_end = [&](engine::Scheduler& s, bool) {
+    hooks.at_end = [&](engine::RunControl& s, bool) {
       last_time = s.last_time();
+      take_state(s, out.node(), state);  // every worker's instance
       return Status();
     };
     ASSERT_TRUE(engine::run_with_hooks(g, o, hooks).is_ok());
-    auto& node = g.impl().node(out.node());
-    ASSERT_TRUE(node.stateful());
-    take_state(node, state);
+    ASSERT_TRUE(g.impl().node(out.node()).stateful());
   }
   ASSERT_FALSE(state.empty());
   const auto& [some_key, some_value] = *state.begin();
@@ -116,16 +115,15 @@ inline void expect_state_continuation(const std::vector<SourceSpec>& sources, co
   Graph g;
   auto in = add_inputs(g, part(false));
   Table out = build(g, in);
-  Status restored = restore_state(g.impl().node(out.node()), state);
-  ASSERT_TRUE(restored.is_ok()) << restored.to_string();
   auto captured = std::make_shared<std::vector<CapturedChange>>();
   engine::add_sink(out, std::make_unique<engine::CaptureSink>(captured));
   engine::RunHooks hooks;
-  hooks.before_start = [&](engine::Scheduler& s) {
+  hooks.before_start = [&](engine::RunControl& s) {
     s.observe_time(last_time);
-    return Status();
+    return restore_state(s, out.node(), state);  // into the instances of this run's worker count
   };
-  ASSERT_TRUE(engine::run_with_hooks(g, o, hooks).is_ok());
+  Status resumed = engine::run_with_hooks(g, o, hooks);
+  ASSERT_TRUE(resumed.is_ok()) << resumed.to_string();
   std::multiset<std::string> got, want;
   for (const auto& c : *captured) got.insert(c.key.to_string() + row_str(c.row) + std::to_string(c.diff));
   for (const auto& c : whole.changes)

@@ -23,15 +23,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void crash_test(bool s3, int default_rounds, const char* mode = "persisting") {
+// `workers`: the --workers of each run in turn (cycled), so restarts may change the count.
+void crash_test(bool s3, int default_rounds, const char* mode = "persisting", std::vector<int> workers = {1}) {
   int rounds = default_rounds;
   if (const char* r = std::getenv("TIDEMARK_CRASH_ROUNDS")) rounds = std::atoi(r);
   uint64_t seed = 2026;
   if (const char* s = std::getenv("TIDEMARK_CRASH_SEED")) seed = std::strtoull(s, nullptr, 10);
   std::mt19937_64 rng(seed);
 
-  fs::path root = fs::temp_directory_path() / ("tidemark-crash-" + std::string(s3 ? "s3-" : "") + mode + "-" +
-                                                std::to_string(getpid()));
+  std::string counts;
+  for (int w : workers) counts += std::to_string(w);
+  fs::path root = fs::temp_directory_path() / ("tidemark-crash-" + std::string(s3 ? "s3-" : "") + mode + "-w" + counts +
+                                                "-" + std::to_string(getpid()));
   fs::remove_all(root);
   fs::path input = root / "input", output = root / "counts.csv", log = root / "log.txt";
   fs::create_directories(input);
@@ -47,6 +50,8 @@ void crash_test(bool s3, int default_rounds, const char* mode = "persisting") {
   for (int round = 0; round < rounds; ++round) {
     std::vector<std::string> args = common;
     for (const char* a : {"--mode", "streaming", "--autocommit-ms", "20", "--snapshot-interval-ms", "150"}) args.push_back(a);
+    args.push_back("--workers");
+    args.push_back(std::to_string(workers[static_cast<size_t>(round) % workers.size()]));
     pid_t pid = spawn(args, log);
     // Add files while it runs, then kill it at a random moment (the fault being injected).
     int adds = static_cast<int>(rng() % 4);
@@ -63,14 +68,15 @@ void crash_test(bool s3, int default_rounds, const char* mode = "persisting") {
   }
   // A final static run picks up whatever the killed runs had not committed, then exits.
   std::vector<std::string> args = common;
-  for (const char* a : {"--mode", "static"}) args.push_back(a);
+  for (const char* a : {"--mode", "static", "--workers"}) args.push_back(a);
+  args.push_back(std::to_string(workers[static_cast<size_t>(rounds) % workers.size()]));
   ASSERT_EQ(wait_exit(spawn(args, log)), 0) << "final run failed; see " << log;
   EXPECT_GE(killed_running, rounds / 2) << "most kills should hit a running process";
 
   int n = 0;
   check_change_stream(output, expected, &n);
-  std::printf("crash test (%s, %s): %d kills (%d of a running process), %d files, %d output lines\n",
-              s3 ? "state on S3" : "state on local disk", mode, rounds, killed_running, files, n);
+  std::printf("crash test (%s, %s, workers %s): %d kills (%d of a running process), %d files, %d output lines\n",
+              s3 ? "state on S3" : "state on local disk", mode, counts.c_str(), rounds, killed_running, files, n);
   if (!::testing::Test::HasFailure()) fs::remove_all(root);
 }
 
@@ -79,6 +85,20 @@ TEST(CrashTest, SigkillAtRandomMomentsGivesExactlyOnceOutput) { crash_test(false
 // Operator persisting: each restart loads the count's state and the archived file contents
 // instead of replaying input; the output must still be exactly-once.
 TEST(CrashTest, OperatorPersistingSigkillGivesExactlyOnceOutput) { crash_test(false, 12, "operator_persisting"); }
+
+// Several workers: the file source split across them, every commit gathering all shards.
+TEST(CrashTest, SigkillAtTwoWorkersGivesExactlyOnceOutput) { crash_test(false, 12, "persisting", {2}); }
+TEST(CrashTest, OperatorPersistingSigkillAtTwoWorkersGivesExactlyOnceOutput) {
+  crash_test(false, 12, "operator_persisting", {2});
+}
+// Every restart of the streaming run, files arriving meanwhile, changes the worker count: the
+// stored offsets and operator states are divided among the new count.
+TEST(CrashTest, SigkillWhileChangingTheWorkerCountGivesExactlyOnceOutput) {
+  crash_test(false, 12, "persisting", {2, 3, 1});
+}
+TEST(CrashTest, OperatorPersistingSigkillWhileChangingTheWorkerCountGivesExactlyOnceOutput) {
+  crash_test(false, 12, "operator_persisting", {3, 1, 2});
+}
 
 TEST(CrashTest, SigkillWithStateOnS3GivesExactlyOnceOutput) {
   REQUIRE_TEST_S3();
