@@ -53,7 +53,8 @@ int main(int argc, char** argv) {
   app.add_option("--workers", workers_text,
                  "Worker threads (1-256; default: TIDEMARK_THREADS, else 1). Files are split across the workers "
                  "and words are counted by the worker owning them; the output equals 1 worker's. With "
-                 "--persistent-storage the job runs on 1 worker (a warning says so)");
+                 "--persistent-storage a rerun may use another count (the stored state is divided among "
+                 "the new workers)");
   std::string storage, persistence_mode = "persisting", snapshot_access = "full", continue_after_replay = "true";
   std::string s3_storage;
   uint64_t snapshot_interval_ms = 0;

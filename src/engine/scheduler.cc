@@ -83,6 +83,25 @@ Scheduler::Scheduler(internal::GraphImpl& graph, const RunOptions& options) : gr
       if (pipelined_[i] && !pipelined_[c]) feeds_rest_[i] = true;
 }
 
+void RunControl::feed(size_t k, const Batch& rows) {
+  const std::vector<SourceNode*>& shards = source_shards(k);
+  if (shards.size() == 1) {
+    shards[0]->pending.insert(shards[0]->pending.end(), rows.begin(), rows.end());
+    return;
+  }
+  for (const Update& u : rows) shards[worker_of(u.key, shards.size())]->pending.push_back(u);
+}
+
+void RunControl::finish_source(size_t k) {
+  for (SourceNode* s : source_shards(k)) s->finished = true;
+}
+
+void RunControl::record_source(size_t k, std::vector<Batch>* per_shard) {
+  const std::vector<SourceNode*>& shards = source_shards(k);
+  per_shard->resize(shards.size());
+  for (size_t w = 0; w < shards.size(); ++w) shards[w]->record = &(*per_shard)[w];
+}
+
 std::vector<Node*> Scheduler::instances(size_t i) { return {&graph_.node(i)}; }
 
 void Scheduler::log(const std::string& msg) const {

@@ -36,6 +36,17 @@ class RunControl {
   virtual Time last_time() const = 0;
   virtual void observe_time(Time t) = 0;
   virtual void log(const std::string& msg) const = 0;
+
+  // Recovery and recording on the shards of sources()[k] (seek(), replayed(), offset() and the
+  // content archive are the Source interface of each shard):
+  // rows for the next step() (a replayed time), spread over the shards by row key (every
+  // stateful operator's input is exchanged by its own key, whichever shard a row enters by);
+  void feed(size_t k, const Batch& rows);
+  // the source reads nothing more in this run and is never opened (no continue_after_replay);
+  void finish_source(size_t k);
+  // every change a shard emits from now on is also appended to (*per_shard)[w] (one batch
+  // per shard of source_shards(k)).
+  void record_source(size_t k, std::vector<Batch>* per_shard);
 };
 
 class Scheduler final : public RunControl {

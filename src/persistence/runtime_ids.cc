@@ -39,8 +39,8 @@ void Runtime::Impl::setup_connectors(RunControl& sched) {
     used.insert(id);
     PSource ps;
     ps.node = s;
+    ps.index = k;
     ps.shards = sched.source_shards(k);
-    ps.recorded.resize(ps.shards.size());
     ps.id = id;
     ps.state.id = id;
     ps.state.schema = s->schema().to_string();

@@ -42,6 +42,7 @@ constexpr uint64_t kPipelineRestoreBytes = 1u << 20;
 
 struct PSource {
   SourceNode* node = nullptr;         // the graph's node (ids, labels, schema)
+  size_t index = 0;                   // in RunControl::sources()
   std::vector<SourceNode*> shards;    // its running instances (one per worker when it splits)
   std::string id;
   SourceState state;                 // chunks and offset as of the last commit

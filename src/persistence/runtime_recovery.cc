@@ -1,8 +1,6 @@
 // Recovery at start: storage, lock, stored state checked, operator states restored, input replayed.
 #include "persistence/runtime_internal.h"
 
-#include "engine/workers.h"
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -117,14 +115,13 @@ Status Runtime::Impl::after_sinks_open(RunControl& sched) {
   }
   bool live = cfg.continue_after_replay && !policy.stops_after_replay;
   if (!live && manifest)
-    for (size_t k = 0; k < sched.sources().size(); ++k)
-      for (SourceNode* s : sched.source_shards(k)) s->finished = true;
+    for (size_t k = 0; k < sched.sources().size(); ++k) sched.finish_source(k);
   if (policy.writes_snapshots && !policy.records_inputs)
     for (auto& ps : sources) ps.state.chunks.clear();  // offsets only: the manifest keeps the offset
   if (policy.writes_snapshots)
     for (auto& ps : sources) {
       ps.writer = std::make_unique<storage::ChunkWriter>();
-      for (size_t w = 0; w < ps.shards.size(); ++w) ps.shards[w]->record = &ps.recorded[w];
+      sched.record_source(ps.index, &ps.recorded);
     }
   if (policy.stores_states)
     for (auto& o : owners)
@@ -191,12 +188,7 @@ Status Runtime::Impl::replay(RunControl& sched, const Manifest& m) {
 
   const bool suppress = !policy.emits_replay;
   auto feed = [&](const std::map<size_t, Batch>& per_source) {
-    for (const auto& [i, batch] : per_source) {
-      // Spread over the shards by row key (the stateful operators' exchanges route each row
-      // to its instance whichever shard it enters by).
-      const std::vector<SourceNode*>& shards = sources[i].shards;
-      for (const auto& u : batch) shards[engine::worker_of(u.key, shards.size())]->pending.push_back(u);
-    }
+    for (const auto& [i, batch] : per_source) sched.feed(sources[i].index, batch);
   };
   if (policy.replay_timing == ReplayTiming::kOneTime) {
     for (const auto& [t, per_source] : by_time) feed(per_source);
