@@ -9,9 +9,11 @@
 //   * groupby count+sum vs a one-pass hash map; join 2M x 2M vs a hash join that materializes
 //     its output pairs (peak RSS of both, join state bytes per live row);
 //   * join_restart: restart in operator_persisting after the 2M x 2M join vs computing it;
-//   * with --workers 1,N,...: wordcount, groupby and join at N worker threads against 1 worker
+//   * with --workers 1,N,...: wordcount (also with operator persisting), groupby and join at N
+//     worker threads against 1 worker
 //     (RunOptions::workers), the two measured alternately in the same invocation: rows
-//     "wordcount_wN", "groupby_wN", "join_wN" with "seconds" (N workers), "baseline_seconds"
+//     "wordcount_wN", "wordcount_persistence_wN", "groupby_wN", "join_wN" with "seconds" (N
+//     workers), "baseline_seconds"
 //     (1 worker) and "speedup". The wordcount input for these is the same number of words in
 //     files of 100k words (the file source splits whole files across workers by path hash).
 //     Every other figure runs at 1 worker.
@@ -719,6 +721,22 @@ int main(int argc, char** argv) {
       });
       report("wordcount " + W + " words, " + std::to_string(files) + " files", "wordcount", secs, base,
              {{"words", double(words)}, {"files", double(files)}});
+      // With persistence (operator_persisting, 1000 ms interval): a fresh storage per run.
+      size_t run_no = 0;
+      auto [psecs, pbase] = paired([&] {
+        fs::path st = root / ("state-workers-" + std::to_string(run_no++));
+        auto cfg = persistence::Config::simple_config(persistence::Backend::filesystem(st.string()), 1000,
+                                                      persistence::SnapshotAccess::kFull,
+                                                      persistence::PersistenceMode::kOperatorPersisting);
+        auto t = Clock::now();
+        die_if(engine_wordcount(input_w, root / ("out-workers-p" + std::to_string(run_no) + ".csv"), cfg),
+               "wordcount with persistence (workers)");
+        double secs = seconds_since(t);
+        fs::remove_all(st);
+        return secs;
+      });
+      report("wordcount " + W + " words, " + std::to_string(files) + " files, operator_persisting", "wordcount_persistence",
+             psecs, pbase, {{"words", double(words)}, {"files", double(files)}, {"snapshot_interval_ms", 1000}});
     }
     if (want("groupby")) {
       const Schema& s = group_schema;

@@ -36,7 +36,7 @@ configure() {  # DIR FLAGS
 # The worker threads under ThreadSanitizer (build-tsan/sanitize-workers.log).
 tsan_workers() {
   configure build-tsan "-fsanitize=thread -fno-omit-frame-pointer"
-  if cmake --build build-tsan -j"$JOBS" --target test_engine test_connectors test_persistence cli_wordcount \
+  if cmake --build build-tsan -j"$JOBS" --target test_engine test_connectors test_persistence cli_wordcount cli_tidemark \
        >build-tsan/build-workers.log 2>&1; then
     echo "== tsan: engine, persistence and connector tests at 2 workers, connectors Workers.*"
     # The *_w2 entries run with TIDEMARK_THREADS=2 (CMakeLists.txt); the object-store tests

@@ -475,7 +475,24 @@ class GroupByNode final : public Node {
     // group key (lo, hi u64), count delta (i64), per sum/avg isum (i64), fsum (f64 bits), n (i64),
     // flags (u8: 1 float seen, 2 duration seen, 4 any), then the grouping values: u32 byte
     // length + codec::put_row (decoded only when the owner has no such group yet).
-    for (uint32_t slot : comb_touched_) {
+    // The groups' state is out of cache by now (the time's rows streamed through it): fetched
+    // kAhead partials ahead, the grouping values' cells half as far (their address is loaded
+    // from the prefetched row).
+    constexpr size_t kAhead = 16;
+    const size_t touched = comb_touched_.size();
+    for (size_t t = 0; t < touched; ++t) {
+      if (t + kAhead < touched) {
+        const uint32_t s = comb_touched_[t + kAhead];
+        __builtin_prefetch(&comb_keys_[s]);
+        __builtin_prefetch(&comb_delta_[s]);
+        __builtin_prefetch(&comb_values_[s]);
+        for (const auto& v : comb_sums_) __builtin_prefetch(&v[s]);
+      }
+      if (t + kAhead / 2 < touched) {
+        const Row& r = comb_values_[comb_touched_[t + kAhead / 2]];
+        if (!r.empty()) __builtin_prefetch(r.data());
+      }
+      const uint32_t slot = comb_touched_[t];
       bool changed = comb_delta_[slot] != 0;
       for (const auto& v : comb_sums_) changed = changed || v[slot].any;
       if (changed) {  // else the rows cancelled out
@@ -519,7 +536,42 @@ class GroupByNode final : public Node {
     begin_time();
     const bool tracking = tracking_state();
     auto bad = [] { throw RuntimeError("groupby: malformed partial aggregates from another worker"); };
+    // In blocks: the block's keys first (a partial's size is fixed but for its values' length),
+    // their index cells prefetched, then the slots found and their state prefetched, then
+    // merged: the owner's groups are out of cache by now.
+    constexpr size_t kBlock = 16;
+    const size_t fixed = 16 + 8 + linear_.size() * 25;  // key, count, per sum 3 x 8 + flags
+    std::string_view starts[kBlock];
+    Key keys[kBlock];
+    uint32_t slots[kBlock];
     while (!in.empty()) {
+      size_t m = 0;
+      for (std::string_view scan = in; m < kBlock && !scan.empty(); ++m) {
+        std::string_view head = scan;
+        if (scan.size() < fixed + 4 || !codec::get_key(head, &keys[m])) bad();
+        uint32_t len = 0;
+        for (int i = 0; i < 4; ++i)
+          len |= static_cast<uint32_t>(static_cast<uint8_t>(scan[fixed + static_cast<size_t>(i)])) << (8 * i);
+        if (scan.size() < fixed + 4 + len) bad();
+        starts[m] = scan.substr(0, fixed + 4 + len);
+        scan.remove_prefix(fixed + 4 + len);
+        index_.prefetch(keys[m]);
+      }
+      for (size_t b = 0; b < m; ++b) {
+        slots[b] = index_.find(keys[b]);
+        if (slots[b] == KeyIndex::kNone) continue;
+        __builtin_prefetch(&stamp_[slots[b]]);
+        __builtin_prefetch(&delta_[slots[b]]);
+        for (auto& v : sum_delta_) __builtin_prefetch(&v[slots[b]]);
+      }
+      for (size_t b = 0; b < m; ++b) merge_partial(starts[b], slots[b], tracking, bad);
+      in.remove_prefix(static_cast<size_t>(starts[m - 1].data() + starts[m - 1].size() - in.data()));
+    }
+  }
+  // One partial of merge_partials (`in` holds exactly it); `slot`: its group's, or kNone.
+  template <class Bad>
+  void merge_partial(std::string_view in, uint32_t slot, bool tracking, const Bad& bad) {
+    {
       Key k;
       int64_t count;
       if (!codec::get_key(in, &k) || !codec::get_i64(in, &count)) bad();
@@ -546,7 +598,7 @@ class GroupByNode final : public Node {
       if (in.size() < len) bad();
       std::string_view values = in.substr(0, len);
       in.remove_prefix(len);
-      uint32_t slot = index_.find(k);
+      if (slot == KeyIndex::kNone) slot = index_.find(k);  // created by an earlier partial of the block
       if (slot == KeyIndex::kNone) {
         Group g = new_group();
         if (!codec::get_row(values, &g.values) || !values.empty() || g.values.size() != group_cols_.size()) bad();
