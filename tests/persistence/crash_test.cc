@@ -105,6 +105,12 @@ TEST(CrashTest, SigkillWithStateOnS3GivesExactlyOnceOutput) {
   crash_test(true, 10);
 }
 
+// State on S3 while restarts change the worker count (2, 1, 3, ...).
+TEST(CrashTest, SigkillWithStateOnS3WhileChangingTheWorkerCountGivesExactlyOnceOutput) {
+  REQUIRE_TEST_S3();
+  crash_test(true, 6, "operator_persisting", {2, 1, 3});
+}
+
 TEST(CrashTest, OperatorPersistingSigkillWithStateOnS3GivesExactlyOnceOutput) {
   REQUIRE_TEST_S3();
   crash_test(true, 8, "operator_persisting");
