@@ -635,10 +635,9 @@ class Run final : public RunControl {
           max_pending[k] = std::max(max_pending[k], x);
         }
       }
-      if (all[0][2] != 0) {  // stop requested
-        if (w.id == 0) stopped_ = true;
-        return {};
-      }
+      // A stop request ends the loop after this turn's step: the rows this turn polled are
+      // processed (and committed at the end), since the sources' offsets already cover them.
+      const bool stop = all[0][2] != 0;
       if (any_have) {
         std::string_view tv = std::string_view(all[0]).substr(3, 8);
         uint64_t t = 0;
@@ -668,6 +667,10 @@ class Run final : public RunControl {
           exchange_->all_gather(w.id, encode_status(h), all);
           if (Status e = decode_status(all[0]); !e.is_ok()) return e;
         }
+      }
+      if (stop) {
+        if (w.id == 0) stopped_ = true;
+        return {};
       }
       if (!any_live) return {};
       if (w.id == 0 && options_.progress_interval_s > 0) {
