@@ -517,11 +517,11 @@ Status FsSource::parse(const std::string& path, const std::string& content, std:
   return Status::internal("unknown format");
 }
 
-std::string FsSource::offset() const {
+std::string FsSource::encode_table(const std::map<std::string, FileEntry>& files) {
   std::string out;
   codec::put_u8(out, kOffsetVersion);
-  codec::put_varint(out, files_.size());
-  for (const auto& [path, e] : files_) {
+  codec::put_varint(out, files.size());
+  for (const auto& [path, e] : files) {
     codec::put_bytes(out, path);
     codec::put_u64(out, e.size);
     codec::put_i64(out, e.mtime_ns);
@@ -534,7 +534,7 @@ std::string FsSource::offset() const {
   return out;
 }
 
-Status FsSource::seek(std::string_view in) {
+Status FsSource::decode_table(std::string_view in, std::map<std::string, FileEntry>* files) const {
   auto bad = [&](const std::string& why) { return Status::corruption(describe() + ": bad offset: " + why); };
   uint8_t version;
   uint64_t n;
@@ -543,7 +543,6 @@ Status FsSource::seek(std::string_view in) {
     return Status::not_supported(describe() + ": offset format version " + std::to_string(version) +
                                  " (this build reads version " + std::to_string(kOffsetVersion) + ")");
   if (!codec::get_varint(in, &n)) return bad("truncated");
-  std::map<std::string, FileEntry> files;
   for (uint64_t i = 0; i < n; ++i) {
     std::string path;
     FileEntry e;
@@ -557,47 +556,35 @@ Status FsSource::seek(std::string_view in) {
     e.keys.resize(nkeys);
     for (Key& k : e.keys)
       if (!codec::get_key(in, &k)) return bad("truncated");
-    // A shard keeps its own files (the offset may be that of all shards, of any count).
-    if (in_shard(path)) files.emplace(std::move(path), std::move(e));
+    files->emplace(std::move(path), std::move(e));
   }
   if (!in.empty()) return bad("trailing bytes");
+  return {};
+}
+
+std::string FsSource::offset() const { return encode_table(files_); }
+
+Status FsSource::seek(std::string_view in) {
+  std::map<std::string, FileEntry> files;
+  TM_RETURN_IF_ERROR(decode_table(in, &files));
+  // A shard keeps its own files (the offset may be that of all shards, of any count).
+  if (shard_count_ > 1) std::erase_if(files, [&](const auto& f) { return !in_shard(f.first); });
   files_ = std::move(files);
   rows_.clear();
   return {};
 }
 
 Result<std::string> FsSource::merge_shard_offsets(const std::vector<std::string>& parts) const {
-  // The shards' tables are disjoint (a path belongs to one shard): their union, sorted by path.
-  std::map<std::string, std::string_view> files;  // path -> its encoded entry
+  // The shards' tables are disjoint (a path belongs to one shard): their union.
+  std::map<std::string, FileEntry> files, part_files;
   for (const std::string& part : parts) {
-    std::string_view in = part;
-    uint8_t version;
-    uint64_t n;
-    if (!codec::get_u8(in, &version) || version != kOffsetVersion || !codec::get_varint(in, &n))
-      return Status::internal(describe() + ": a shard's offset is malformed");
-    for (uint64_t i = 0; i < n; ++i) {
-      std::string path;
-      if (!codec::get_bytes(in, &path)) return Status::internal(describe() + ": a shard's offset is malformed");
-      const char* begin = in.data();
-      uint64_t size, hash, rows, nkeys;
-      int64_t mtime, read_ns;
-      if (!codec::get_u64(in, &size) || !codec::get_i64(in, &mtime) || !codec::get_u64(in, &hash) ||
-          !codec::get_varint(in, &rows) || !codec::get_i64(in, &read_ns) || !codec::get_varint(in, &nkeys) ||
-          nkeys > in.size() / 16)
-        return Status::internal(describe() + ": a shard's offset is malformed");
-      in.remove_prefix(nkeys * 16);
-      if (!files.emplace(std::move(path), std::string_view(begin, static_cast<size_t>(in.data() - begin))).second)
-        return Status::internal(describe() + ": two shards' offsets list the same file");
-    }
+    part_files.clear();
+    TM_RETURN_IF_ERROR(decode_table(part, &part_files).with_context("merging the offsets of its shards"));
+    for (auto& [path, e] : part_files)
+      if (!files.emplace(path, std::move(e)).second)
+        return Status::internal(describe() + ": two shards' offsets list " + path);
   }
-  std::string out;
-  codec::put_u8(out, kOffsetVersion);
-  codec::put_varint(out, files.size());
-  for (const auto& [path, entry] : files) {
-    codec::put_bytes(out, path);
-    out.append(entry);
-  }
-  return out;
+  return encode_table(files);
 }
 
 void FsSource::replayed(const Update& u) { replayed_.push_back(u); }

@@ -124,6 +124,10 @@ class FsSource final : public engine::Source {
   Key key_for(const std::string& path, uint64_t index, const Row& row) const;
   // Appends retractions of the rows the file contributed: from rows_, else from the archived
   // content (a fetch or re-parse failure is an error naming the path and hash).
+  // The file table as offset() bytes (docs/format/fs-source-offset.md), and back: decode_table
+  // adds the table's files to `files`.
+  static std::string encode_table(const std::map<std::string, FileEntry>& files);
+  Status decode_table(std::string_view in, std::map<std::string, FileEntry>* files) const;
   Status retract(const std::string& path, const FileEntry& entry, engine::Batch& out);
   Status retract_archived(const std::string& path, const FileEntry& entry, engine::Batch& out);
   // Assigns the replayed rows to the files of the restored table (seek and replay may come in

@@ -85,10 +85,6 @@ Scheduler::Scheduler(internal::GraphImpl& graph, const RunOptions& options) : gr
 
 void RunControl::feed(size_t k, const Batch& rows) {
   const std::vector<SourceNode*>& shards = source_shards(k);
-  if (shards.size() == 1) {
-    shards[0]->pending.insert(shards[0]->pending.end(), rows.begin(), rows.end());
-    return;
-  }
   for (const Update& u : rows) shards[worker_of(u.key, shards.size())]->pending.push_back(u);
 }
 

@@ -1,7 +1,4 @@
 // tidemark::run: the engine's run loop, with persistence hooks when configured.
-#include <cstdio>
-
-#include "engine/workers.h"
 #include "persistence/runtime.h"
 #include "tidemark/run.h"
 

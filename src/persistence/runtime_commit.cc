@@ -13,9 +13,6 @@ Result<std::string> PSource::offset() const {
   return node->source().merge_shard_offsets(parts);
 }
 
-// One change list per operator, from all its instances (engine::take_instance_changes).
-void Runtime::Impl::take_changes(POwner& o) { engine::take_instance_changes(o.instances, o.changes); }
-
 Status Runtime::Impl::after_time(RunControl& sched, Time t) {
   if (!policy.writes_snapshots) return {};
   for (auto& ps : sources) {
@@ -42,7 +39,8 @@ Status Runtime::Impl::after_time(RunControl& sched, Time t) {
     ps.pending_max_time = t;
     for (Batch& b : ps.recorded) b.clear();
   }
-  for (auto& o : owners) take_changes(o);
+  // One change list per operator, from all its instances.
+  for (auto& o : owners) engine::take_instance_changes(o.instances, o.changes);
   dirty = true;
   if (!have_last_commit || cfg.snapshot_interval_ms == 0 || t >= last_commit_time + cfg.snapshot_interval_ms)
     return commit(sched, t);

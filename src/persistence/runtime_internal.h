@@ -100,7 +100,6 @@ struct Runtime::Impl {
   Status after_time(RunControl& sched, Time t);
   Status at_end(RunControl& sched, bool stopped);
   Status commit(RunControl& sched, Time t);
-  void take_changes(POwner& o);
   Status replay(RunControl& sched, const Manifest& m);
   Status collect_garbage(const Manifest& m, const std::vector<storage::ObjectInfo>& objects);
   void setup_connectors(RunControl& sched);
