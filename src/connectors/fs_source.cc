@@ -103,15 +103,19 @@ Status read_file(const std::string& path, std::string* content, struct stat* st,
   }
   Status s;
   if (::fstat(fd, st) != 0) s = Status::io_error("cannot stat '" + path + "': " + std::strerror(errno));
+  // Straight into the string, sized from fstat (grown if the file grows while read).
   content->clear();
-  char buf[1 << 16];
+  size_t used = 0;
+  if (s.is_ok()) content->resize(static_cast<size_t>(st->st_size) + 1);
   while (s.is_ok()) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (used == content->size()) content->resize(content->size() * 2 + 4096);
+    ssize_t n = ::read(fd, content->data() + used, content->size() - used);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) s = Status::io_error("cannot read '" + path + "': " + std::strerror(errno));
     if (n <= 0) break;
-    content->append(buf, static_cast<size_t>(n));
+    used += static_cast<size_t>(n);
   }
+  content->resize(used);
   ::close(fd);
   return s;
 }

@@ -5,18 +5,6 @@
 
 namespace tidemark::codec {
 
-void put_u8(std::string& out, uint8_t v) { out.push_back(static_cast<char>(v)); }
-void put_u32(std::string& out, uint32_t v) {
-  char b[4];
-  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  out.append(b, 4);
-}
-void put_u64(std::string& out, uint64_t v) {
-  char b[8];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  out.append(b, 8);
-}
-void put_i64(std::string& out, int64_t v) { put_u64(out, static_cast<uint64_t>(v)); }
 void put_varint(std::string& out, uint64_t v) {
   while (v >= 0x80) {
     out.push_back(static_cast<char>((v & 0x7f) | 0x80));
@@ -27,10 +15,6 @@ void put_varint(std::string& out, uint64_t v) {
 void put_bytes(std::string& out, std::string_view s) {
   put_varint(out, s.size());
   out.append(s);
-}
-void put_key(std::string& out, const Key& k) {
-  put_u64(out, k.lo);
-  put_u64(out, k.hi);
 }
 
 void put_value(std::string& out, const Value& v) {
@@ -96,34 +80,6 @@ void put_row(std::string& out, const Row& r) {
   for (const Value& v : r) put_value(out, v);
 }
 
-bool get_u8(std::string_view& in, uint8_t* v) {
-  if (in.empty()) return false;
-  *v = static_cast<uint8_t>(in[0]);
-  in.remove_prefix(1);
-  return true;
-}
-bool get_u32(std::string_view& in, uint32_t* v) {
-  if (in.size() < 4) return false;
-  uint32_t r = 0;
-  for (int i = 0; i < 4; ++i) r |= static_cast<uint32_t>(static_cast<uint8_t>(in[i])) << (8 * i);
-  *v = r;
-  in.remove_prefix(4);
-  return true;
-}
-bool get_u64(std::string_view& in, uint64_t* v) {
-  if (in.size() < 8) return false;
-  uint64_t r = 0;
-  for (int i = 0; i < 8; ++i) r |= static_cast<uint64_t>(static_cast<uint8_t>(in[i])) << (8 * i);
-  *v = r;
-  in.remove_prefix(8);
-  return true;
-}
-bool get_i64(std::string_view& in, int64_t* v) {
-  uint64_t u;
-  if (!get_u64(in, &u)) return false;
-  *v = static_cast<int64_t>(u);
-  return true;
-}
 bool get_varint(std::string_view& in, uint64_t* v) {
   uint64_t r = 0;
   for (int shift = 0; shift <= 63; shift += 7) {
@@ -145,7 +101,6 @@ bool get_bytes(std::string_view& in, std::string* s) {
   in.remove_prefix(n);
   return true;
 }
-bool get_key(std::string_view& in, Key* k) { return get_u64(in, &k->lo) && get_u64(in, &k->hi); }
 
 namespace {
 // Deepest tuple nesting a reader accepts (values nest far less in practice).

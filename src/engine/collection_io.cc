@@ -9,17 +9,28 @@ Status BatchesSource::poll(Batch& out, bool* finished) {
   if (next_ < all.size()) {
     Batch& b = all[next_];
     if (shard_count_ > 1) {
-      // Shards poll concurrently from their workers. Each moves its own updates out (the rows
-      // of its keys: elements no other shard writes; the others only read the keys, a
-      // different member); the batch itself is freed by the last shard to pass it.
-      out.reserve(out.size() + b.size() / shard_count_ + 16);
-      for (Update& u : b) {
-        // As workers.h's worker_of: the top bits of the mixed key (test keys differ in `lo` only).
-        uint64_t h = u.key.hi ^ (u.key.lo * 0x9E3779B97F4A7C15ULL);
-        if (static_cast<size_t>((static_cast<unsigned __int128>(h) * shard_count_) >> 64) == shard_index_)
-          out.push_back({u.key, std::move(u.row), u.diff});
+      // Shards poll concurrently from their workers. The first to reach a batch splits it into
+      // one piece per shard (moving each update once, on one thread: shards that moved their
+      // own updates out of the shared batch wrote to the same cache lines from every worker);
+      // each shard then takes its piece.
+      Shared::Split& split = shared_->splits[next_];
+      {
+        std::lock_guard<std::mutex> lock(split.mu);
+        if (split.pieces.empty()) {
+          split.pieces.resize(shard_count_);
+          for (Batch& p : split.pieces) p.reserve(b.size() / shard_count_ + b.size() / (4 * shard_count_) + 16);
+          for (Update& u : b) {
+            // As workers.h's worker_of: the top bits of the mixed key (test keys differ in `lo` only).
+            uint64_t h = u.key.hi ^ (u.key.lo * 0x9E3779B97F4A7C15ULL);
+            split.pieces[static_cast<size_t>((static_cast<unsigned __int128>(h) * shard_count_) >> 64)].push_back(std::move(u));
+          }
+          Batch().swap(b);
+        }
       }
-      if (shared_->passed[next_].fetch_add(1, std::memory_order_acq_rel) + 1 == shard_count_) Batch().swap(b);
+      Batch& mine = split.pieces[shard_index_];
+      if (out.empty()) out.swap(mine);
+      else out.insert(out.end(), std::make_move_iterator(mine.begin()), std::make_move_iterator(mine.end()));
+      Batch().swap(mine);
     } else {
       // Each batch is emitted once (seek only moves forward, before open): hand it over and free it.
       if (out.empty()) out.swap(b);
@@ -35,7 +46,7 @@ Status BatchesSource::poll(Batch& out, bool* finished) {
 std::unique_ptr<Source> BatchesSource::shard(size_t index, size_t count) const {
   if (shard_count_ > 1) return nullptr;  // a shard does not split again
   auto s = std::make_unique<BatchesSource>(std::vector<Batch>{}, name_);
-  if (!shared_->passed) shared_->passed = std::make_unique<std::atomic<size_t>[]>(shared_->batches.size());
+  if (!shared_->splits) shared_->splits = std::make_unique<Shared::Split[]>(shared_->batches.size());
   s->shared_ = shared_;
   s->next_ = next_;
   s->shard_index_ = index;

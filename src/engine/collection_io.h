@@ -2,7 +2,7 @@
 // Used by the debug helpers and by tests that drive operators directly.
 #pragma once
 
-#include <atomic>
+#include <mutex>
 #include <memory>
 #include <vector>
 
@@ -26,8 +26,8 @@ class BatchesSource final : public Source {
   Status seek(std::string_view offset) override;
   // Workers: shard i of n emits the updates whose key hash picks i, batch by batch (a shard's
   // batch i is polled with the others' batch i, at the same time as one source would). The
-  // shards share the batches, each moves its own updates out, and the last shard to poll a
-  // batch frees it. Shards are made before any of them polls (the workers' plan).
+  // shards share the batches; the first shard to poll a batch splits it into every shard's
+  // piece. Shards are made before any of them polls (the workers' plan).
   std::unique_ptr<Source> shard(size_t index, size_t count) const override;
   // Every shard is at the same batch (the offset is the batch index).
   Result<std::string> merge_shard_offsets(const std::vector<std::string>& parts) const override;
@@ -35,7 +35,11 @@ class BatchesSource final : public Source {
  private:
   struct Shared {
     std::vector<Batch> batches;
-    std::unique_ptr<std::atomic<size_t>[]> passed;  // shards: per batch, how many have polled it
+    struct Split {
+      std::mutex mu;
+      std::vector<Batch> pieces;  // per shard, once the first shard reached the batch
+    };
+    std::unique_ptr<Split[]> splits;  // shards: per batch
   };
   std::shared_ptr<Shared> shared_;
   size_t next_ = 0;

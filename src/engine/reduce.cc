@@ -480,6 +480,8 @@ class GroupByNode final : public Node {
     // from the prefetched row).
     constexpr size_t kAhead = 16;
     const size_t touched = comb_touched_.size();
+    const size_t per_partial = 16 + 8 + linear_.size() * 25 + 4 + 1 + group_cols_.size() * 10;  // values: a guess
+    for (auto& o : out) o.reserve(o.size() + touched * per_partial / std::max<size_t>(workers, 1) + 64);
     for (size_t t = 0; t < touched; ++t) {
       if (t + kAhead < touched) {
         const uint32_t s = comb_touched_[t + kAhead];

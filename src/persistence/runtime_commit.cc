@@ -16,15 +16,12 @@ Result<std::string> PSource::offset() const {
 Status Runtime::Impl::after_time(RunControl& sched, Time t) {
   if (!policy.writes_snapshots) return {};
   for (auto& ps : sources) {
+    // Offsets only (offsets_only access, operator persisting, UDF caching): the manifest's
+    // offset is all a restart needs; no row is recorded and no stream chunk is written.
+    if (!policy.records_inputs) continue;
     bool any = false;
     for (const Batch& b : ps.recorded) any = any || !b.empty();
     if (!any) continue;
-    // Offsets only (offsets_only access, operator persisting, UDF caching): the manifest's
-    // offset is all a restart needs; no stream chunk is written.
-    if (!policy.records_inputs) {
-      for (Batch& b : ps.recorded) b.clear();
-      continue;
-    }
     // The shards' rows of a time are one time's rows of the source (any split of them replays
     // the same: every stateful operator's input is exchanged by its own key).
     for (Batch& b : ps.recorded)

@@ -121,7 +121,8 @@ Status Runtime::Impl::after_sinks_open(RunControl& sched) {
   if (policy.writes_snapshots)
     for (auto& ps : sources) {
       ps.writer = std::make_unique<storage::ChunkWriter>();
-      sched.record_source(ps.index, &ps.recorded);
+      // Offsets only: the rows are not recorded (a copy of every input row, dropped unread).
+      if (policy.records_inputs) sched.record_source(ps.index, &ps.recorded);
     }
   if (policy.stores_states)
     for (auto& o : owners)
