@@ -16,8 +16,13 @@ void Archive::stash(uint64_t hash, std::string content) {
   // The task holds the only strong reference: the content is freed as soon as it is written
   // (a source reads file after file; holding each until the commit kept a commit interval's
   // worth of fresh memory, page-faulted in on the reading thread). fetch() reads it back then.
-  uploads[hash] = io_->submit<Result<ChunkRef>>([store, key, data]() mutable -> Result<ChunkRef> {
-    std::string encoded = encode_content(*data);
+  IoPool* io = io_;
+  uploads[hash] = io_->submit<Result<ChunkRef>>([store, key, data, io]() mutable -> Result<ChunkRef> {
+    std::string encoded;
+    {
+      IoPool::CpuSlot slot = io->cpu_slot();
+      encoded = encode_content(*data);
+    }
     Status put = store->put_if_absent(key, encoded);
     data.reset();
     TM_RETURN_IF_ERROR(put);

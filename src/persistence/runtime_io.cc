@@ -16,4 +16,9 @@ void parallel_for(size_t n, size_t width, const std::function<void(size_t)>& fn)
   for (auto& t : threads) t.join();
 }
 
+size_t io_cpu_slots(size_t workers) {
+  const size_t cores = std::max<size_t>(1, std::thread::hardware_concurrency());
+  return cores > workers ? cores - workers : 1;
+}
+
 }  // namespace tidemark::persistence

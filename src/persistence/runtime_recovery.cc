@@ -85,7 +85,7 @@ Status Runtime::Impl::before_start(RunControl& sched) {
 
   if (policy.archives_contents)
     for (auto& ps : sources) {
-      if (!io) io = std::make_unique<IoPool>(kIoPoolThreads);
+      if (!io) io = std::make_unique<IoPool>(kIoPoolThreads, io_cpu_slots(sched.workers()));
       ps.archive = std::make_unique<Archive>(snap, ps.id, run, io.get());
       if (manifest)
         if (const SourceState* st = manifest->find_source(ps.id))

@@ -25,7 +25,7 @@ std::string big_content() {
 
 TEST(Archive, ContentIsFreedOnceWrittenAndFetchedBackFromTheStore) {
   std::shared_ptr<storage::ObjectStore> store = storage::make_memory_store();
-  IoPool io(1);
+  IoPool io(1, 1);
   Archive archive(store, "words", 7, &io);
   const std::string content = big_content();
   archive.stash(42, content);
@@ -45,7 +45,7 @@ TEST(Archive, ContentIsFreedOnceWrittenAndFetchedBackFromTheStore) {
 TEST(Archive, FetchOfAContentWhoseWriteFailedReportsTheFailure) {
   auto faulty = std::make_shared<storage::FaultInjectingStore>(storage::make_memory_store());
   faulty->fail_nth_write(1);
-  IoPool io(1);
+  IoPool io(1, 1);
   Archive archive(faulty, "words", 7, &io);
   archive.stash(5, big_content());
   EXPECT_FALSE(archive.uploads.at(5).get().is_ok());
@@ -57,7 +57,7 @@ TEST(Archive, FetchOfAContentWhoseWriteFailedReportsTheFailure) {
 
 TEST(Archive, FetchOfAnUnknownContentIsCorruption) {
   std::shared_ptr<storage::ObjectStore> store = storage::make_memory_store();
-  IoPool io(1);
+  IoPool io(1, 1);
   Archive archive(store, "words", 7, &io);
   Result<std::string> back = archive.fetch(99);
   ASSERT_FALSE(back.is_ok());
