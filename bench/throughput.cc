@@ -84,8 +84,15 @@ double timed(size_t reps, const std::function<void(size_t)>& fn) {
   return median(t);
 }
 
-// Peak RSS of a section: reset the high-water mark, run, read VmHWM (Linux).
+// Peak RSS of a section: return the allocator's free pages (the executables keep freed
+// memory, src/malloc/jemalloc_conf.cc: else a section's peak would include what earlier
+// sections freed), reset the high-water mark, run, read VmHWM (Linux).
 void reset_peak_rss() {
+#ifdef TIDEMARK_WITH_JEMALLOC
+#define TM_STR2(x) #x
+#define TM_STR(x) TM_STR2(x)
+  mallctl("arena." TM_STR(MALLCTL_ARENAS_ALL) ".purge", nullptr, nullptr, nullptr, 0);
+#endif
   std::ofstream f("/proc/self/clear_refs");
   f << "5";
 }
