@@ -1,6 +1,7 @@
 #include "engine/collection_io.h"
 
 #include "engine/codec.h"
+#include "engine/workers.h"
 
 namespace tidemark::engine {
 
@@ -19,11 +20,7 @@ Status BatchesSource::poll(Batch& out, bool* finished) {
         if (split.pieces.empty()) {
           split.pieces.resize(shard_count_);
           for (Batch& p : split.pieces) p.reserve(b.size() / shard_count_ + b.size() / (4 * shard_count_) + 16);
-          for (Update& u : b) {
-            // As workers.h's worker_of: the top bits of the mixed key (test keys differ in `lo` only).
-            uint64_t h = u.key.hi ^ (u.key.lo * 0x9E3779B97F4A7C15ULL);
-            split.pieces[static_cast<size_t>((static_cast<unsigned __int128>(h) * shard_count_) >> 64)].push_back(std::move(u));
-          }
+          for (Update& u : b) split.pieces[worker_of(u.key, shard_count_)].push_back(std::move(u));
           Batch().swap(b);
         }
       }
