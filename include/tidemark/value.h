@@ -6,9 +6,14 @@
 #pragma once
 
 #include <compare>
+#include <cstddef>
+#include <initializer_list>
+#include <iterator>
+#include <new>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <string_view>
 #include <variant>
 #include <vector>
@@ -66,7 +71,6 @@ struct DateTimeUtc { int64_t ns = 0; auto operator<=>(const DateTimeUtc&) const 
 struct Duration { int64_t ns = 0; auto operator<=>(const Duration&) const = default; };
 
 class Value;
-using Row = std::vector<Value>;
 
 class Value {
  public:
@@ -119,17 +123,229 @@ class Value {
 
   // Total order: by type tag, then by value (tuples lexicographically, NaN after numbers).
   std::strong_ordering operator<=>(const Value& o) const;
-  bool operator==(const Value& o) const;
+  bool operator==(const Value& o) const {
+    if (v_.index() == 2 && o.v_.index() == 2) return *std::get_if<2>(&v_) == *std::get_if<2>(&o.v_);  // ints inline
+    return equals(o);
+  }
   size_t hash() const;
 
   // Human-readable form used by debug printing and CSV output: strings unquoted,
   // None as empty for CSV (see to_csv_field), tuples as (a, b), pointers as ^HEX.
   std::string to_string() const;
 
+  // True when the value owns nothing (None, bool, int, float, pointer, date/time, duration):
+  // destroying it has no effect, so a row may skip its destructor.
+  bool owns_nothing() const {
+    constexpr unsigned kOwning = (1u << 4) | (1u << 5) | (1u << 7) | (1u << 11);  // str, bytes, tuple, json
+    return ((kOwning >> v_.index()) & 1u) == 0;
+  }
+
  private:
+  bool equals(const Value& o) const;
   std::variant<std::monostate, bool, int64_t, double, std::string, Bytes, Key, TuplePtr,
                DateTimeNaive, DateTimeUtc, Duration, Json>
       v_;
+};
+
+// The values of one table row, a vector with room for kInline values inside the row itself:
+// most engine rows (a word; a group's key and aggregate) need no allocation, and a batch's rows
+// lie in its updates' array instead of one heap block each. The interface is std::vector's
+// (the subset the engine and its users need); iterators are pointers. Not thread-safe.
+class Row {
+ public:
+  using value_type = Value;
+  using size_type = size_t;
+  using difference_type = std::ptrdiff_t;
+  using reference = Value&;
+  using const_reference = const Value&;
+  using pointer = Value*;
+  using const_pointer = const Value*;
+  using iterator = Value*;
+  using const_iterator = const Value*;
+  static constexpr uint32_t kInline = 2;
+
+  Row() noexcept {}
+  Row(std::initializer_list<Value> values) { append_copies(values.begin(), values.size()); }
+  explicit Row(size_t n) { resize(n); }
+  Row(size_t n, const Value& v) {
+    reserve(n);
+    for (size_t i = 0; i < n; ++i) new (data() + i) Value(v);
+    size_ = static_cast<uint32_t>(n);
+  }
+  template <class It, class = typename std::iterator_traits<It>::iterator_category>
+  Row(It first, It last) {
+    for (; first != last; ++first) emplace_back(*first);
+  }
+  Row(const std::vector<Value>& values) { append_copies(values.data(), values.size()); }  // NOLINT
+  Row(std::vector<Value>&& values) {  // NOLINT
+    reserve(values.size());
+    for (Value& v : values) new (data() + size_++) Value(std::move(v));
+  }
+  Row(const Row& o) { append_copies(o.data(), o.size_); }
+  Row(Row&& o) noexcept { take(o); }
+  Row& operator=(const Row& o) {
+    if (this != &o) {
+      clear();
+      append_copies(o.data(), o.size_);
+    }
+    return *this;
+  }
+  Row& operator=(Row&& o) noexcept {
+    if (this != &o) {
+      release();
+      take(o);
+    }
+    return *this;
+  }
+  Row& operator=(std::initializer_list<Value> values) {
+    clear();
+    append_copies(values.begin(), values.size());
+    return *this;
+  }
+  ~Row() { release(); }
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  size_t capacity() const { return cap_; }
+  Value* data() { return cap_ > kInline ? heap_ : inline_; }
+  const Value* data() const { return cap_ > kInline ? heap_ : inline_; }
+  Value* begin() { return data(); }
+  Value* end() { return data() + size_; }
+  const Value* begin() const { return data(); }
+  const Value* end() const { return data() + size_; }
+  const Value* cbegin() const { return data(); }
+  const Value* cend() const { return data() + size_; }
+  Value& operator[](size_t i) { return data()[i]; }
+  const Value& operator[](size_t i) const { return data()[i]; }
+  Value& at(size_t i);
+  const Value& at(size_t i) const;
+  Value& front() { return data()[0]; }
+  const Value& front() const { return data()[0]; }
+  Value& back() { return data()[size_ - 1]; }
+  const Value& back() const { return data()[size_ - 1]; }
+
+  void reserve(size_t n) {
+    if (n > cap_) grow_to(n);
+  }
+  template <class... Args>
+  Value& emplace_back(Args&&... args) {
+    if (size_ == cap_) [[unlikely]] {  // the arguments may be values of this row: build first
+      Value v(std::forward<Args>(args)...);
+      grow_to(size_t{cap_} * 2);
+      Value* p = new (data() + size_) Value(std::move(v));
+      ++size_;
+      return *p;
+    }
+    Value* p = new (data() + size_) Value(std::forward<Args>(args)...);
+    ++size_;
+    return *p;
+  }
+  void push_back(const Value& v) { emplace_back(v); }
+  void push_back(Value&& v) { emplace_back(std::move(v)); }
+  void pop_back() { destroy(data() + --size_); }
+  void clear() {
+    Value* d = data();
+    for (uint32_t i = 0; i < size_; ++i) destroy(d + i);
+    size_ = 0;
+  }
+  void resize(size_t n) {
+    reserve(n);
+    while (size_ > n) pop_back();
+    while (size_ < n) new (data() + size_++) Value();
+  }
+  // Inserts [first, last) before pos.
+  template <class It>
+  Value* insert(const Value* pos, It first, It last) {
+    size_t at = static_cast<size_t>(pos - data());
+    if constexpr (std::is_pointer_v<It>) {
+      if (first != last && &*first >= data() && &*first < data() + size_) {  // from this row itself
+        Row copy(first, last);
+        return insert(data() + at, copy.begin(), copy.end());
+      }
+    }
+    Row tail;
+    tail.reserve(size_ - at);
+    while (size_ > at) {
+      tail.emplace_back(std::move(back()));
+      pop_back();
+    }
+    for (; first != last; ++first) emplace_back(*first);
+    for (size_t i = tail.size(); i-- > 0;) emplace_back(std::move(tail[i]));
+    return data() + at;
+  }
+  Value* insert(const Value* pos, const Value& v) { return insert(pos, &v, &v + 1); }
+  Value* erase(const Value* first, const Value* last) {
+    Value* d = data();
+    size_t a = static_cast<size_t>(first - d), b = static_cast<size_t>(last - d);
+    if (a == b) return d + a;  // nothing to erase (and no value moved onto itself)
+    for (size_t i = b; i < size_; ++i) d[a + i - b] = std::move(d[i]);
+    size_t n = size_ - (b - a);
+    while (size_ > n) pop_back();
+    return d + a;
+  }
+  Value* erase(const Value* pos) { return erase(pos, pos + 1); }
+  void swap(Row& o) noexcept {
+    Row t(std::move(o));
+    o = std::move(*this);
+    *this = std::move(t);
+  }
+  std::vector<Value> to_vector() const { return std::vector<Value>(begin(), end()); }
+
+  bool operator==(const Row& o) const {
+    if (size_ != o.size_) return false;
+    const Value *a = data(), *b = o.data();
+    for (uint32_t i = 0; i < size_; ++i)
+      if (!(a[i] == b[i])) return false;
+    return true;
+  }
+  std::strong_ordering operator<=>(const Row& o) const {
+    const Value *a = data(), *b = o.data();
+    for (uint32_t i = 0; i < size_ && i < o.size_; ++i)
+      if (auto c = a[i] <=> b[i]; c != 0) return c;
+    return size_ <=> o.size_;
+  }
+
+ private:
+  static void destroy(Value* v) {
+    if (!v->owns_nothing()) v->~Value();
+  }
+  void append_copies(const Value* src, size_t n) {
+    reserve(size_ + n);
+    Value* d = data() + size_;
+    for (size_t i = 0; i < n; ++i) new (d + i) Value(src[i]);
+    size_ += static_cast<uint32_t>(n);
+  }
+  void grow_to(size_t n);
+  // Destroys the values and frees the heap block (the row is left unusable until take()).
+  void release() {
+    clear();
+    if (cap_ > kInline) ::operator delete(heap_);
+    cap_ = kInline;
+  }
+  // Precondition: this row holds nothing (released). Leaves o empty.
+  void take(Row& o) noexcept {
+    if (o.cap_ > kInline) {
+      heap_ = o.heap_;
+      cap_ = o.cap_;
+      size_ = o.size_;
+      o.cap_ = kInline;
+      o.size_ = 0;
+      return;
+    }
+    for (uint32_t i = 0; i < o.size_; ++i) {
+      new (inline_ + i) Value(std::move(o.inline_[i]));
+      destroy(o.inline_ + i);
+    }
+    size_ = o.size_;
+    o.size_ = 0;
+  }
+
+  uint32_t size_ = 0;
+  uint32_t cap_ = kInline;
+  union {
+    Value inline_[kInline];
+    Value* heap_;
+  };
 };
 
 struct ValueHash {

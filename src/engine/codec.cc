@@ -168,7 +168,7 @@ bool get_value_at(std::string_view& in, Value* v, int depth) {
       // overflow the stack here or in the recursive destructor of the value.
       Row r;
       if (depth >= kMaxValueDepth || !get_row_at(in, &r, depth + 1)) return false;
-      *v = Value::tuple(std::move(r));
+      *v = Value::tuple(std::vector<Value>(std::make_move_iterator(r.begin()), std::make_move_iterator(r.end())));
       return true;
     }
     case DType::kDateTimeNaive:

@@ -1,6 +1,7 @@
 #include "tidemark/value.h"
 
 // Inlined: the hashes of short keys are on every row's path (same results as the library).
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #define XXH_INLINE_ALL
@@ -113,7 +114,7 @@ std::strong_ordering Value::operator<=>(const Value& o) const {
   return std::strong_ordering::equal;
 }
 
-bool Value::operator==(const Value& o) const {
+bool Value::equals(const Value& o) const {
   if (v_.index() != o.v_.index()) return false;
   switch (v_.index()) {
     case 4: return std::get<4>(v_) == std::get<4>(o.v_);
@@ -137,6 +138,26 @@ size_t Value::hash() const {
     }
   }
 }
+
+void Row::grow_to(size_t n) {
+  n = std::max<size_t>({n, size_t{cap_} * 2, 4});
+  if (n > UINT32_MAX) throw std::length_error("row: too many values");
+  Value* fresh = static_cast<Value*>(::operator new(n * sizeof(Value)));
+  Value* old = data();
+  for (uint32_t i = 0; i < size_; ++i) {
+    new (fresh + i) Value(std::move(old[i]));
+    destroy(old + i);
+  }
+  if (cap_ > kInline) ::operator delete(heap_);
+  heap_ = fresh;
+  cap_ = static_cast<uint32_t>(n);
+}
+
+Value& Row::at(size_t i) {
+  if (i >= size_) throw std::out_of_range("row: column " + std::to_string(i) + " of " + std::to_string(size_));
+  return data()[i];
+}
+const Value& Row::at(size_t i) const { return const_cast<Row*>(this)->at(i); }
 
 size_t RowHash::operator()(const Row& r) const noexcept {
   size_t h = 0x9E3779B97F4A7C15ULL;

@@ -93,7 +93,7 @@ TEST(Values, KeyEncoderBytesAreThoseOfPutKeyRow) {
     codec::put_key_row(want, row);
     enc.begin(row.size());
     for (const Value& v : row) enc.add(v);
-    ASSERT_EQ(std::string(enc.bytes()), want) << "row " << Value::tuple(row).to_string();
+    ASSERT_EQ(std::string(enc.bytes()), want) << "row " << Value::tuple(row.to_vector()).to_string();
     XXH128_hash_t h = XXH3_128bits(want.data(), want.size());  // the key is xxh3-128 of those bytes
     ASSERT_EQ(enc.finish(), (Key{h.low64, h.high64}));
     ASSERT_EQ(key_from_values(row), (Key{h.low64, h.high64}));
