@@ -11,6 +11,7 @@
 #include <iterator>
 #include <new>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -135,6 +136,24 @@ class Value {
 
   // True when the value owns nothing (None, bool, int, float, pointer, date/time, duration):
   // destroying it has no effect, so a row may skip its destructor.
+  // Moves *src into the raw storage dst and ends *src's lifetime (no destructor to run after).
+  // A value that owns nothing is plain bytes (no pointer into itself, nothing to release), so
+  // it is relocated by copying them: no variant dispatch on the rows' hot paths (moves of
+  // inline rows, batch growth, sorting). Owning values (strings keep a pointer into themselves)
+  // are move-constructed and destroyed.
+  static void relocate(Value* dst, Value* src) noexcept {
+    if (src->owns_nothing()) {
+      std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), sizeof(Value));
+    } else {
+      new (dst) Value(std::move(*src));
+      src->~Value();
+    }
+  }
+  // Copy-constructs this value into the raw storage dst (bytes too for a value owning nothing).
+  void copy_to(Value* dst) const {
+    if (owns_nothing()) std::memcpy(static_cast<void*>(dst), static_cast<const void*>(this), sizeof(Value));
+    else new (dst) Value(*this);
+  }
   bool owns_nothing() const {
     constexpr unsigned kOwning = (1u << 4) | (1u << 5) | (1u << 7) | (1u << 11);  // str, bytes, tuple, json
     return ((kOwning >> v_.index()) & 1u) == 0;
@@ -312,7 +331,7 @@ class Row {
   void append_copies(const Value* src, size_t n) {
     reserve(size_ + n);
     Value* d = data() + size_;
-    for (size_t i = 0; i < n; ++i) new (d + i) Value(src[i]);
+    for (size_t i = 0; i < n; ++i) src[i].copy_to(d + i);
     size_ += static_cast<uint32_t>(n);
   }
   void grow_to(size_t n);
@@ -332,10 +351,7 @@ class Row {
       o.size_ = 0;
       return;
     }
-    for (uint32_t i = 0; i < o.size_; ++i) {
-      new (inline_ + i) Value(std::move(o.inline_[i]));
-      destroy(o.inline_ + i);
-    }
+    for (uint32_t i = 0; i < o.size_; ++i) Value::relocate(inline_ + i, o.inline_ + i);
     size_ = o.size_;
     o.size_ = 0;
   }

@@ -10,21 +10,16 @@ Status BatchesSource::poll(Batch& out, bool* finished) {
   if (next_ < all.size()) {
     Batch& b = all[next_];
     if (shard_count_ > 1) {
-      // Shards poll concurrently from their workers. The first to reach a batch splits it into
-      // one piece per shard (moving each update once, on one thread: shards that moved their
-      // own updates out of the shared batch wrote to the same cache lines from every worker);
-      // each shard then takes its piece.
-      Shared::Split& split = shared_->splits[next_];
-      {
-        std::lock_guard<std::mutex> lock(split.mu);
-        if (split.pieces.empty()) {
-          split.pieces.resize(shard_count_);
-          for (Batch& p : split.pieces) p.reserve(b.size() / shard_count_ + b.size() / (4 * shard_count_) + 16);
-          for (Update& u : b) split.pieces[worker_of(u.key, shard_count_)].push_back(std::move(u));
-          Batch().swap(b);
-        }
-      }
-      Batch& mine = split.pieces[shard_index_];
+      // Shards poll concurrently from their workers. A batch is split into one piece per shard
+      // by one shard (moving each update once, on one thread: shards that moved their own
+      // updates out of the shared batch wrote to the same cache lines from every worker); each
+      // shard then takes its piece. Batch j is split by shard j mod n, ahead of its time while
+      // the shards are at the n - 1 batches before it, so the shards split in parallel instead
+      // of all waiting for the one splitting the batch they are at.
+      for (size_t j = next_; j < std::min(all.size(), next_ + shard_count_); ++j)
+        if (j % shard_count_ == shard_index_) split_batch(j);
+      split_batch(next_);  // its splitter is not there yet (or still splitting it: waits)
+      Batch& mine = shared_->splits[next_].pieces[shard_index_];
       if (out.empty()) out.swap(mine);
       else out.insert(out.end(), std::make_move_iterator(mine.begin()), std::make_move_iterator(mine.end()));
       Batch().swap(mine);
@@ -38,6 +33,17 @@ Status BatchesSource::poll(Batch& out, bool* finished) {
   }
   *finished = next_ >= all.size();
   return {};
+}
+
+void BatchesSource::split_batch(size_t i) {
+  Shared::Split& split = shared_->splits[i];
+  std::lock_guard<std::mutex> lock(split.mu);
+  if (!split.pieces.empty()) return;  // split already
+  Batch& b = shared_->batches[i];
+  split.pieces.resize(shard_count_);
+  for (Batch& p : split.pieces) p.reserve(b.size() / shard_count_ + b.size() / (4 * shard_count_) + 16);
+  for (Update& u : b) split.pieces[worker_of(u.key, shard_count_)].push_back(std::move(u));
+  Batch().swap(b);
 }
 
 std::unique_ptr<Source> BatchesSource::shard(size_t index, size_t count) const {

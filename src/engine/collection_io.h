@@ -26,8 +26,9 @@ class BatchesSource final : public Source {
   Status seek(std::string_view offset) override;
   // Workers: shard i of n emits the updates whose key hash picks i, batch by batch (a shard's
   // batch i is polled with the others' batch i, at the same time as one source would). The
-  // shards share the batches; the first shard to poll a batch splits it into every shard's
-  // piece. Shards are made before any of them polls (the workers' plan).
+  // shards share the batches; batch j is split into every shard's piece by shard j mod n (up
+  // to n - 1 batches ahead), or by the first shard to need it. Shards are made before any of
+  // them polls (the workers' plan).
   std::unique_ptr<Source> shard(size_t index, size_t count) const override;
   // Every shard is at the same batch (the offset is the batch index).
   Result<std::string> merge_shard_offsets(const std::vector<std::string>& parts) const override;
@@ -41,6 +42,7 @@ class BatchesSource final : public Source {
     };
     std::unique_ptr<Split[]> splits;  // shards: per batch
   };
+  void split_batch(size_t i);  // splits batch i into the shards' pieces, once
   std::shared_ptr<Shared> shared_;
   size_t next_ = 0;
   std::string name_;

@@ -113,6 +113,14 @@ void consolidate(Batch& batch) {
     if (batch.size() == 1 && batch[0].diff == 0) batch.clear();
     return;
   }
+  // Already in key order with one update per key (a source emitting increasing keys, a batch
+  // consolidated before): nothing to sort or sum, only zero diffs to drop, in place.
+  bool sorted_unique = true;
+  for (size_t i = 1; i < batch.size() && sorted_unique; ++i) sorted_unique = batch[i - 1].key < batch[i].key;
+  if (sorted_unique) {
+    std::erase_if(batch, [](const Update& u) { return u.diff == 0; });
+    return;
+  }
   // Sort a small (key, index) permutation instead of the updates themselves: keys compare in
   // two integer comparisons, rows only when keys are equal (rare), and each update moves once.
   struct Slot {

@@ -219,7 +219,9 @@ class Node : public PersistentState {
   // owner. Only for pipelined single-input nodes. merge_partials may throw RuntimeError
   // (malformed bytes).
   virtual bool combines() const { return false; }
-  virtual void combine_part(Time t, const Batch& rows) {}
+  // `self`: this instance's worker; rows it owns (worker_of their routing key) may go straight
+  // into its own state.
+  virtual void combine_part(Time t, const Batch& rows, size_t self, size_t workers) {}
   virtual void take_partials(size_t workers, std::vector<std::string>& out) {}
   virtual void merge_partials(Time t, std::string_view partials) {}
 

@@ -423,19 +423,34 @@ class GroupByNode final : public Node {
   // its rows' deltas per group and sends one partial per group and owner, as bytes (the format
   // is in take_partials).
   bool combines() const override { return !ordered_ && active_.empty(); }
-  void combine_part(Time, const Batch& rows) override {
+  // Rows whose group this instance owns (worker_of their group key is `self`) go straight into
+  // its groups, as accumulate() would put them: no partial is encoded and decoded for them. The
+  // others are summed into the combiner's partials for their owners.
+  void combine_part(Time, const Batch& rows, size_t self, size_t workers) override {
+    begin_time();
+    const bool tracking = tracking_state();
     constexpr size_t kBlock = 32;
     Key keys[kBlock];
     uint32_t slots[kBlock];
+    bool own[kBlock];
     for (size_t base = 0; base < rows.size(); base += kBlock) {
       const size_t m = std::min(kBlock, rows.size() - base);
       const Update* block = rows.data() + base;
       prefetch_rows(rows, base + kBlock, kBlock);
       for (size_t i = 0; i < m; ++i) {
         keys[i] = group_key(block[i].row);
-        comb_index_.prefetch(keys[i]);
+        own[i] = worker_of(keys[i], workers) == self;
+        if (own[i]) index_.prefetch(keys[i]);
+        else comb_index_.prefetch(keys[i]);
       }
       for (size_t i = 0; i < m; ++i) {
+        if (own[i]) {
+          const uint32_t slot = group_slot(keys[i], block[i].row);
+          slots[i] = slot;
+          touch(slot, tracking);
+          delta_[slot] += block[i].diff;
+          continue;
+        }
         uint32_t slot = comb_index_.find(keys[i]);
         if (slot == KeyIndex::kNone) {
           slot = static_cast<uint32_t>(comb_keys_.size());
@@ -457,15 +472,17 @@ class GroupByNode final : public Node {
         comb_delta_[slot] += block[i].diff;
       }
       for (size_t j = 0; j < linear_.size(); ++j) {
-        SumDelta* sd = comb_sums_[j].data();
+        SumDelta* sd = sum_delta_[j].data();
+        SumDelta* cd = comb_sums_[j].data();
         const int c = linear_col_[j];
         const auto& arg = reducers_[linear_[j]].arg;
         for (size_t i = 0; i < m; ++i) {
+          SumDelta& d = own[i] ? sd[slots[i]] : cd[slots[i]];
           if (c >= 0) {
-            sd[slots[i]].add(block[i].row[static_cast<size_t>(c)], block[i].diff);
+            d.add(block[i].row[static_cast<size_t>(c)], block[i].diff);
           } else {
             EvalContext ctx{block[i].row.data(), &block[i].key};
-            sd[slots[i]].add(arg->eval(ctx), block[i].diff);
+            d.add(arg->eval(ctx), block[i].diff);
           }
         }
       }
@@ -645,6 +662,15 @@ class GroupByNode final : public Node {
     for (size_t c : group_cols_) key_enc_.add(r[c]);
     return key_enc_.finish();
   }
+  // The slot of the group with key k, created from `row`'s grouping values when new.
+  uint32_t group_slot(const Key& k, const Row& row) {
+    uint32_t slot = index_.find(k);
+    if (slot != KeyIndex::kNone) return slot;
+    Group g = new_group();
+    g.values.reserve(group_cols_.size());
+    for (size_t c : group_cols_) g.values.push_back(row[c]);
+    return add_group(k, std::move(g));
+  }
   // Marks a group touched by this time (and changed since the last take when tracking).
   void touch(uint32_t slot, bool tracking) {
     if (stamp_[slot] == epoch_) return;
@@ -675,13 +701,7 @@ class GroupByNode final : public Node {
         index_.prefetch(keys[i]);
       }
       for (size_t i = 0; i < m; ++i) {
-        uint32_t slot = index_.find(keys[i]);
-        if (slot == KeyIndex::kNone) {
-          Group g = new_group();
-          g.values.reserve(group_cols_.size());
-          for (size_t c : group_cols_) g.values.push_back(block[i].row[c]);
-          slot = add_group(keys[i], std::move(g));
-        }
+        uint32_t slot = group_slot(keys[i], block[i].row);
         slots[i] = slot;
         touch(slot, tracking);
         delta_[slot] += block[i].diff;

@@ -144,10 +144,7 @@ void Row::grow_to(size_t n) {
   if (n > UINT32_MAX) throw std::length_error("row: too many values");
   Value* fresh = static_cast<Value*>(::operator new(n * sizeof(Value)));
   Value* old = data();
-  for (uint32_t i = 0; i < size_; ++i) {
-    new (fresh + i) Value(std::move(old[i]));
-    destroy(old + i);
-  }
+  for (uint32_t i = 0; i < size_; ++i) Value::relocate(fresh + i, old + i);
   if (cap_ > kInline) ::operator delete(heap_);
   heap_ = fresh;
   cap_ = static_cast<uint32_t>(n);

@@ -888,7 +888,7 @@ class Run final : public RunControl {
             if (p->empty() || !failed.is_ok()) continue;
             w.touched[j] = true;
             Node& node = *w.nodes[j];
-            failed = call_operator(node, [&] { node.combine_part(t, *p); });
+            failed = call_operator(node, [&] { node.combine_part(t, *p, w.id, plan_.workers); });
             continue;
           }
           if (plan_.place[j] != Place::kLocal) {
