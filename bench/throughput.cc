@@ -17,7 +17,9 @@
 //     workers), "baseline_seconds"
 //     (1 worker) and "speedup". The wordcount input for these is the same number of words in
 //     files of 100k words (the file source splits whole files across workers by path hash).
-//     Every other figure runs at 1 worker.
+//     Every other figure runs at 1 worker. Beside them "memory_bandwidth_wN": the machine's
+//     streaming read bandwidth with N threads against 1 (each thread sums its own 256 MB),
+//     the bound of N workers' speedup on passes over batches larger than the caches.
 //
 // Usage: bench_throughput [--words N] [--distinct D] [--dir DIR] [--skip-large] [--reps R]
 //                         [--only a,b,...] [--json FILE] [--workers 1,2,...]
@@ -40,6 +42,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -347,6 +350,35 @@ class GroupRowsSource final : public engine::Source {
   uint64_t rows_, per_, next_ = 0;
   uint64_t index_ = 0, count_ = 1;
 };
+
+// Streaming read bandwidth in GB/s with `threads` threads, each summing its own 256 MB (first
+// touched by that thread), best of 3.
+double read_bandwidth(size_t threads) {
+  const size_t n = (256u << 20) / sizeof(uint64_t);
+  std::vector<std::vector<uint64_t>> data(threads);
+  std::vector<uint64_t> sums(threads * 8);
+  auto run_threads = [&](const std::function<void(size_t)>& f) {
+    std::vector<std::thread> ts;
+    for (size_t k = 0; k < threads; ++k) ts.emplace_back(f, k);
+    for (auto& t : ts) t.join();
+  };
+  run_threads([&](size_t k) { data[k].assign(n, k + 1); });
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    auto t0 = Clock::now();
+    run_threads([&](size_t k) {
+      uint64_t a = 0, b = 0;
+      const uint64_t* p = data[k].data();
+      for (size_t i = 0; i + 1 < n; i += 2) {
+        a += p[i];
+        b ^= p[i + 1];
+      }
+      sums[k * 8] = a + b;  // one cache line per thread
+    });
+    best = std::max(best, static_cast<double>(threads * n * sizeof(uint64_t)) / seconds_since(t0) / 1e9);
+  }
+  return best;
+}
 
 struct OpRun {
   double seconds = 0;
@@ -758,6 +790,13 @@ int main(int argc, char** argv) {
       record(name + suffix, std::move(f));
       std::fflush(stdout);
     };
+    {
+      const double one = read_bandwidth(1), many = read_bandwidth(nw);
+      std::printf("| memory read bandwidth (streaming, 256 MB per thread) | %zu threads / 1 thread | %.1f / %.1f GB/s | %.2fx |\n",
+                  nw, many, one, many / one);
+      record("memory_bandwidth" + suffix, {{"gb_per_s", many}, {"baseline_gb_per_s", one}, {"speedup", many / one}, {"workers", double(nw)}});
+      std::fflush(stdout);
+    }
     if (want("wordcount")) {
       fs::path input_w = root / "input_workers";
       if (!fs::exists(input_w)) generate(input_w, words, distinct, 0, 100'000);
