@@ -134,8 +134,6 @@ class Value {
   // None as empty for CSV (see to_csv_field), tuples as (a, b), pointers as ^HEX.
   std::string to_string() const;
 
-  // True when the value owns nothing (None, bool, int, float, pointer, date/time, duration):
-  // destroying it has no effect, so a row may skip its destructor.
   // Moves *src into the raw storage dst and ends *src's lifetime (no destructor to run after).
   // A value that owns nothing is plain bytes (no pointer into itself, nothing to release), so
   // it is relocated by copying them: no variant dispatch on the rows' hot paths (moves of
@@ -154,6 +152,8 @@ class Value {
     if (owns_nothing()) std::memcpy(static_cast<void*>(dst), static_cast<const void*>(this), sizeof(Value));
     else new (dst) Value(*this);
   }
+  // True when the value owns nothing (None, bool, int, float, pointer, date/time, duration):
+  // destroying it has no effect, so a row may skip its destructor.
   bool owns_nothing() const {
     constexpr unsigned kOwning = (1u << 4) | (1u << 5) | (1u << 7) | (1u << 11);  // str, bytes, tuple, json
     return ((kOwning >> v_.index()) & 1u) == 0;
@@ -164,6 +164,13 @@ class Value {
   std::variant<std::monostate, bool, int64_t, double, std::string, Bytes, Key, TuplePtr,
                DateTimeNaive, DateTimeUtc, Duration, Json>
       v_;
+  // The alternatives' indices that operator== and owns_nothing() name.
+  static_assert(std::is_same_v<std::variant_alternative_t<2, decltype(v_)>, int64_t>);
+  static_assert(std::is_same_v<std::variant_alternative_t<4, decltype(v_)>, std::string>);
+  static_assert(std::is_same_v<std::variant_alternative_t<5, decltype(v_)>, Bytes>);
+  static_assert(std::is_same_v<std::variant_alternative_t<7, decltype(v_)>, TuplePtr>);
+  static_assert(std::is_same_v<std::variant_alternative_t<11, decltype(v_)>, Json>);
+  static_assert(std::variant_size_v<decltype(v_)> == 12);
 };
 
 // The values of one table row, a vector with room for kInline values inside the row itself:
