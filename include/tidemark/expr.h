@@ -103,7 +103,8 @@ Expr slice(Expr s, Expr start, Expr end);
 // shared mutable state), or be marked `thread_safe = false` (ApplyOptions): its calls are
 // then serialized by a lock (never two at once; from any worker thread). At 1 worker every
 // call comes from the run loop's thread, as before. A UDF cache is shared by the workers and
-// locks itself; the function it wraps follows the same rule.
+// locks itself; the function it wraps follows the same rule, and a missing result is computed
+// once: a worker needing arguments another worker is computing waits for that result.
 using UserFunction = std::function<Value(const std::vector<Value>&)>;
 Expr apply(UserFunction fn, std::vector<Expr> args, Type result_type, bool deterministic = true);
 struct ApplyOptions {

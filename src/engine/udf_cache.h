@@ -13,6 +13,7 @@
 // the result is equal by the cache's contract).
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <list>
 #include <mutex>
@@ -55,21 +56,59 @@ class UdfCacheState final : public PersistentState {
   // evicting least recently used entries to stay within the limit.
   void insert(const std::vector<Value>& args, const Value& result);
   // lookup, or on a miss compute(args) then insert. Exceptions from compute propagate and
-  // nothing is stored.
+  // nothing is stored. Called from worker threads: arguments whose result another thread is
+  // computing wait for that result (counted as a hit) instead of calling the function again,
+  // so each missing result is computed once; if that computation throws, a waiter computes.
   template <class F>
   Value get_or_compute(const std::vector<Value>& args, F&& compute) {
     std::string key = entry_key(args);
+    auto flight = std::make_shared<Flight>();
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (const Value* v = find(key)) return *v;
+      std::unique_lock<std::mutex> lock(mu_);
+      for (;;) {
+        if (const Value* v = find(key)) return *v;
+        auto it = in_flight_.find(key);
+        if (it == in_flight_.end()) break;
+        std::shared_ptr<Flight> other = it->second;
+        --stats_.misses;  // not a miss: the result is on its way
+        ++waiting_;
+        flight_done_.wait(lock, [&] { return other->done; });
+        --waiting_;
+        if (!other->failed) {
+          ++stats_.hits;
+          return other->result;
+        }
+      }
+      in_flight_.emplace(key, flight);
     }
-    Value r = compute(args);
-    std::lock_guard<std::mutex> lock(mu_);
-    store(std::move(key), r);
+    auto finish = [&](const Value* result) {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_flight_.erase(key);
+      flight->done = true;
+      flight->failed = result == nullptr;
+      if (result) {
+        flight->result = *result;
+        store(std::move(key), *result);
+      }
+      flight_done_.notify_all();
+    };
+    Value r;
+    try {
+      r = compute(args);
+    } catch (...) {
+      finish(nullptr);
+      throw;
+    }
+    finish(&r);
     return r;
   }
 
   const UdfCacheStats& stats() const { return stats_; }
+  // Threads now waiting in get_or_compute for a result another thread is computing.
+  size_t waiting() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return waiting_;
+  }
   // "udf cache 'name': 3 hits, 2 misses, 0 evictions, 5 entries, 120 bytes" (for logs).
   std::string describe_stats() const;
 
@@ -99,8 +138,18 @@ class UdfCacheState final : public PersistentState {
   void log_put(const Entry& e);
   void log_erase(const std::string& key);
 
+  // A result being computed by one thread, awaited by others (get_or_compute).
+  struct Flight {
+    bool done = false;
+    bool failed = false;
+    Value result;
+  };
+
   std::shared_ptr<const UdfCache> config_;
   mutable std::mutex mu_;  // guards everything below
+  std::condition_variable flight_done_;
+  std::unordered_map<std::string, std::shared_ptr<Flight>> in_flight_;  // by entry key
+  size_t waiting_ = 0;
   List lru_;
   std::unordered_map<std::string_view, List::iterator> index_;  // views into the entries' keys
   UdfCacheStats stats_;

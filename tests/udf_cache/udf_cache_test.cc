@@ -1,7 +1,10 @@
 // Cached user functions: apply(..., UdfCache) and engine::UdfCacheState.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
+#include <stdexcept>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -532,6 +535,51 @@ TEST(UdfCacheState, DescribeStats) {
   c.get_or_compute(args(1), [](const std::vector<Value>&) { return Value(int64_t{1}); });
   EXPECT_EQ(c.describe_stats(), "udf cache 'log': 1 hits, 1 misses, 0 evictions, 1 entries, " +
                                     std::to_string(int_entry_size()) + " bytes");
+}
+
+// Worker threads share a cache: a thread missing a result that another thread is computing
+// waits for it instead of calling the function again. The first computation finishes only once
+// the second thread waits for it (or, were it not waiting, once it called the function too).
+TEST(UdfCacheState, ConcurrentMissesOfOneResultComputeItOnce) {
+  UdfCacheState c(UdfCache{"once"});
+  std::atomic<int> calls{0};
+  std::atomic<bool> first_computing{false};
+  auto compute = [&](const std::vector<Value>&) {
+    int n = ++calls;
+    if (n == 1) {
+      first_computing = true;
+      while (c.waiting() == 0 && calls.load() == 1) std::this_thread::yield();
+    }
+    return Value(int64_t{42});
+  };
+  std::thread first([&] { EXPECT_EQ(c.get_or_compute(args(7), compute), Value(int64_t{42})); });
+  while (!first_computing) std::this_thread::yield();
+  EXPECT_EQ(c.get_or_compute(args(7), compute), Value(int64_t{42}));
+  first.join();
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(c.describe_stats(), "udf cache 'once': 1 hits, 1 misses, 0 evictions, 1 entries, " +
+                                    std::to_string(int_entry_size()) + " bytes");
+}
+
+// A computation that throws stores nothing; a thread that waited for it computes itself.
+TEST(UdfCacheState, AWaiterComputesWhenTheComputationItWaitedForThrows) {
+  UdfCacheState c(UdfCache{"retry"});
+  std::atomic<int> calls{0};
+  std::atomic<bool> first_computing{false};
+  auto compute = [&](const std::vector<Value>&) {
+    int n = ++calls;
+    if (n == 1) {
+      first_computing = true;
+      while (c.waiting() == 0) std::this_thread::yield();
+      throw std::runtime_error("first call fails");
+    }
+    return Value(int64_t{5});
+  };
+  std::thread first([&] { EXPECT_THROW(c.get_or_compute(args(3), compute), std::runtime_error); });
+  while (!first_computing) std::this_thread::yield();
+  EXPECT_EQ(c.get_or_compute(args(3), compute), Value(int64_t{5}));
+  first.join();
+  EXPECT_EQ(calls.load(), 2);
 }
 
 }  // namespace
