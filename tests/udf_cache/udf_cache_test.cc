@@ -537,26 +537,49 @@ TEST(UdfCacheState, DescribeStats) {
                                     std::to_string(int_entry_size()) + " bytes");
 }
 
-// Worker threads share a cache: a thread missing a result that another thread is computing
-// waits for it instead of calling the function again. The first computation finishes only once
-// the second thread waits for it (or, were it not waiting, once it called the function too).
-TEST(UdfCacheState, ConcurrentMissesOfOneResultComputeItOnce) {
-  UdfCacheState c(UdfCache{"once"});
+// Two threads ask `c` for the result of `a`, the second once the first is computing it. The
+// first computation (call 1) finishes only once the second thread waits for it in the cache
+// (or, were it not waiting, once it called the function too); it then throws if
+// `first_throws`, else returns `result`, as every later call does.
+struct Race {
+  int calls = 0;
+  bool first_threw = false;
+  Value first, second;
+};
+Race race_for_one_result(UdfCacheState& c, const std::vector<Value>& a, bool first_throws, const Value& result) {
   std::atomic<int> calls{0};
   std::atomic<bool> first_computing{false};
   auto compute = [&](const std::vector<Value>&) {
-    int n = ++calls;
-    if (n == 1) {
+    if (++calls == 1) {
       first_computing = true;
       while (c.waiting() == 0 && calls.load() == 1) std::this_thread::yield();
+      if (first_throws) throw std::runtime_error("first call fails");
     }
-    return Value(int64_t{42});
+    return result;
   };
-  std::thread first([&] { EXPECT_EQ(c.get_or_compute(args(7), compute), Value(int64_t{42})); });
+  Race r;
+  std::thread first([&] {
+    try {
+      r.first = c.get_or_compute(a, compute);
+    } catch (const std::runtime_error&) {
+      r.first_threw = true;
+    }
+  });
   while (!first_computing) std::this_thread::yield();
-  EXPECT_EQ(c.get_or_compute(args(7), compute), Value(int64_t{42}));
+  r.second = c.get_or_compute(a, compute);
   first.join();
-  EXPECT_EQ(calls.load(), 1);
+  r.calls = calls.load();
+  return r;
+}
+
+// Worker threads share a cache: a thread missing a result that another thread is computing
+// waits for it instead of calling the function again.
+TEST(UdfCacheState, ConcurrentMissesOfOneResultComputeItOnce) {
+  UdfCacheState c(UdfCache{"once"});
+  Race r = race_for_one_result(c, args(7), false, Value(int64_t{42}));
+  EXPECT_EQ(r.first, Value(int64_t{42}));
+  EXPECT_EQ(r.second, Value(int64_t{42}));
+  EXPECT_EQ(r.calls, 1);
   EXPECT_EQ(c.describe_stats(), "udf cache 'once': 1 hits, 1 misses, 0 evictions, 1 entries, " +
                                     std::to_string(int_entry_size()) + " bytes");
 }
@@ -564,22 +587,10 @@ TEST(UdfCacheState, ConcurrentMissesOfOneResultComputeItOnce) {
 // A computation that throws stores nothing; a thread that waited for it computes itself.
 TEST(UdfCacheState, AWaiterComputesWhenTheComputationItWaitedForThrows) {
   UdfCacheState c(UdfCache{"retry"});
-  std::atomic<int> calls{0};
-  std::atomic<bool> first_computing{false};
-  auto compute = [&](const std::vector<Value>&) {
-    int n = ++calls;
-    if (n == 1) {
-      first_computing = true;
-      while (c.waiting() == 0) std::this_thread::yield();
-      throw std::runtime_error("first call fails");
-    }
-    return Value(int64_t{5});
-  };
-  std::thread first([&] { EXPECT_THROW(c.get_or_compute(args(3), compute), std::runtime_error); });
-  while (!first_computing) std::this_thread::yield();
-  EXPECT_EQ(c.get_or_compute(args(3), compute), Value(int64_t{5}));
-  first.join();
-  EXPECT_EQ(calls.load(), 2);
+  Race r = race_for_one_result(c, args(3), true, Value(int64_t{5}));
+  EXPECT_TRUE(r.first_threw);
+  EXPECT_EQ(r.second, Value(int64_t{5}));
+  EXPECT_EQ(r.calls, 2);
 }
 
 }  // namespace
