@@ -8,7 +8,9 @@
 # Credentials: access key TESTACCESSKEY, secret TESTSECRETKEY; bucket tidemark-test exists.
 # The monitor port is PORT+9309 (16789 for the default) so several servers can run side by side.
 # Then: TIDEMARK_S3_ENDPOINT=http://127.0.0.1:PORT build/test_storage_s3
-set -euo pipefail
+set -Eeuo pipefail  # -E: functions run the ERR trap too
+# A failing step names itself (set -e alone ends the script silently), with the daemons' logs.
+trap 'echo "s3-server.sh: failed at line $LINENO: $BASH_COMMAND (daemon logs: ${d:-DIR}/log)" >&2' ERR
 
 usage() { echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2; }
 
