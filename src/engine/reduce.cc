@@ -327,6 +327,7 @@ class GroupByNode final : public Node {
       linear_col_.push_back(reducers_[linear_[j]].arg->column_index());
     }
     for (const auto& r : reducers_) ordered_ = ordered_ || ordered_reducer(r.name);
+    int_group_ = group_cols_.size() == 1;
     // Outputs that are plain references to a grouping value or a reducer's result are built
     // without evaluating expressions (the common case).
     direct_ = true;
@@ -433,37 +434,52 @@ class GroupByNode final : public Node {
     Key keys[kBlock];
     uint32_t slots[kBlock];
     bool own[kBlock];
+    int64_t ints[kBlock];
+    bool is_int[kBlock];
+    const size_t gc = group_cols_.empty() ? 0 : group_cols_[0];
+    prefetch_rows(rows, 0, kAheadRows);
     for (size_t base = 0; base < rows.size(); base += kBlock) {
       const size_t m = std::min(kBlock, rows.size() - base);
       const Update* block = rows.data() + base;
-      prefetch_rows(rows, base + kBlock, kBlock);
+      prefetch_rows(rows, base + kAheadRows, kBlock);
       for (size_t i = 0; i < m; ++i) {
+        if (int_group_) {
+          const Value& v = block[i].row[gc];
+          if (v.type() == DType::kInt) [[likely]] {
+            // An int grouping value seen before is in int_index_ (a group of this instance)
+            // or in comb_int_index_ (a combiner group of another owner).
+            ints[i] = v.as_int();
+            is_int[i] = true;
+            int_index_.prefetch(ints[i]);
+            comb_int_index_.prefetch(ints[i]);
+            continue;
+          }
+        }
+        is_int[i] = false;
         keys[i] = group_key(block[i].row);
         own[i] = worker_of(keys[i], workers) == self;
         if (own[i]) index_.prefetch(keys[i]);
         else comb_index_.prefetch(keys[i]);
       }
       for (size_t i = 0; i < m; ++i) {
+        uint32_t slot = KeyIndex::kNone;
+        if (is_int[i]) {
+          slot = int_index_.find(ints[i]);
+          own[i] = slot != KeyIndex::kNone;
+          if (!own[i]) slot = comb_int_index_.find(ints[i]);
+          if (slot == KeyIndex::kNone) {  // a value new to this worker: its key says its owner
+            keys[i] = group_key(block[i].row);
+            own[i] = worker_of(keys[i], workers) == self;
+          }
+        }
         if (own[i]) {
-          const uint32_t slot = group_slot(keys[i], block[i].row);
+          if (slot == KeyIndex::kNone) slot = group_slot(keys[i], block[i].row);
           slots[i] = slot;
           touch(slot, tracking);
           delta_[slot] += block[i].diff;
           continue;
         }
-        uint32_t slot = comb_index_.find(keys[i]);
-        if (slot == KeyIndex::kNone) {
-          slot = static_cast<uint32_t>(comb_keys_.size());
-          comb_keys_.push_back(keys[i]);
-          Row values;
-          values.reserve(group_cols_.size());
-          for (size_t c : group_cols_) values.push_back(block[i].row[c]);
-          comb_values_.push_back(std::move(values));
-          comb_delta_.push_back(0);
-          comb_stamp_.push_back(0);
-          for (auto& v : comb_sums_) v.emplace_back();
-          comb_index_.insert(keys[i], slot);
-        }
+        if (slot == KeyIndex::kNone) slot = comb_slot(keys[i], block[i].row);
         slots[i] = slot;
         if (comb_stamp_[slot] != comb_epoch_) {
           comb_stamp_[slot] = comb_epoch_;
@@ -544,6 +560,7 @@ class GroupByNode final : public Node {
     // unless there are many: then it starts over, bounded.
     if (++comb_epoch_ == 0 || comb_keys_.size() > kCombinerGroups) {
       comb_index_.reset();
+      comb_int_index_.clear();
       comb_keys_.clear();
       comb_values_.clear();
       comb_delta_.clear();
@@ -646,13 +663,14 @@ class GroupByNode final : public Node {
   // Hints the cache about rows [from, from + n) of `rows` (the next block: a time's batch is
   // mostly read from memory once, and the block's hashing and lookups leave the hardware
   // prefetcher behind). Rows hold their values inline (value.h), so each is its update's lines.
+  static constexpr size_t kAheadRows = 64;
   static void prefetch_rows(const Batch& rows, size_t from, size_t n) {
     const size_t end = std::min(rows.size(), from + n);
-    for (size_t i = from; i < end; ++i) {
-      const char* p = reinterpret_cast<const char*>(rows.data() + i);
+    if (from >= end) return;
+    const char* p = reinterpret_cast<const char*>(rows.data() + from);
+    const char* e = reinterpret_cast<const char*>(rows.data() + end);
+    for (p = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}); p < e; p += 64)
       __builtin_prefetch(p);
-      __builtin_prefetch(p + sizeof(Update) - 1);
-    }
   }
   // The group key of a row (key_from_values of its grouping values).
   [[gnu::always_inline]] Key group_key(const Row& r) {
@@ -670,6 +688,24 @@ class GroupByNode final : public Node {
     g.values.reserve(group_cols_.size());
     for (size_t c : group_cols_) g.values.push_back(row[c]);
     return add_group(k, std::move(g));
+  }
+  // The combiner slot of key k (a group of another worker), created from `row`'s grouping
+  // values when new.
+  uint32_t comb_slot(const Key& k, const Row& row) {
+    uint32_t slot = comb_index_.find(k);
+    if (slot != KeyIndex::kNone) return slot;
+    slot = static_cast<uint32_t>(comb_keys_.size());
+    comb_keys_.push_back(k);
+    Row values;
+    values.reserve(group_cols_.size());
+    for (size_t c : group_cols_) values.push_back(row[c]);
+    if (int_group_ && values[0].type() == DType::kInt) comb_int_index_.insert(values[0].as_int(), slot);
+    comb_values_.push_back(std::move(values));
+    comb_delta_.push_back(0);
+    comb_stamp_.push_back(0);
+    for (auto& v : comb_sums_) v.emplace_back();
+    comb_index_.insert(k, slot);
+    return slot;
   }
   // Marks a group touched by this time (and changed since the last take when tracking).
   void touch(uint32_t slot, bool tracking) {
@@ -692,19 +728,47 @@ class GroupByNode final : public Node {
     constexpr size_t kBlock = 32;
     Key keys[kBlock];
     uint32_t slots[kBlock];
+    int64_t ints[kBlock];
+    bool is_int[kBlock];
+    const size_t gc = group_cols_.empty() ? 0 : group_cols_[0];
+    prefetch_rows(rows, 0, kAheadRows);
     for (size_t base = 0; base < rows.size(); base += kBlock) {
       const size_t m = std::min(kBlock, rows.size() - base);
       const Update* block = rows.data() + base;
-      prefetch_rows(rows, base + kBlock, kBlock);
-      for (size_t i = 0; i < m; ++i) {
-        keys[i] = group_key(block[i].row);
-        index_.prefetch(keys[i]);
-      }
-      for (size_t i = 0; i < m; ++i) {
-        uint32_t slot = group_slot(keys[i], block[i].row);
-        slots[i] = slot;
-        touch(slot, tracking);
-        delta_[slot] += block[i].diff;
+      prefetch_rows(rows, base + kAheadRows, kBlock);
+      if (int_group_) {
+        // One int grouping value: the group by the value itself (see int_index_); other
+        // values (None in an optional column) by their key.
+        for (size_t i = 0; i < m; ++i) {
+          const Value& v = block[i].row[gc];
+          if (v.type() == DType::kInt) [[likely]] {
+            ints[i] = v.as_int();
+            is_int[i] = true;
+            int_index_.prefetch(ints[i]);
+          } else {
+            is_int[i] = false;
+            keys[i] = group_key(block[i].row);
+            index_.prefetch(keys[i]);
+          }
+        }
+        for (size_t i = 0; i < m; ++i) {
+          uint32_t slot = is_int[i] ? int_index_.find(ints[i]) : KeyIndex::kNone;
+          if (slot == KeyIndex::kNone) slot = group_slot(is_int[i] ? group_key(block[i].row) : keys[i], block[i].row);
+          slots[i] = slot;
+          touch(slot, tracking);
+          delta_[slot] += block[i].diff;
+        }
+      } else {
+        for (size_t i = 0; i < m; ++i) {
+          keys[i] = group_key(block[i].row);
+          index_.prefetch(keys[i]);
+        }
+        for (size_t i = 0; i < m; ++i) {
+          uint32_t slot = group_slot(keys[i], block[i].row);
+          slots[i] = slot;
+          touch(slot, tracking);
+          delta_[slot] += block[i].diff;
+        }
       }
       for (size_t j = 0; j < linear_.size(); ++j) {
         SumDelta* sd = sum_delta_[j].data();
@@ -845,6 +909,7 @@ class GroupByNode final : public Node {
       for (size_t j = 0; j < sums_.size(); ++j) sums_[j].emplace_back(reducers_[linear_[j]].name == "avg");
     }
     index_.insert(gkey, slot);
+    if (int_group_ && groups_[slot].values[0].type() == DType::kInt) int_index_.insert(groups_[slot].values[0].as_int(), slot);
     return slot;
   }
   void remove_group(uint32_t slot) {
@@ -855,6 +920,7 @@ class GroupByNode final : public Node {
       erased_.push_back(std::move(k));
     }
     index_.erase(g.key);
+    if (int_group_ && g.values[0].type() == DType::kInt) int_index_.erase(g.values[0].as_int());
     g = Group{};
     free_.push_back(slot);
   }
@@ -922,6 +988,7 @@ class GroupByNode final : public Node {
   // the rows read on this worker, any owner; its groups are kept between times (up to
   // kCombinerGroups).
   KeyIndex comb_index_;
+  IntIndex comb_int_index_;  // int grouping values of the combiner's groups (see int_index_)
   std::vector<Key> comb_keys_;
   std::vector<Row> comb_values_;
   std::vector<int64_t> comb_delta_;
@@ -939,6 +1006,10 @@ class GroupByNode final : public Node {
   uint32_t epoch_ = 0;
   bool in_time_ = false;  // accumulate() ran since the last emit()
   KeyIndex index_;
+  // With a single grouping column: its int-valued groups by value too (the same slots as
+  // index_), so most rows skip computing their group key.
+  bool int_group_ = false;
+  IntIndex int_index_;
   std::vector<uint32_t> touched_;
   codec::KeyEncoder key_enc_;
   mutable Row scratch_;

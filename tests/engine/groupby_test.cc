@@ -101,6 +101,36 @@ TEST(GroupBy, CountSumAndAvgCombinedAcrossWorkersMatchRecompute) {
   }
 }
 
+// One int grouping column: groups are found by the int itself (an index by value beside the
+// index by group key). An optional column mixes None (found by its key) with ints; groups die
+// (all rows retracted) and come back, with count/sum (combined across workers) and with
+// reducers fed per row; a float column with integral values must not share the ints' groups.
+TEST(GroupBy, SingleIntGroupColumnWithNoneAndGroupsComingAndGoing) {
+  const Schema schema{{"g", Type{DType::kInt, true}}, {"v", t_int()}, {"x", t_float()}};
+  auto row = [](std::mt19937_64& rng) {
+    const int64_t g = static_cast<int64_t>(rng() % 40) - 20;
+    return Row{rng() % 7 == 0 ? Value() : Value(g * (rng() % 3 == 0 ? int64_t{1} << 40 : 1)),
+               Value(static_cast<int64_t>(rng() % 100)), Value(static_cast<double>(rng() % 4))};
+  };
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937_64 rng(seed);
+    SourceSpec s{schema, random_batches(rng, 30, 40, row, 0.5)};
+    expect_incremental_matches_recompute({s}, [](Graph&, std::vector<Table>& in) {
+      return in[0].groupby({"g"}).reduce({{"g", col("g")}, {"n", reducers::count()}, {"s", reducers::sum(col("v"))}});
+    });
+    if (HasFatalFailure()) return;
+    expect_incremental_matches_recompute({s}, [](Graph&, std::vector<Table>& in) {
+      return in[0].groupby({"g"}).reduce({{"g", col("g")}, {"n", reducers::count()}, {"m", reducers::max(col("v"))}});
+    });
+    if (HasFatalFailure()) return;
+    expect_incremental_matches_recompute({s}, [](Graph&, std::vector<Table>& in) {
+      return in[0].groupby({"x"}).reduce({{"x", col("x")}, {"n", reducers::count()}, {"s", reducers::sum(col("v"))}});
+    });
+    if (HasFatalFailure()) return;
+  }
+}
+
 TEST(GroupBy, EarliestAndLatestFollowArrival) {
   SourceSpec s{kSchema,
                {{{Key{1, 0}, {Value("a"), Value(5), Value(0.0)}, 1}},
