@@ -1,10 +1,13 @@
 // The data model: 128-bit row keys, dynamically typed values, rows and schemas' types.
 //
-// Value is a small tagged union. Strings, bytes and JSON own their text; tuples are shared
-// immutable vectors (copying a Value never deep-copies a tuple). Values have a total order
-// (first by type, then by value) and a stable hash, so they can key maps and be persisted.
+// Value is a 24-byte tagged union (a 16-byte payload and its tag). Strings, bytes and JSON are
+// immutable Texts: up to 15 bytes inline, longer ones in a heap block shared by copies; tuples
+// are shared immutable vectors (copying a Value never deep-copies text or a tuple). Values have
+// a total order (first by type, then by value) and a stable hash, so they can key maps and be
+// persisted (the persisted encoding is docs/format/values.md, not this layout).
 #pragma once
 
+#include <atomic>
 #include <compare>
 #include <cstddef>
 #include <initializer_list>
@@ -71,6 +74,99 @@ struct DateTimeNaive { int64_t ns = 0; auto operator<=>(const DateTimeNaive&) co
 struct DateTimeUtc { int64_t ns = 0; auto operator<=>(const DateTimeUtc&) const = default; };
 struct Duration { int64_t ns = 0; auto operator<=>(const Duration&) const = default; };
 
+// A view of a value's text (Value::as_string, as_bytes, as_json): a std::string_view that also
+// converts implicitly to std::string, as the std::string the accessors used to return did.
+struct TextView : std::string_view {
+  using std::string_view::string_view;
+  TextView(std::string_view s) noexcept : std::string_view(s) {}  // NOLINT
+  operator std::string() const { return std::string(data(), size()); }  // NOLINT
+  std::string str() const { return std::string(data(), size()); }
+};
+
+// An immutable byte string in 16 bytes, the storage of Value's strings, bytes and JSON text:
+// up to 15 bytes inline (no allocation, copied as bytes), longer ones in one heap block shared
+// by its copies (an atomic reference count: copies may live on other worker threads). A Text
+// holds no pointer into itself, so it may be relocated by copying its bytes.
+class Text {
+ public:
+  static constexpr size_t kInlineMax = 15;
+  Text() noexcept { std::memset(b_, 0, sizeof b_); }
+  explicit Text(std::string_view s) {
+    if (s.size() <= kInlineMax) {
+      std::memset(b_, 0, sizeof b_);
+      if (!s.empty()) std::memcpy(b_, s.data(), s.size());
+      b_[15] = static_cast<unsigned char>(s.size());
+    } else {
+      init_heap(s);
+    }
+  }
+  Text(const Text& o) noexcept {
+    std::memcpy(b_, o.b_, sizeof b_);
+    if (on_heap()) block()->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  Text(Text&& o) noexcept {
+    std::memcpy(b_, o.b_, sizeof b_);
+    std::memset(o.b_, 0, sizeof o.b_);
+  }
+  Text& operator=(const Text& o) noexcept {
+    if (this != &o) {
+      Text copy(o);
+      swap(copy);
+    }
+    return *this;
+  }
+  Text& operator=(Text&& o) noexcept {
+    if (this != &o) {
+      release();
+      std::memcpy(b_, o.b_, sizeof b_);
+      std::memset(o.b_, 0, sizeof o.b_);
+    }
+    return *this;
+  }
+  ~Text() { release(); }
+  void swap(Text& o) noexcept {
+    unsigned char t[16];
+    std::memcpy(t, b_, 16);
+    std::memcpy(b_, o.b_, 16);
+    std::memcpy(o.b_, t, 16);
+  }
+
+  std::string_view view() const {
+    if (!on_heap()) return {reinterpret_cast<const char*>(b_), b_[15]};
+    const Block* k = block();
+    return {reinterpret_cast<const char*>(k + 1), k->size};
+  }
+  size_t size() const { return view().size(); }
+  // True when the text is in a heap block (longer than kInlineMax): destroying it matters.
+  bool on_heap() const { return (b_[15] & kHeapFlag) != 0; }
+  bool operator==(const Text& o) const {
+    if (!on_heap() && !o.on_heap()) return std::memcmp(b_, o.b_, sizeof b_) == 0;  // zero padded
+    return view() == o.view();
+  }
+  std::strong_ordering operator<=>(const Text& o) const { return view().compare(o.view()) <=> 0; }
+
+ private:
+  static constexpr unsigned char kHeapFlag = 0x80;
+  struct Block {
+    std::atomic<uint32_t> refs;
+    size_t size;
+  };
+  Block* block() const {
+    Block* k;
+    std::memcpy(&k, b_, sizeof k);
+    return k;
+  }
+  void init_heap(std::string_view s);  // value.cc
+  void release() noexcept {
+    if (on_heap()) {
+      Block* k = block();
+      if (k->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) free_block(k);
+    }
+  }
+  static void free_block(Block* k) noexcept;  // value.cc
+  alignas(8) unsigned char b_[16];
+};
+
 class Value;
 
 class Value {
@@ -85,17 +181,27 @@ class Value {
   Value(int v) : v_(static_cast<int64_t>(v)) {}  // NOLINT
   Value(int64_t v) : v_(v) {}  // NOLINT
   Value(double v) : v_(v) {}  // NOLINT
-  Value(std::string s) : v_(std::move(s)) {}  // NOLINT
-  Value(const char* s) : v_(std::string(s)) {}  // NOLINT
-  Value(std::string_view s) : v_(std::string(s)) {}  // NOLINT
+  Value(const std::string& s) : v_(Text(s)) {}  // NOLINT
+  Value(const char* s) : v_(Text(s)) {}  // NOLINT
+  Value(std::string_view s) : v_(Text(s)) {}  // NOLINT
   Value(Key k) : v_(k) {}  // NOLINT
-  Value(Bytes b) : v_(std::move(b)) {}  // NOLINT
-  Value(Json j) : v_(std::move(j)) {}  // NOLINT
+  Value(const Bytes& b) : v_(BytesText{Text(b.data)}) {}  // NOLINT
+  Value(const Json& j) : v_(JsonText{Text(j.text)}) {}  // NOLINT
   Value(DateTimeNaive d) : v_(d) {}  // NOLINT
   Value(DateTimeUtc d) : v_(d) {}  // NOLINT
   Value(Duration d) : v_(d) {}  // NOLINT
   static Value tuple(std::vector<Value> items);
-  static Value bytes(std::string data) { return Value(Bytes{std::move(data)}); }
+  static Value bytes(std::string_view data) {
+    Value v;
+    v.v_ = BytesText{Text(data)};
+    return v;
+  }
+  // Already normalized JSON text (as json() makes it, or as stored by the engine).
+  static Value json_normalized(std::string_view text) {
+    Value v;
+    v.v_ = JsonText{Text(text)};
+    return v;
+  }
   // Parses and normalizes JSON text; throws std::invalid_argument on malformed text.
   static Value json(std::string_view text);
 
@@ -113,9 +219,10 @@ class Value {
   double as_float() const { return std::get<double>(v_); }
   // Int or Float as double.
   double as_number() const;
-  const std::string& as_string() const { return std::get<std::string>(v_); }
-  const std::string& as_bytes() const { return std::get<Bytes>(v_).data; }
-  const std::string& as_json() const { return std::get<Json>(v_).text; }
+  // Views into the value: valid while it lives.
+  TextView as_string() const { return std::get<Text>(v_).view(); }
+  TextView as_bytes() const { return std::get<BytesText>(v_).t.view(); }
+  TextView as_json() const { return std::get<JsonText>(v_).t.view(); }
   const Key& as_pointer() const { return std::get<Key>(v_); }
   const std::vector<Value>& as_tuple() const { return *std::get<TuplePtr>(v_); }
   int64_t as_datetime_naive() const { return std::get<DateTimeNaive>(v_).ns; }
@@ -135,12 +242,11 @@ class Value {
   std::string to_string() const;
 
   // Moves *src into the raw storage dst and ends *src's lifetime (no destructor to run after).
-  // A value that owns nothing is plain bytes (no pointer into itself, nothing to release), so
-  // it is relocated by copying them: no variant dispatch on the rows' hot paths (moves of
-  // inline rows, batch growth, sorting). Owning values (strings keep a pointer into themselves)
-  // are move-constructed and destroyed.
+  // Every value but a tuple is plain bytes with no pointer into itself (numbers, dates, keys,
+  // and texts: inline bytes or a counted pointer), so it is relocated by copying them: no
+  // variant dispatch on the rows' hot paths (moves of inline rows, batch growth, sorting).
   static void relocate(Value* dst, Value* src) noexcept {
-    if (src->owns_nothing()) {
+    if (src->v_.index() != 7) {
       std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), sizeof(Value));
     } else {
       new (dst) Value(std::move(*src));
@@ -152,29 +258,47 @@ class Value {
     if (owns_nothing()) std::memcpy(static_cast<void*>(dst), static_cast<const void*>(this), sizeof(Value));
     else new (dst) Value(*this);
   }
-  // True when the value owns nothing (None, bool, int, float, pointer, date/time, duration):
-  // destroying it has no effect, so a row may skip its destructor.
+  // True when the value owns nothing (None, bool, int, float, pointer, date/time, duration, a
+  // text of at most Text::kInlineMax bytes): destroying it has no effect, so a row may skip its
+  // destructor, and a copy is its bytes.
   bool owns_nothing() const {
     constexpr unsigned kOwning = (1u << 4) | (1u << 5) | (1u << 7) | (1u << 11);  // str, bytes, tuple, json
-    return ((kOwning >> v_.index()) & 1u) == 0;
+    const size_t i = v_.index();
+    if (((kOwning >> i) & 1u) == 0) return true;
+    if (i == 7) return false;
+    // The three text alternatives hold a Text first: its heap flag says.
+    const Text* t = i == 4 ? std::get_if<4>(&v_) : i == 5 ? &std::get_if<5>(&v_)->t : &std::get_if<11>(&v_)->t;
+    return !t->on_heap();
   }
 
  private:
   bool equals(const Value& o) const;
-  std::variant<std::monostate, bool, int64_t, double, std::string, Bytes, Key, TuplePtr,
-               DateTimeNaive, DateTimeUtc, Duration, Json>
+  struct BytesText {
+    Text t;
+    auto operator<=>(const BytesText&) const = default;
+  };
+  struct JsonText {
+    Text t;
+    auto operator<=>(const JsonText&) const = default;
+  };
+  std::variant<std::monostate, bool, int64_t, double, Text, BytesText, Key, TuplePtr, DateTimeNaive,
+               DateTimeUtc, Duration, JsonText>
       v_;
   // The alternatives' indices that operator== and owns_nothing() name.
   static_assert(std::is_same_v<std::variant_alternative_t<2, decltype(v_)>, int64_t>);
-  static_assert(std::is_same_v<std::variant_alternative_t<4, decltype(v_)>, std::string>);
-  static_assert(std::is_same_v<std::variant_alternative_t<5, decltype(v_)>, Bytes>);
+  static_assert(std::is_same_v<std::variant_alternative_t<4, decltype(v_)>, Text>);
+  static_assert(std::is_same_v<std::variant_alternative_t<5, decltype(v_)>, BytesText>);
   static_assert(std::is_same_v<std::variant_alternative_t<7, decltype(v_)>, TuplePtr>);
-  static_assert(std::is_same_v<std::variant_alternative_t<11, decltype(v_)>, Json>);
+  static_assert(std::is_same_v<std::variant_alternative_t<11, decltype(v_)>, JsonText>);
   static_assert(std::variant_size_v<decltype(v_)> == 12);
 };
 
+static_assert(sizeof(Text) == 16);
+static_assert(sizeof(Value) == 24, "a Value is a 16-byte payload and its tag");
+
 // The values of one table row, a vector with room for kInline values inside the row itself:
-// most engine rows (a word; a group's key and aggregate) need no allocation, and a batch's rows
+// most engine rows (a word; a group's key and aggregate; a join's pair) need no allocation, and
+// a batch's rows (an Update is 104 bytes: key, row, diff)
 // lie in its updates' array instead of one heap block each. The interface is std::vector's
 // (the subset the engine and its users need); iterators are pointers. Not thread-safe.
 class Row {
@@ -188,7 +312,7 @@ class Row {
   using const_pointer = const Value*;
   using iterator = Value*;
   using const_iterator = const Value*;
-  static constexpr uint32_t kInline = 2;
+  static constexpr uint32_t kInline = 3;
 
   Row() noexcept {}
   Row(std::initializer_list<Value> values) { append_copies(values.begin(), values.size()); }

@@ -126,7 +126,7 @@ nb::object from_value(const td::Value& v) {
     case td::DType::kInt: return nb::int_(v.as_int());
     case td::DType::kFloat: return nb::float_(v.as_float());
     case td::DType::kString: {
-      const std::string& s = v.as_string();
+      const std::string_view s = v.as_string();
       return nb::steal(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace"));
     }
     case td::DType::kBytes: return nb::bytes(v.as_bytes().data(), v.as_bytes().size());
@@ -142,7 +142,8 @@ nb::object from_value(const td::Value& v) {
     case td::DType::kDateTimeUtc: ensure_modules(); return g_epoch_utc + ns_to_td(v.as_datetime_utc());
     case td::DType::kDuration: ensure_modules(); return ns_to_td(v.as_duration());
     case td::DType::kJson: {
-      nb::object parsed = json_mod().attr("loads")(v.as_json());
+      const std::string_view text = v.as_json();
+      nb::object parsed = json_mod().attr("loads")(nb::str(text.data(), text.size()));
       if (g_json_cls.ptr()) return g_json_cls(parsed);
       return parsed;
     }

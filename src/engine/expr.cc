@@ -390,7 +390,7 @@ class Call final : public CompiledExpr {
 [[noreturn]] void wrong_arg(const Call& f, const char* want, const Value& got) {
   throw RuntimeError(std::string(f.name()) + "() expects " + want + ", got " + dtype_name(got.type()));
 }
-const std::string& need_str(const Call& f, const Value& v) {
+std::string_view need_str(const Call& f, const Value& v) {
   if (v.type() != DType::kString) wrong_arg(f, "str", v);
   return v.as_string();
 }
@@ -489,7 +489,7 @@ Value arith(const Value& a, const Value& b) {
     }
   }
   if constexpr (op == Arith::kAdd)
-    if (ta == DType::kString && tb == DType::kString) return Value(a.as_string() + b.as_string());
+    if (ta == DType::kString && tb == DType::kString) return Value(std::string(a.as_string()).append(b.as_string()));
   if constexpr (op == Arith::kAdd || op == Arith::kSub) {
     if (is_datetime(ta) && tb == DType::kDuration)
       return with_ns(ta, op == Arith::kAdd ? wrap_add(time_ns(a), time_ns(b)) : wrap_sub(time_ns(a), time_ns(b)));
@@ -707,7 +707,7 @@ Value do_cast(const Value& v, DType to) {
       }
       if (from == DType::kBool) return Value(static_cast<int64_t>(v.as_bool()));
       if (from == DType::kString) {
-        const std::string& s = v.as_string();
+        const std::string s(v.as_string());
         char* end = nullptr;
         errno = 0;
         long long r = std::strtoll(s.c_str(), &end, 10);
@@ -719,7 +719,7 @@ Value do_cast(const Value& v, DType to) {
       if (from == DType::kInt) return Value(static_cast<double>(v.as_int()));
       if (from == DType::kBool) return Value(v.as_bool() ? 1.0 : 0.0);
       if (from == DType::kString) {
-        const std::string& s = v.as_string();
+        const std::string s(v.as_string());
         char* end = nullptr;
         double r = std::strtod(s.c_str(), &end);
         if (s.empty() || *end != '\0') throw RuntimeError("cannot cast '" + s + "' to float");
@@ -730,10 +730,10 @@ Value do_cast(const Value& v, DType to) {
       if (from == DType::kInt) return Value(v.as_int() != 0);
       if (from == DType::kFloat) return Value(v.as_float() != 0.0);
       if (from == DType::kString) {
-        std::string s = lower_ascii(v.as_string());
+        std::string s = lower_ascii(std::string(v.as_string()));
         if (s == "true" || s == "1" || s == "yes" || s == "on") return Value(true);
         if (s == "false" || s == "0" || s == "no" || s == "off") return Value(false);
-        throw RuntimeError("cannot cast '" + v.as_string() + "' to bool");
+        throw RuntimeError("cannot cast '" + std::string(v.as_string()) + "' to bool");
       }
       break;
     case DType::kString:
@@ -797,19 +797,19 @@ Type str_to_bool_type(const ArgTypes& a) { return str_args_type(a, DType::kBool,
 Value lower_kernel(const Call& f, const EvalContext& c) {
   Value tmp;
   const Value& a = f.ref(0, c, tmp);
-  return a.is_none() ? Value() : Value(lower_ascii(need_str(f, a)));
+  return a.is_none() ? Value() : Value(lower_ascii(std::string(need_str(f, a))));
 }
 Value upper_kernel(const Call& f, const EvalContext& c) {
   Value tmp;
   const Value& a = f.ref(0, c, tmp);
-  return a.is_none() ? Value() : Value(upper_ascii(need_str(f, a)));
+  return a.is_none() ? Value() : Value(upper_ascii(std::string(need_str(f, a))));
 }
 
 Value strip_kernel(const Call& f, const EvalContext& c) {
   Value tmp;
   const Value& a = f.ref(0, c, tmp);
   if (a.is_none()) return Value();
-  const std::string& s = need_str(f, a);
+  const std::string_view s = need_str(f, a);
   size_t b = s.find_first_not_of(" \t\r\n\f\v");
   if (b == std::string::npos) return Value(std::string());
   size_t e = s.find_last_not_of(" \t\r\n\f\v");
@@ -833,7 +833,7 @@ Type len_type(const ArgTypes& a) {
 }
 
 // Two string arguments (s, other), both non-None: pred(s, other).
-template <bool (*pred)(const std::string&, const std::string&)>
+template <bool (*pred)(std::string_view, std::string_view)>
 Value str_pred_kernel(const Call& f, const EvalContext& c) {
   Value ta, tb;
   const Value& a = f.ref(0, c, ta);
@@ -841,11 +841,11 @@ Value str_pred_kernel(const Call& f, const EvalContext& c) {
   if (a.is_none() || b.is_none()) return Value();
   return Value(pred(need_str(f, a), need_str(f, b)));
 }
-bool contains_pred(const std::string& s, const std::string& n) { return s.find(n) != std::string::npos; }
-bool startswith_pred(const std::string& s, const std::string& p) {
+bool contains_pred(std::string_view s, std::string_view n) { return s.find(n) != std::string::npos; }
+bool startswith_pred(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && s.compare(0, p.size(), p) == 0;
 }
-bool endswith_pred(const std::string& s, const std::string& p) {
+bool endswith_pred(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
 }
 
@@ -855,9 +855,9 @@ Value replace_kernel(const Call& f, const EvalContext& c) {
   const Value& b = f.ref(1, c, tb);
   const Value& d = f.ref(2, c, tc);
   if (a.is_none() || b.is_none() || d.is_none()) return Value();
-  const std::string& s = need_str(f, a);
-  const std::string& from = need_str(f, b);
-  const std::string& to = need_str(f, d);
+  const std::string_view s = need_str(f, a);
+  const std::string_view from = need_str(f, b);
+  const std::string_view to = need_str(f, d);
   if (from.empty()) return a;
   std::string out;
   size_t i = 0;
@@ -878,7 +878,7 @@ Value split_kernel(const Call& f, const EvalContext& c) {
   Value ta, tb;
   const Value& a = f.ref(0, c, ta);
   if (a.is_none()) return Value();
-  const std::string& s = need_str(f, a);
+  const std::string_view s = need_str(f, a);
   std::vector<Value> parts;
   if (f.size() == 1) {
     // ASCII whitespace, as isspace() in the C locale, without a call per byte.
@@ -896,7 +896,7 @@ Value split_kernel(const Call& f, const EvalContext& c) {
   }
   const Value& b = f.ref(1, c, tb);
   if (b.is_none()) return Value();
-  const std::string& sep = need_str(f, b);
+  const std::string_view sep = need_str(f, b);
   if (sep.empty()) throw RuntimeError("split(): empty separator");
   size_t i = 0;
   for (;;) {
@@ -921,7 +921,7 @@ Value slice_kernel(const Call& f, const EvalContext& c) {
   Value ta, tb, tc;
   const Value& a = f.ref(0, c, ta);
   if (a.is_none()) return Value();
-  const std::string& s = need_str(f, a);
+  const std::string_view s = need_str(f, a);
   int64_t n = static_cast<int64_t>(s.size());
   const Value& b = f.ref(1, c, tb);
   const Value& e = f.ref(2, c, tc);

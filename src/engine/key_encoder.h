@@ -115,7 +115,7 @@ class KeyEncoder {
     }
     byte(static_cast<uint8_t>(x));
   }
-  void text(DType tag, const std::string& s, const Value& v) {
+  void text(DType tag, std::string_view s, const Value& v) {
     if (n_ + 1 + 10 + s.size() > kCap) return add_general(v);
     byte(static_cast<uint8_t>(tag));
     varint(s.size());

@@ -47,6 +47,7 @@ struct Update {
   int64_t diff = 0;
 };
 using Batch = std::vector<Update>;
+static_assert(sizeof(Update) == 104, "an update is its key, a row of 3 inline values and its diff");
 
 // Sums the diffs of equal (key, row) pairs, drops zeros, and sorts by (key, diff, row) so
 // retractions of a key come before its insertions.

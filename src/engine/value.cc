@@ -58,6 +58,20 @@ bool Type::accepts(const Type& other) const {
   return base == DType::kFloat && other.base == DType::kInt;
 }
 
+void Text::init_heap(std::string_view s) {
+  void* p = ::operator new(sizeof(Block) + s.size());
+  Block* k = new (p) Block{{1}, s.size()};
+  std::memcpy(reinterpret_cast<char*>(k + 1), s.data(), s.size());
+  std::memset(b_, 0, sizeof b_);
+  std::memcpy(b_, &k, sizeof k);
+  b_[15] = kHeapFlag;
+}
+
+void Text::free_block(Block* k) noexcept {
+  k->~Block();
+  ::operator delete(k);
+}
+
 Value Value::tuple(std::vector<Value> items) {
   Value v;
   v.v_ = std::make_shared<const std::vector<Value>>(std::move(items));
@@ -66,7 +80,7 @@ Value Value::tuple(std::vector<Value> items) {
 
 Value Value::json(std::string_view text) {
   try {
-    return Value(Json{nlohmann::json::parse(text).dump()});
+    return json_normalized(nlohmann::json::parse(text).dump());
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(std::string("invalid JSON: ") + e.what());
   }
@@ -94,8 +108,8 @@ std::strong_ordering Value::operator<=>(const Value& o) const {
     case 1: return std::get<1>(v_) <=> std::get<1>(o.v_);
     case 2: return std::get<2>(v_) <=> std::get<2>(o.v_);
     case 3: return cmp_double(std::get<3>(v_), std::get<3>(o.v_));
-    case 4: return std::get<4>(v_).compare(std::get<4>(o.v_)) <=> 0;
-    case 5: return std::get<5>(v_).data.compare(std::get<5>(o.v_).data) <=> 0;
+    case 4: return std::get<4>(v_) <=> std::get<4>(o.v_);
+    case 5: return std::get<5>(v_).t <=> std::get<5>(o.v_).t;
     case 6: return std::get<6>(v_) <=> std::get<6>(o.v_);
     case 7: {
       const auto& a = *std::get<7>(v_);
@@ -109,7 +123,7 @@ std::strong_ordering Value::operator<=>(const Value& o) const {
     case 8: return std::get<8>(v_) <=> std::get<8>(o.v_);
     case 9: return std::get<9>(v_) <=> std::get<9>(o.v_);
     case 10: return std::get<10>(v_) <=> std::get<10>(o.v_);
-    case 11: return std::get<11>(v_).text.compare(std::get<11>(o.v_).text) <=> 0;
+    case 11: return std::get<11>(v_).t <=> std::get<11>(o.v_).t;
   }
   return std::strong_ordering::equal;
 }
@@ -128,7 +142,7 @@ size_t Value::hash() const {
     case 0: return 0x51ed27;
     case 2: return static_cast<size_t>(XXH3_64bits(&std::get<2>(v_), 8));
     case 4: {
-      const auto& s = std::get<4>(v_);
+      const std::string_view s = std::get<4>(v_).view();
       return static_cast<size_t>(XXH3_64bits(s.data(), s.size()));
     }
     default: {
@@ -207,10 +221,10 @@ std::string Value::to_string() const {
     case 1: return std::get<1>(v_) ? "True" : "False";
     case 2: return std::to_string(std::get<2>(v_));
     case 3: return format_double(std::get<3>(v_));
-    case 4: return std::get<4>(v_);
+    case 4: return std::string(std::get<4>(v_).view());
     case 5: {
       std::string s = "b'";
-      for (unsigned char c : std::get<5>(v_).data) {
+      for (unsigned char c : std::get<5>(v_).t.view()) {
         if (c >= 32 && c < 127 && c != '\'' && c != '\\') s.push_back(static_cast<char>(c));
         else {
           char b[8];
@@ -234,7 +248,7 @@ std::string Value::to_string() const {
     case 8: return format_ns_datetime(std::get<8>(v_).ns, false);
     case 9: return format_ns_datetime(std::get<9>(v_).ns, true);
     case 10: return std::to_string(std::get<10>(v_).ns) + "ns";
-    case 11: return std::get<11>(v_).text;
+    case 11: return std::string(std::get<11>(v_).t.view());
   }
   return "?";
 }

@@ -274,7 +274,7 @@ Key columns_route_key(const Row& row, const std::vector<size_t>& cols, std::stri
     const Value& v = row[c];
     switch (v.type()) {
       case DType::kString: {
-        const std::string& str = v.as_string();
+        const std::string_view str = v.as_string();
         buf.push_back(static_cast<char>(DType::kString));
         uint64_t len = str.size();
         for (; len >= 0x80; len >>= 7) buf.push_back(static_cast<char>((len & 0x7f) | 0x80));
