@@ -446,12 +446,11 @@ class GroupByNode final : public Node {
         if (int_group_) {
           const Value& v = block[i].row[gc];
           if (v.type() == DType::kInt) [[likely]] {
-            // An int grouping value seen before is in int_index_ (a group of this instance)
-            // or in comb_int_index_ (a combiner group of another owner).
+            // An int grouping value seen before is in int_index_: a group of this instance,
+            // or a combiner group of another owner (kCombSlot set).
             ints[i] = v.as_int();
             is_int[i] = true;
             int_index_.prefetch(ints[i]);
-            comb_int_index_.prefetch(ints[i]);
             continue;
           }
         }
@@ -465,9 +464,9 @@ class GroupByNode final : public Node {
         uint32_t slot = KeyIndex::kNone;
         if (is_int[i]) {
           slot = int_index_.find(ints[i]);
-          own[i] = slot != KeyIndex::kNone;
-          if (!own[i]) slot = comb_int_index_.find(ints[i]);
-          if (slot == KeyIndex::kNone) {  // a value new to this worker: its key says its owner
+          own[i] = (slot & kCombSlot) == 0;  // kNone has the bit: found below
+          if (slot != KeyIndex::kNone) slot &= ~kCombSlot;
+          else {  // a value new to this worker: its key says its owner
             keys[i] = group_key(block[i].row);
             own[i] = worker_of(keys[i], workers) == self;
           }
@@ -560,7 +559,9 @@ class GroupByNode final : public Node {
     // unless there are many: then it starts over, bounded.
     if (++comb_epoch_ == 0 || comb_keys_.size() > kCombinerGroups) {
       comb_index_.reset();
-      comb_int_index_.clear();
+      if (int_group_)
+        for (const Row& v : comb_values_)
+          if (v[0].type() == DType::kInt) int_index_.erase(v[0].as_int());
       comb_keys_.clear();
       comb_values_.clear();
       comb_delta_.clear();
@@ -699,7 +700,7 @@ class GroupByNode final : public Node {
     Row values;
     values.reserve(group_cols_.size());
     for (size_t c : group_cols_) values.push_back(row[c]);
-    if (int_group_ && values[0].type() == DType::kInt) comb_int_index_.insert(values[0].as_int(), slot);
+    if (int_group_ && values[0].type() == DType::kInt) int_index_.insert(values[0].as_int(), slot | kCombSlot);
     comb_values_.push_back(std::move(values));
     comb_delta_.push_back(0);
     comb_stamp_.push_back(0);
@@ -753,6 +754,7 @@ class GroupByNode final : public Node {
         }
         for (size_t i = 0; i < m; ++i) {
           uint32_t slot = is_int[i] ? int_index_.find(ints[i]) : KeyIndex::kNone;
+          if (slot & kCombSlot) slot = KeyIndex::kNone;  // (none in an instance fed whole rows)
           if (slot == KeyIndex::kNone) slot = group_slot(is_int[i] ? group_key(block[i].row) : keys[i], block[i].row);
           slots[i] = slot;
           touch(slot, tracking);
@@ -988,7 +990,6 @@ class GroupByNode final : public Node {
   // the rows read on this worker, any owner; its groups are kept between times (up to
   // kCombinerGroups).
   KeyIndex comb_index_;
-  IntIndex comb_int_index_;  // int grouping values of the combiner's groups (see int_index_)
   std::vector<Key> comb_keys_;
   std::vector<Row> comb_values_;
   std::vector<int64_t> comb_delta_;
@@ -1007,9 +1008,12 @@ class GroupByNode final : public Node {
   bool in_time_ = false;  // accumulate() ran since the last emit()
   KeyIndex index_;
   // With a single grouping column: its int-valued groups by value too (the same slots as
-  // index_), so most rows skip computing their group key.
+  // index_), so most rows skip computing their group key; and the combiner's groups of that
+  // column (their comb slot with kCombSlot set), so a worker finds any value it has seen,
+  // owned or not, with one successful probe.
   bool int_group_ = false;
   IntIndex int_index_;
+  static constexpr uint32_t kCombSlot = uint32_t{1} << 31;
   std::vector<uint32_t> touched_;
   codec::KeyEncoder key_enc_;
   mutable Row scratch_;
