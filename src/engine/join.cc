@@ -153,7 +153,7 @@ class BucketTable {
   size_t size_ = 0;
 };
 
-// Orders `v` by bucket key (hi, then lo): a stable LSD radix sort on the top 24 bits of hi (the
+// Orders `v` by bucket key (hi, then lo): a stable radix sort on the top 24 bits of hi (the
 // bits that place a bucket in the table, so the table is then walked in increasing position),
 // then runs sharing those bits sorted by the whole key. Equal keys end up adjacent.
 template <typename T, typename F>
@@ -166,30 +166,37 @@ void sort_by_bucket(std::vector<T>& v, std::vector<T>& tmp, F bk) {
     std::sort(v.begin(), v.end(), less);
     return;
   }
-  // Three passes of 8 bits: 256 destinations per pass keep the scatter's write streams in the
-  // cache and the TLB (two passes of 12 bits scattered to 4096 pages at once, which cost more).
-  constexpr int kBits = 8, kPasses = 3;
+  // 8-bit digits (256 destinations per scatter keep its write streams in the cache and the
+  // TLB). First by the top byte, most significant first: one pass over memory groups the
+  // entries into 256 ranges; then each range, small enough for the cache, by the next two bytes
+  // least significant first, back and forth between the two arrays. Every pass is stable.
+  constexpr int kBits = 8;
   constexpr size_t kRadix = size_t{1} << kBits;
+  auto digit = [&](const T& e, int byte) { return static_cast<size_t>((bk(e).hi >> (40 + byte * kBits)) & (kRadix - 1)); };
   tmp.resize(v.size());
-  std::vector<size_t> count(kPasses * kRadix, 0);
-  for (const T& e : v) {
-    const uint64_t top = bk(e).hi >> 40;
-    for (int pass = 0; pass < kPasses; ++pass) ++count[static_cast<size_t>(pass) * kRadix + ((top >> (pass * kBits)) & (kRadix - 1))];
+  size_t start[kRadix + 1] = {};
+  for (const T& e : v) ++start[digit(e, 2) + 1];
+  for (size_t i = 0; i < kRadix; ++i) start[i + 1] += start[i];
+  {
+    size_t at[kRadix];
+    std::copy(start, start + kRadix, at);
+    for (T& e : v) tmp[at[digit(e, 2)]++] = std::move(e);
   }
-  for (int pass = 0; pass < kPasses; ++pass) {
-    size_t* c = count.data() + static_cast<size_t>(pass) * kRadix;
-    size_t sum = 0;
-    for (size_t i = 0; i < kRadix; ++i) {
-      size_t n = c[i];
-      c[i] = sum;
-      sum += n;
+  for (size_t r = 0; r < kRadix; ++r) {
+    const size_t lo = start[r], hi = start[r + 1];
+    if (hi - lo < 2) continue;
+    T* bufs[2] = {tmp.data(), v.data()};  // byte 0: tmp -> v; byte 1: v -> tmp
+    for (int byte = 0; byte < 2; ++byte) {
+      T* from = bufs[byte];
+      T* to = bufs[1 - byte];
+      size_t at[kRadix + 1] = {};
+      for (size_t i = lo; i < hi; ++i) ++at[digit(from[i], byte) + 1];
+      at[0] = lo;
+      for (size_t i = 0; i < kRadix; ++i) at[i + 1] += at[i];
+      for (size_t i = lo; i < hi; ++i) to[at[digit(from[i], byte)]++] = std::move(from[i]);
     }
-    for (T& e : v) {
-      const uint64_t d = (bk(e).hi >> (40 + pass * kBits)) & (kRadix - 1);
-      tmp[c[d]++] = std::move(e);
-    }
-    v.swap(tmp);
   }
+  v.swap(tmp);  // every range ended in tmp
   for (size_t i = 0; i < v.size();) {
     size_t j = i + 1;
     uint64_t top = bk(v[i]).hi >> 40;
