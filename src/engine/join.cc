@@ -467,11 +467,18 @@ class JoinNode final : public Node {
         continue;
       }
       for (int s = 0; s < 2; ++s)
-        for (const Keyed* u : delta[s]) {
-          if (u->diff < 0) continue;
-          if (!rows_[s].insert(u->key, cells_of(*u), &b.head[s])) multiplicity_error(s, u->key);
-        }
+        for (const Keyed* u : delta[s])
+          if (u->diff > 0) inserts_.push_back({u, t.pos});
     }
+    // The time's insertions after all its retractions: a row moving between two buckets whose
+    // chains are indexed is found through the side's one row-key index, which must no longer
+    // hold it when it enters its new bucket (processed first when it comes first in bucket
+    // order), nor hold the new row when the old bucket retracts it.
+    for (const Insert& in : inserts_) {
+      const Keyed& u = *in.u;
+      if (!rows_[u.side].insert(u.key, cells_of(u), &buckets_.at(in.pos).head[u.side])) multiplicity_error(u.side, u.key);
+    }
+    inserts_.clear();
     for (const Key& k : emptied_) buckets_.erase(k);
     emptied_.clear();
     touched_.clear();
@@ -480,6 +487,7 @@ class JoinNode final : public Node {
       std::vector<Keyed>().swap(ups_);
       std::vector<Keyed>().swap(ups_tmp_);
       std::string().swap(ups_cells_);
+      std::vector<Insert>().swap(inserts_);
     }
     if (direct() && retractions && out.size() - out_begin > 1) {
       // Pairs can cancel or repeat across buckets only when rows leave: see output_consolidated().
@@ -757,6 +765,11 @@ class JoinNode final : public Node {
   std::string ups_cells_;
   std::vector<Touched> touched_;
   std::vector<Key> emptied_;
+  struct Insert {
+    const Keyed* u;
+    uint32_t pos;  // its bucket's position (positions stay put until emptied buckets are erased)
+  };
+  std::vector<Insert> inserts_;
   std::string buf_;
   std::string converted_;  // restore of a version-1 entry: its cells encoding
   std::array<Row, 2> decoded_, delta_decoded_;
