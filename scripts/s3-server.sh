@@ -14,6 +14,19 @@ trap 'echo "s3-server.sh: failed at line $LINENO: $BASH_COMMAND (daemon logs: ${
 
 usage() { echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2; }
 
+# Runs a monitor command until it succeeds, up to 10 times a second apart: on a loaded machine
+# a command right after the OSD's creation was refused once (a CI run stopped at 'osd crush
+# add'). The commands used with it are idempotent. On the last failure its output is shown.
+mon_cmd() {
+  local out i
+  for i in $(seq 1 10); do
+    if out=$("$@" 2>&1); then printf '%s' "$out"; return 0; fi
+    sleep 1
+  done
+  echo "s3-server.sh: '$*' failed 10 times; last output: $out" >&2
+  return 1
+}
+
 stop_server() {
   local d=$1 n f p
   for n in client.rgw.a osd.0 mon.a; do
@@ -99,9 +112,9 @@ CONF
   uuid=$(cat /proc/sys/kernel/random/uuid)
   osdid=$(ceph -c "$c" --connect-timeout 30 osd new "$uuid")
   ceph-osd -c "$c" -i "$osdid" --mkfs --osd-uuid "$uuid" >/dev/null 2>&1
-  ceph -c "$c" osd crush add-bucket localhost host >/dev/null 2>&1
-  ceph -c "$c" osd crush move localhost root=default >/dev/null 2>&1
-  ceph -c "$c" osd crush add "osd.$osdid" 1.0 host=localhost >/dev/null 2>&1
+  mon_cmd ceph -c "$c" osd crush add-bucket localhost host >/dev/null
+  mon_cmd ceph -c "$c" osd crush move localhost root=default >/dev/null
+  mon_cmd ceph -c "$c" osd crush add "osd.$osdid" 1.0 host=localhost >/dev/null
   ceph-osd -c "$c" -i "$osdid"
   for _ in $(seq 1 120); do ceph -c "$c" osd stat 2>/dev/null | grep -q "1 up" && break; sleep 0.5; done
   radosgw -c "$c" -n client.rgw.a

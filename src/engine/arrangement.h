@@ -213,6 +213,9 @@ class RowStore {
     __builtin_prefetch(&keys_[slot]);
   }
 
+  // Whether any chain is indexed (its rows are in the side's one row-key index).
+  bool any_indexed() const { return indexed_ > 0; }
+
   // The slot of row key `k` on the chain with head `head`, or kEnd.
   uint32_t find(const Key& k, uint32_t head) const {
     if (head == kEnd) return kEnd;

@@ -411,6 +411,14 @@ class JoinNode final : public Node {
     // retractions plus dL's insertions. A bucket's insertions are applied after its pairs and
     // unmatched rows are emitted.
     std::array<std::vector<const Keyed*>, 2> delta;
+    // A side with indexed chains (RowStore::kLongChain) finds their rows through one row-key
+    // index for the whole side: a row moving between two indexed buckets would be found under
+    // its old bucket when its new bucket, first in bucket order, inserts it (or the old bucket's
+    // retraction would find the new row). Its insertions are applied after all the time's
+    // retractions. Without indexed chains at the start of the time, a chain indexed during it
+    // holds no row still in another indexed chain (each bucket retracts before it inserts), so
+    // rows are inserted with their bucket, while it is in the cache.
+    const std::array<bool, 2> defer{rows_[0].any_indexed(), rows_[1].any_indexed()};
     for (size_t ti = 0; ti < nt; ++ti) {
       if (ti + 2 * kAhead < nt) prefetch(ti + 2 * kAhead);
       if (ti + kAhead < nt) stage(ti + kAhead);
@@ -467,13 +475,13 @@ class JoinNode final : public Node {
         continue;
       }
       for (int s = 0; s < 2; ++s)
-        for (const Keyed* u : delta[s])
-          if (u->diff > 0) inserts_.push_back({u, t.pos});
+        for (const Keyed* u : delta[s]) {
+          if (u->diff < 0) continue;
+          if (defer[s]) inserts_.push_back({u, t.pos});
+          else if (!rows_[s].insert(u->key, cells_of(*u), &b.head[s])) multiplicity_error(s, u->key);
+        }
     }
-    // The time's insertions after all its retractions: a row moving between two buckets whose
-    // chains are indexed is found through the side's one row-key index, which must no longer
-    // hold it when it enters its new bucket (processed first when it comes first in bucket
-    // order), nor hold the new row when the old bucket retracts it.
+    // Deferred insertions, after all the time's retractions (see `defer`).
     for (const Insert& in : inserts_) {
       const Keyed& u = *in.u;
       if (!rows_[u.side].insert(u.key, cells_of(u), &buckets_.at(in.pos).head[u.side])) multiplicity_error(u.side, u.key);
