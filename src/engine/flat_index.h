@@ -1,5 +1,7 @@
-// A flat open-addressing index from 128-bit keys (already uniform hashes) to dense slot
-// numbers, shared by groupby (groups) and join (buckets).
+// Flat open-addressing indexes to dense slot numbers, shared by groupby (groups) and join
+// (buckets): KeyIndex from 128-bit keys (already uniform hashes), IntIndex from int64 values
+// (groupby's index of groups by a single int grouping value, so a row finds its group by the
+// value itself, one multiply, instead of through the 128-bit key of the value, an xxh3 per row).
 #pragma once
 
 #include <algorithm>
@@ -11,42 +13,45 @@
 
 namespace tidemark::engine {
 
-// Linear probing, backward-shift deletion, no per-entry allocation.
-class KeyIndex {
+// Linear probing, backward-shift deletion, no per-entry allocation. A key's home cell is the
+// top bits of Mix::mix(key) (a 64-bit value with uniform top bits).
+template <class K, class Mix>
+class FlatIndex {
  public:
   static constexpr uint32_t kNone = ~uint32_t{0};
   size_t size() const { return size_; }
-  uint32_t find(const Key& k) const {
+  uint32_t find(const K& k) const {
     if (cells_.empty()) return kNone;
-    for (size_t i = k.lo & mask_;; i = (i + 1) & mask_) {
+    for (size_t i = home(k);; i = (i + 1) & mask_) {
       const Cell& c = cells_[i];
       if (c.slot == kNone) return kNone;
       if (c.key == k) return c.slot;
     }
   }
   // Hints the cache about the cell where find(k) starts (batched lookups hide the miss).
-  void prefetch(const Key& k) const {
-    if (!cells_.empty()) __builtin_prefetch(&cells_[k.lo & mask_]);
+  void prefetch(const K& k) const {
+    if (!cells_.empty()) __builtin_prefetch(&cells_[home(k)]);
   }
   // Precondition: k absent.
-  void insert(const Key& k, uint32_t slot) {
+  void insert(const K& k, uint32_t slot) {
     if ((size_ + 1) * 8 > cells_.size() * 7) grow();
     place(k, slot);
     ++size_;
   }
-  void erase(const Key& k) {
+  // Erases k if present.
+  void erase(const K& k) {
     if (cells_.empty()) return;
-    size_t i = k.lo & mask_;
-    while (!(cells_[i].key == k) || cells_[i].slot == kNone) {
+    size_t i = home(k);
+    while (cells_[i].slot == kNone || !(cells_[i].key == k)) {
       if (cells_[i].slot == kNone) return;
       i = (i + 1) & mask_;
     }
     // Backward shift: move later entries of the probe run into the hole.
     for (size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
       if (cells_[j].slot == kNone) break;
-      size_t home = cells_[j].key.lo & mask_;
+      const size_t h = home(cells_[j].key);
       // Entry at j may fill hole i unless its home lies cyclically in (i, j].
-      bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+      const bool movable = i <= j ? (h <= i || h > j) : (h <= i && h > j);
       if (movable) {
         cells_[i] = cells_[j];
         i = j;
@@ -64,94 +69,19 @@ class KeyIndex {
     cells_.clear();
     size_ = 0;
     mask_ = 0;
+    shift_ = 63;
   }
 
  private:
   struct Cell {
-    Key key;
+    K key{};
     uint32_t slot = kNone;
   };
-  void place(const Key& k, uint32_t slot) {
-    size_t i = k.lo & mask_;
+  size_t home(const K& k) const { return static_cast<size_t>(Mix::mix(k) >> shift_) & mask_; }
+  void place(const K& k, uint32_t slot) {
+    size_t i = home(k);
     while (cells_[i].slot != kNone) i = (i + 1) & mask_;
     cells_[i] = {k, slot};
-  }
-  void grow() {
-    std::vector<Cell> old = std::move(cells_);
-    size_t n = old.empty() ? 64 : old.size() * 2;
-    cells_.assign(n, Cell{});
-    mask_ = n - 1;
-    for (const Cell& c : old)
-      if (c.slot != kNone) place(c.key, c.slot);
-  }
-  std::vector<Cell> cells_;
-  size_t mask_ = 0;
-  size_t size_ = 0;
-};
-
-// A flat open-addressing index from int64 values to dense slot numbers: groupby's index of
-// groups by a single int grouping value, so a row finds its group by the value itself (one
-// multiply) instead of through the 128-bit key of the value (an xxh3 per row). Fibonacci
-// hashing, linear probing, backward-shift deletion.
-class IntIndex {
- public:
-  static constexpr uint32_t kNone = ~uint32_t{0};
-  size_t size() const { return size_; }
-  uint32_t find(int64_t v) const {
-    if (cells_.empty()) return kNone;
-    for (size_t i = home(v);; i = (i + 1) & mask_) {
-      const Cell& c = cells_[i];
-      if (c.slot == kNone) return kNone;
-      if (c.value == v) return c.slot;
-    }
-  }
-  void prefetch(int64_t v) const {
-    if (!cells_.empty()) __builtin_prefetch(&cells_[home(v)]);
-  }
-  // Precondition: v absent.
-  void insert(int64_t v, uint32_t slot) {
-    if ((size_ + 1) * 8 > cells_.size() * 7) grow();
-    place(v, slot);
-    ++size_;
-  }
-  void erase(int64_t v) {
-    if (cells_.empty()) return;
-    size_t i = home(v);
-    while (cells_[i].slot == kNone || cells_[i].value != v) {
-      if (cells_[i].slot == kNone) return;
-      i = (i + 1) & mask_;
-    }
-    for (size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
-      if (cells_[j].slot == kNone) break;
-      const size_t h = home(cells_[j].value);
-      const bool movable = i <= j ? (h <= i || h > j) : (h <= i && h > j);
-      if (movable) {
-        cells_[i] = cells_[j];
-        i = j;
-      }
-    }
-    cells_[i].slot = kNone;
-    --size_;
-  }
-  void clear() {
-    cells_.clear();
-    size_ = 0;
-    mask_ = 0;
-    shift_ = 64;
-  }
-
- private:
-  struct Cell {
-    int64_t value = 0;
-    uint32_t slot = kNone;
-  };
-  size_t home(int64_t v) const {
-    return static_cast<size_t>((static_cast<uint64_t>(v) * 0x9E3779B97F4A7C15ull) >> shift_) & mask_;
-  }
-  void place(int64_t v, uint32_t slot) {
-    size_t i = home(v);
-    while (cells_[i].slot != kNone) i = (i + 1) & mask_;
-    cells_[i] = {v, slot};
   }
   void grow() {
     std::vector<Cell> old = std::move(cells_);
@@ -160,12 +90,22 @@ class IntIndex {
     mask_ = n - 1;
     shift_ = 64 - static_cast<unsigned>(std::countr_zero(n));
     for (const Cell& c : old)
-      if (c.slot != kNone) place(c.value, c.slot);
+      if (c.slot != kNone) place(c.key, c.slot);
   }
   std::vector<Cell> cells_;
   size_t mask_ = 0;
-  unsigned shift_ = 64;
+  unsigned shift_ = 63;  // 64 - log2(cells); only read with cells
   size_t size_ = 0;
 };
+
+struct KeyMix {
+  static uint64_t mix(const Key& k) { return k.lo; }  // a key is already a uniform hash
+};
+struct IntMix {
+  static uint64_t mix(int64_t v) { return static_cast<uint64_t>(v) * 0x9E3779B97F4A7C15ull; }  // Fibonacci hashing
+};
+
+using KeyIndex = FlatIndex<Key, KeyMix>;
+using IntIndex = FlatIndex<int64_t, IntMix>;
 
 }  // namespace tidemark::engine
