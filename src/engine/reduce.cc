@@ -319,7 +319,6 @@ class GroupByNode final : public Node {
       if (reducers_[i].name == "sum" || reducers_[i].name == "avg") linear_.push_back(i);  // summed per time
       else if (reducers_[i].name != "count") active_.push_back(i);  // count is the group's own count
     sum_delta_.resize(linear_.size());
-    comb_sums_.resize(linear_.size());
     sums_.resize(linear_.size());
     linear_pos_.assign(reducers_.size(), -1);
     for (size_t j = 0; j < linear_.size(); ++j) {
@@ -424,119 +423,55 @@ class GroupByNode final : public Node {
   // its rows' deltas per group and sends one partial per group and owner, as bytes (the format
   // is in take_partials).
   bool combines() const override { return !ordered_ && active_.empty(); }
-  // Rows whose group this instance owns (worker_of their group key is `self`) go straight into
-  // its groups, as accumulate() would put them: no partial is encoded and decoded for them. The
-  // others are summed into the combiner's partials for their owners.
-  void combine_part(Time, const Batch& rows, size_t self, size_t workers) override {
-    begin_time();
-    const bool tracking = tracking_state();
-    constexpr size_t kBlock = 32;
-    Key keys[kBlock];
-    uint32_t slots[kBlock];
-    bool own[kBlock];
-    int64_t ints[kBlock];
-    bool is_int[kBlock];
-    const size_t gc = group_cols_.empty() ? 0 : group_cols_[0];
-    prefetch_rows(rows, 0, kAheadRows);
-    for (size_t base = 0; base < rows.size(); base += kBlock) {
-      const size_t m = std::min(kBlock, rows.size() - base);
-      const Update* block = rows.data() + base;
-      prefetch_rows(rows, base + kAheadRows, kBlock);
-      for (size_t i = 0; i < m; ++i) {
-        if (int_group_) {
-          const Value& v = block[i].row[gc];
-          if (v.type() == DType::kInt) [[likely]] {
-            // An int grouping value seen before is in int_index_: a group of this instance,
-            // or a combiner group of another owner (kCombSlot set).
-            ints[i] = v.as_int();
-            is_int[i] = true;
-            int_index_.prefetch(ints[i]);
-            continue;
-          }
-        }
-        is_int[i] = false;
-        keys[i] = group_key(block[i].row);
-        own[i] = worker_of(keys[i], workers) == self;
-        if (own[i]) index_.prefetch(keys[i]);
-        else comb_index_.prefetch(keys[i]);
-      }
-      for (size_t i = 0; i < m; ++i) {
-        uint32_t slot = KeyIndex::kNone;
-        if (is_int[i]) {
-          slot = int_index_.find(ints[i]);
-          own[i] = (slot & kCombSlot) == 0;  // kNone has the bit: found below
-          if (slot != KeyIndex::kNone) slot &= ~kCombSlot;
-          else {  // a value new to this worker: its key says its owner
-            keys[i] = group_key(block[i].row);
-            own[i] = worker_of(keys[i], workers) == self;
-          }
-        }
-        if (own[i]) {
-          if (slot == KeyIndex::kNone) slot = group_slot(keys[i], block[i].row);
-          slots[i] = slot;
-          touch(slot, tracking);
-          delta_[slot] += block[i].diff;
-          continue;
-        }
-        if (slot == KeyIndex::kNone) slot = comb_slot(keys[i], block[i].row);
-        slots[i] = slot;
-        if (comb_stamp_[slot] != comb_epoch_) {
-          comb_stamp_[slot] = comb_epoch_;
-          comb_touched_.push_back(slot);
-        }
-        comb_delta_[slot] += block[i].diff;
-      }
-      for (size_t j = 0; j < linear_.size(); ++j) {
-        SumDelta* sd = sum_delta_[j].data();
-        SumDelta* cd = comb_sums_[j].data();
-        const int c = linear_col_[j];
-        const auto& arg = reducers_[linear_[j]].arg;
-        for (size_t i = 0; i < m; ++i) {
-          SumDelta& d = own[i] ? sd[slots[i]] : cd[slots[i]];
-          if (c >= 0) {
-            d.add(block[i].row[static_cast<size_t>(c)], block[i].diff);
-          } else {
-            EvalContext ctx{block[i].row.data(), &block[i].key};
-            d.add(arg->eval(ctx), block[i].diff);
-          }
-        }
-      }
-    }
-  }
+  // Every row goes into a group slot of this instance, found as accumulate() finds it: a group
+  // this instance owns (worker_of its group key is `self`), or a foreign slot (Group::foreign)
+  // standing for another worker's group, whose deltas take_partials() sends to its owner. One
+  // slot space and one index for both, so the row loop has no branch on the owner.
+  void combine_part(Time t, const Batch& rows, size_t self, size_t workers) override { accumulate(t, rows, self, workers); }
   void take_partials(size_t workers, std::vector<std::string>& out) override {
     // A partial's bytes (little-endian; read back by merge_partials on the owner, same build):
     // group key (lo, hi u64), count delta (i64), per sum/avg isum (i64), fsum (f64 bits), n (i64),
     // flags (u8: 1 float seen, 2 duration seen, 4 any), then the grouping values: u32 byte
     // length + codec::put_row (decoded only when the owner has no such group yet).
-    // The groups' state is out of cache by now (the time's rows streamed through it): fetched
-    // kAhead partials ahead, the grouping values' cells half as far (their address is loaded
-    // from the prefetched row).
-    constexpr size_t kAhead = 16;
-    const size_t touched = comb_touched_.size();
+    // The touched foreign slots are encoded and reset (their stamps cleared), the owned ones
+    // stay touched for end_time(). The groups' state is out of cache by now (the time's rows
+    // streamed through it): fetched kAhead slots ahead, the grouping values' cells half as far
+    // (their address is loaded from the prefetched group).
+    // The touched foreign slots, in slot order when many (foreign slots lie in blocks of their
+    // own, so their groups and deltas are then read front to back).
+    std::vector<uint32_t>& todo = scratch_slots_;
+    todo.clear();
+    if (touched_.size() * 4 >= foreign_.size()) {
+      for (uint32_t slot : foreign_)
+        if (stamp_[slot] == epoch_) todo.push_back(slot);
+    } else {
+      for (uint32_t slot : touched_)
+        if (is_foreign(slot)) todo.push_back(slot);
+    }
+    if (todo.empty()) return;
+    size_t kept = 0;  // the owned groups stay touched for end_time()
+    for (uint32_t slot : touched_)
+      if (!is_foreign(slot)) touched_[kept++] = slot;
+    touched_.resize(kept);
     const size_t per_partial = 16 + 8 + linear_.size() * 25 + 4 + 1 + group_cols_.size() * 10;  // values: a guess
-    for (auto& o : out) o.reserve(o.size() + touched * per_partial / std::max<size_t>(workers, 1) + 64);
-    for (size_t t = 0; t < touched; ++t) {
-      if (t + kAhead < touched) {
-        const uint32_t s = comb_touched_[t + kAhead];
-        __builtin_prefetch(&comb_keys_[s]);
-        __builtin_prefetch(&comb_delta_[s]);
-        __builtin_prefetch(&comb_values_[s]);
-        for (const auto& v : comb_sums_) __builtin_prefetch(&v[s]);
+    for (auto& o : out) o.reserve(o.size() + todo.size() * per_partial / std::max<size_t>(workers, 1) + 64);
+    constexpr size_t kAhead = 8;
+    for (size_t t = 0; t < todo.size(); ++t) {
+      if (t + kAhead < todo.size()) {
+        const Group& h = groups_[todo[t + kAhead]];
+        if (!h.values.empty()) __builtin_prefetch(h.values.data());
       }
-      if (t + kAhead / 2 < touched) {
-        const Row& r = comb_values_[comb_touched_[t + kAhead / 2]];
-        if (!r.empty()) __builtin_prefetch(r.data());
-      }
-      const uint32_t slot = comb_touched_[t];
-      bool changed = comb_delta_[slot] != 0;
-      for (const auto& v : comb_sums_) changed = changed || v[slot].any;
+      const uint32_t slot = todo[t];
+      const Group& g = groups_[slot];
+      stamp_[slot] = 0;
+      bool changed = delta_[slot] != 0;
+      for (const auto& v : sum_delta_) changed = changed || v[slot].any;
       if (changed) {  // else the rows cancelled out
-        const Key& k = comb_keys_[slot];
-        std::string& o = out[worker_of(k, workers)];
-        codec::put_u64(o, k.lo);
-        codec::put_u64(o, k.hi);
-        codec::put_i64(o, comb_delta_[slot]);
-        for (const auto& v : comb_sums_) {
+        std::string& o = out[worker_of(g.key, workers)];
+        codec::put_u64(o, g.key.lo);
+        codec::put_u64(o, g.key.hi);
+        codec::put_i64(o, delta_[slot]);
+        for (const auto& v : sum_delta_) {
           const SumDelta& d = v[slot];
           codec::put_i64(o, d.isum);
           uint64_t bits;
@@ -547,27 +482,24 @@ class GroupByNode final : public Node {
         }
         const size_t at = o.size();
         codec::put_u32(o, 0);
-        codec::put_row(o, comb_values_[slot]);
+        codec::put_row(o, g.values);
         const auto len = static_cast<uint32_t>(o.size() - at - 4);
         for (int i = 0; i < 4; ++i) o[at + static_cast<size_t>(i)] = static_cast<char>((len >> (8 * i)) & 0xff);
       }
-      comb_delta_[slot] = 0;
-      for (auto& v : comb_sums_) v[slot] = SumDelta{};
+      delta_[slot] = 0;
+      for (auto& v : sum_delta_) v[slot] = SumDelta{};
     }
-    comb_touched_.clear();
-    // The combiner's groups stay for the next times (a worker sees the same groups again),
-    // unless there are many: then it starts over, bounded.
-    if (++comb_epoch_ == 0 || comb_keys_.size() > kCombinerGroups) {
-      comb_index_.reset();
-      if (int_group_)
-        for (const Row& v : comb_values_)
-          if (v[0].type() == DType::kInt) int_index_.erase(v[0].as_int());
-      comb_keys_.clear();
-      comb_values_.clear();
-      comb_delta_.clear();
-      comb_stamp_.clear();
-      for (auto& v : comb_sums_) v.clear();
-      comb_epoch_ = 1;
+    // The foreign slots stay for the next times (a worker sees the same groups again), unless
+    // there are many: then they are all freed, bounded.
+    if (foreign_.size() > kCombinerGroups) {
+      for (uint32_t slot : foreign_) {
+        Group& g = groups_[slot];
+        index_.erase(g.key);
+        if (int_group_ && g.values[0].type() == DType::kInt) int_index_.erase(g.values[0].as_int());
+        g = Group{};
+        foreign_free_.push_back(slot);
+      }
+      foreign_.clear();
     }
   }
   void merge_partials(Time, std::string_view in) override {
@@ -637,6 +569,7 @@ class GroupByNode final : public Node {
       std::string_view values = in.substr(0, len);
       in.remove_prefix(len);
       if (slot == KeyIndex::kNone) slot = index_.find(k);  // created by an earlier partial of the block
+      if (slot != KeyIndex::kNone && is_foreign(slot)) bad();  // a key this worker does not own
       if (slot == KeyIndex::kNone) {
         Group g = new_group();
         if (!codec::get_row(values, &g.values) || !values.empty() || g.values.size() != group_cols_.size()) bad();
@@ -681,32 +614,21 @@ class GroupByNode final : public Node {
     for (size_t c : group_cols_) key_enc_.add(r[c]);
     return key_enc_.finish();
   }
-  // The slot of the group with key k, created from `row`'s grouping values when new.
-  uint32_t group_slot(const Key& k, const Row& row) {
+  // The slot of the group with key k, created from `row`'s grouping values when new: a group of
+  // this instance when worker `self` of `workers` owns k, else a foreign slot (combiner).
+  uint32_t group_slot(const Key& k, const Row& row, size_t self = 0, size_t workers = 1) {
     uint32_t slot = index_.find(k);
     if (slot != KeyIndex::kNone) return slot;
     Group g = new_group();
     g.values.reserve(group_cols_.size());
     for (size_t c : group_cols_) g.values.push_back(row[c]);
+    if (workers > 1 && worker_of(k, workers) != self) {
+      g.dirty = true;  // never listed in dirty_: a foreign slot has no persistent entry
+      slot = add_group(k, std::move(g), /*foreign=*/true);
+      foreign_.push_back(slot);
+      return slot;
+    }
     return add_group(k, std::move(g));
-  }
-  // The combiner slot of key k (a group of another worker), created from `row`'s grouping
-  // values when new.
-  uint32_t comb_slot(const Key& k, const Row& row) {
-    uint32_t slot = comb_index_.find(k);
-    if (slot != KeyIndex::kNone) return slot;
-    slot = static_cast<uint32_t>(comb_keys_.size());
-    comb_keys_.push_back(k);
-    Row values;
-    values.reserve(group_cols_.size());
-    for (size_t c : group_cols_) values.push_back(row[c]);
-    if (int_group_ && values[0].type() == DType::kInt) int_index_.insert(values[0].as_int(), slot | kCombSlot);
-    comb_values_.push_back(std::move(values));
-    comb_delta_.push_back(0);
-    comb_stamp_.push_back(0);
-    for (auto& v : comb_sums_) v.emplace_back();
-    comb_index_.insert(k, slot);
-    return slot;
   }
   // Marks a group touched by this time (and changed since the last take when tracking).
   void touch(uint32_t slot, bool tracking) {
@@ -718,7 +640,8 @@ class GroupByNode final : public Node {
       dirty_.push_back(slot);
     }
   }
-  void accumulate(Time t, const Batch& rows) {
+  // `self` of `workers`: combine_part (rows of groups owned elsewhere go to foreign slots).
+  void accumulate(Time t, const Batch& rows, size_t self = 0, size_t workers = 1) {
     begin_time();
     const bool tracking = tracking_state();
     // In blocks, a step at a time over the block's rows (so the cache misses of a block's
@@ -754,8 +677,8 @@ class GroupByNode final : public Node {
         }
         for (size_t i = 0; i < m; ++i) {
           uint32_t slot = is_int[i] ? int_index_.find(ints[i]) : KeyIndex::kNone;
-          if (slot & kCombSlot) slot = KeyIndex::kNone;  // (none in an instance fed whole rows)
-          if (slot == KeyIndex::kNone) slot = group_slot(is_int[i] ? group_key(block[i].row) : keys[i], block[i].row);
+          if (slot == KeyIndex::kNone)
+            slot = group_slot(is_int[i] ? group_key(block[i].row) : keys[i], block[i].row, self, workers);
           slots[i] = slot;
           touch(slot, tracking);
           delta_[slot] += block[i].diff;
@@ -766,7 +689,7 @@ class GroupByNode final : public Node {
           index_.prefetch(keys[i]);
         }
         for (size_t i = 0; i < m; ++i) {
-          uint32_t slot = group_slot(keys[i], block[i].row);
+          uint32_t slot = group_slot(keys[i], block[i].row, self, workers);
           slots[i] = slot;
           touch(slot, tracking);
           delta_[slot] += block[i].diff;
@@ -825,6 +748,11 @@ class GroupByNode final : public Node {
       }
       uint32_t slot = touched_[ti];
       Group& g = groups_[slot];
+      if (is_foreign(slot)) [[unlikely]] {  // its partials were not taken (a failed time): dropped
+        delta_[slot] = 0;
+        for (auto& v : sum_delta_) v[slot] = SumDelta{};
+        continue;
+      }
       g.count += delta_[slot];
       delta_[slot] = 0;
       for (size_t j = 0; j < linear_.size(); ++j) {
@@ -893,27 +821,37 @@ class GroupByNode final : public Node {
     if (!g.states.empty() && g.states[i]) return *g.states[i];
     return kCount;
   }
-  uint32_t add_group(const Key& gkey, Group g) {
+  // A group's slot (a dead one reused, else the next of the current block of its kind).
+  uint32_t add_group(const Key& gkey, Group g, bool foreign = false) {
     g.key = gkey;
     g.live = true;
+    std::vector<uint32_t>& free = foreign ? foreign_free_ : free_;
     uint32_t slot;
-    if (!free_.empty()) {
-      slot = free_.back();
-      free_.pop_back();
-      groups_[slot] = std::move(g);
-      for (size_t j = 0; j < sums_.size(); ++j) sums_[j][slot] = SumState(reducers_[linear_[j]].name == "avg");
+    if (!free.empty()) {
+      slot = free.back();
+      free.pop_back();
     } else {
-      slot = static_cast<uint32_t>(groups_.size());
-      groups_.push_back(std::move(g));
-      stamp_.push_back(0);
-      delta_.push_back(0);
-      for (auto& v : sum_delta_) v.emplace_back();
-      for (size_t j = 0; j < sums_.size(); ++j) sums_[j].emplace_back(reducers_[linear_[j]].name == "avg");
+      Block& b = foreign ? foreign_block_ : own_block_;
+      if (b.next == b.end) {  // a new block of slots for this kind
+        const size_t start = groups_.size(), n = start + kBlockSlots;
+        groups_.resize(n);
+        stamp_.resize(n, 0);
+        delta_.resize(n, 0);
+        for (auto& v : sum_delta_) v.resize(n);
+        for (size_t j = 0; j < sums_.size(); ++j) sums_[j].resize(n, SumState(reducers_[linear_[j]].name == "avg"));
+        block_foreign_.push_back(foreign ? 1 : 0);
+        b.next = static_cast<uint32_t>(start);
+        b.end = static_cast<uint32_t>(n);
+      }
+      slot = b.next++;
     }
+    groups_[slot] = std::move(g);
+    for (size_t j = 0; j < sums_.size(); ++j) sums_[j][slot] = SumState(reducers_[linear_[j]].name == "avg");
     index_.insert(gkey, slot);
     if (int_group_ && groups_[slot].values[0].type() == DType::kInt) int_index_.insert(groups_[slot].values[0].as_int(), slot);
     return slot;
   }
+  bool is_foreign(uint32_t slot) const { return block_foreign_[slot >> kBlockBits] != 0; }
   void remove_group(uint32_t slot) {
     Group& g = groups_[slot];
     if (tracking_state()) {
@@ -986,21 +924,25 @@ class GroupByNode final : public Node {
   std::vector<std::vector<SumState>> sums_;       // [linear reducer][slot]: sum/avg states
   std::vector<int> linear_pos_;                   // per reducer: its index in linear_, or -1
   std::vector<int> linear_col_;                   // per linear reducer: its argument's column, or -1
-  // The workers' combiner (combine_part .. take_partials): this time's deltas of the groups of
-  // the rows read on this worker, any owner; its groups are kept between times (up to
-  // kCombinerGroups).
-  KeyIndex comb_index_;
-  std::vector<Key> comb_keys_;
-  std::vector<Row> comb_values_;
-  std::vector<int64_t> comb_delta_;
-  std::vector<uint32_t> comb_stamp_;              // per combiner slot: comb_epoch_ when last touched
-  std::vector<uint32_t> comb_touched_;            // combiner slots touched this time
-  uint32_t comb_epoch_ = 1;
-  static constexpr size_t kCombinerGroups = size_t{1} << 16;  // most groups a combiner keeps between times
+  // The workers' combiner (combine_part .. take_partials): foreign slots, groups of other
+  // owners whose deltas this worker sums for them (in groups_, index_ and int_index_ like the
+  // owned groups, Group::foreign set). They are kept between times (a worker sees the same
+  // groups again), up to kCombinerGroups.
+  std::vector<uint32_t> foreign_;       // live foreign slots, in allocation order
+  std::vector<uint32_t> foreign_free_;  // freed foreign slots
+  std::vector<uint32_t> scratch_slots_;
+  static constexpr size_t kCombinerGroups = size_t{1} << 16;  // most foreign slots kept between times
   static constexpr size_t kInlineSums = 8;
-  std::vector<std::vector<SumDelta>> comb_sums_;  // [linear reducer][combiner slot]
   bool ordered_ = false;
-  std::vector<Group> groups_;    // dense slots; free_ lists the dead ones
+  // Slots are handed out in blocks of kBlockSlots, each block holding owned groups only or
+  // foreign slots only (block_foreign_), so either kind is dense in memory.
+  static constexpr uint32_t kBlockBits = 8, kBlockSlots = uint32_t{1} << kBlockBits;
+  struct Block {
+    uint32_t next = 0, end = 0;  // the current block's next unused slot and its end
+  };
+  Block own_block_, foreign_block_;
+  std::vector<uint8_t> block_foreign_;  // per block: 1 when its slots are foreign
+  std::vector<Group> groups_;    // slots; free_ lists the dead owned ones
   std::vector<uint32_t> free_;
   std::vector<uint32_t> stamp_;  // per slot: epoch_ of the last process() that touched it
   std::vector<int64_t> delta_;   // per slot: count change in the current process()
@@ -1008,12 +950,9 @@ class GroupByNode final : public Node {
   bool in_time_ = false;  // accumulate() ran since the last emit()
   KeyIndex index_;
   // With a single grouping column: its int-valued groups by value too (the same slots as
-  // index_), so most rows skip computing their group key; and the combiner's groups of that
-  // column (their comb slot with kCombSlot set), so a worker finds any value it has seen,
-  // owned or not, with one successful probe.
+  // index_, foreign ones included), so most rows skip computing their group key.
   bool int_group_ = false;
   IntIndex int_index_;
-  static constexpr uint32_t kCombSlot = uint32_t{1} << 31;
   std::vector<uint32_t> touched_;
   codec::KeyEncoder key_enc_;
   mutable Row scratch_;

@@ -101,6 +101,38 @@ TEST(GroupBy, CountSumAndAvgCombinedAcrossWorkersMatchRecompute) {
   }
 }
 
+// More groups than a worker's combiner keeps between times (65,536 slots for groups of other
+// owners): at 2 and 3 workers the combiner frees all its foreign slots after a time and reuses
+// them in the next, for other groups, while groups die and come back.
+TEST(GroupBy, CombinerBeyondItsGroupLimitMatchesRecompute) {
+  const Schema schema{{"g", t_int()}, {"v", t_int()}};
+  std::mt19937_64 rng(7);
+  // Five times of 100k inserted rows over 300k group values, each time after the first also
+  // retracting 40k live rows: every worker's combiner meets more than 65,536 foreign groups by the fourth time and starts over.
+  std::vector<Batch> batches;
+  std::vector<std::pair<Key, Row>> live;
+  uint64_t next_key = 1;
+  for (int step = 0; step < 5; ++step) {
+    Batch b;
+    for (int i = 0; i < 40'000 && step > 0; ++i) {
+      const size_t j = rng() % live.size();
+      b.push_back({live[j].first, live[j].second, -1});
+      live[j] = live.back();
+      live.pop_back();
+    }
+    for (int i = 0; i < 100'000; ++i) {
+      Row r{Value(static_cast<int64_t>(rng() % 300'000)), Value(static_cast<int64_t>(rng() % 100))};
+      Key k{next_key++, 3};
+      b.push_back({k, r, 1});
+      live.emplace_back(k, r);
+    }
+    batches.push_back(std::move(b));
+  }
+  expect_incremental_matches_recompute({SourceSpec{schema, batches}}, [](Graph&, std::vector<Table>& in) {
+    return in[0].groupby({"g"}).reduce({{"g", col("g")}, {"n", reducers::count()}, {"s", reducers::sum(col("v"))}});
+  });
+}
+
 // One int grouping column: groups are found by the int itself (an index by value beside the
 // index by group key). An optional column mixes None (found by its key) with ints; groups die
 // (all rows retracted) and come back, with count/sum (combined across workers) and with
