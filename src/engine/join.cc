@@ -153,58 +153,74 @@ class BucketTable {
   size_t size_ = 0;
 };
 
-// Orders `v` by bucket key (hi, then lo): a stable radix sort on the top 24 bits of hi (the
-// bits that place a bucket in the table, so the table is then walked in increasing position),
-// then runs sharing those bits sorted by the whole key. Equal keys end up adjacent.
+// The bucket sort. Entries are ordered by bucket key (hi, then lo) through a stable radix sort
+// on the top 24 bits of hi (the bits that place a bucket in the table, so the table is then
+// walked in increasing position), then runs sharing those bits sorted by the whole key. Equal
+// keys end up adjacent. 8-bit digits: 256 destinations per scatter keep its write streams in
+// the cache and the TLB. (Entries with equal keys may come out in any order.)
+constexpr int kSortDigitBits = 8;
+constexpr size_t kSortRadix = size_t{1} << kSortDigitBits;
+// The top byte of a bucket key: the first digit, most significant.
+inline size_t bucket_top_byte(const Key& k) { return static_cast<size_t>(k.hi >> 56); }
+
+// Orders v[0, n) whose entries share the top byte of their bucket key by the rest of the key:
+// the next two bytes least significant first (v -> tmp -> v; tmp holds n entries), then runs
+// sharing the top 24 bits by the whole key.
 template <typename T, typename F>
-void sort_by_bucket(std::vector<T>& v, std::vector<T>& tmp, F bk) {
+void sort_range_by_bucket(T* v, T* tmp, size_t n, F bk) {
   auto less = [&](const T& a, const T& b) {
     const Key &x = bk(a), &y = bk(b);
     return x.hi != y.hi ? x.hi < y.hi : x.lo < y.lo;
   };
-  if (v.size() < 512) {
-    std::sort(v.begin(), v.end(), less);
+  if (n < 64) {
+    std::sort(v, v + n, less);
     return;
   }
-  // 8-bit digits (256 destinations per scatter keep its write streams in the cache and the
-  // TLB). First by the top byte, most significant first: one pass over memory groups the
-  // entries into 256 ranges; then each range, small enough for the cache, by the next two bytes
-  // least significant first, back and forth between the two arrays. Every pass is stable.
-  constexpr int kBits = 8;
-  constexpr size_t kRadix = size_t{1} << kBits;
-  auto digit = [&](const T& e, int byte) { return static_cast<size_t>((bk(e).hi >> (40 + byte * kBits)) & (kRadix - 1)); };
-  tmp.resize(v.size());
-  size_t start[kRadix + 1] = {};
-  for (const T& e : v) ++start[digit(e, 2) + 1];
-  for (size_t i = 0; i < kRadix; ++i) start[i + 1] += start[i];
-  {
-    size_t at[kRadix];
-    std::copy(start, start + kRadix, at);
-    for (T& e : v) tmp[at[digit(e, 2)]++] = std::move(e);
+  auto digit = [&](const T& e, int byte) {
+    return static_cast<size_t>((bk(e).hi >> (40 + byte * kSortDigitBits)) & (kSortRadix - 1));
+  };
+  T* bufs[2] = {v, tmp};  // byte 0: v -> tmp; byte 1: tmp -> v
+  for (int byte = 0; byte < 2; ++byte) {
+    T* from = bufs[byte];
+    T* to = bufs[1 - byte];
+    size_t at[kSortRadix + 1] = {};
+    for (size_t i = 0; i < n; ++i) ++at[digit(from[i], byte) + 1];
+    for (size_t i = 0; i < kSortRadix; ++i) at[i + 1] += at[i];
+    for (size_t i = 0; i < n; ++i) to[at[digit(from[i], byte)]++] = std::move(from[i]);
   }
-  for (size_t r = 0; r < kRadix; ++r) {
-    const size_t lo = start[r], hi = start[r + 1];
-    if (hi - lo < 2) continue;
-    T* bufs[2] = {tmp.data(), v.data()};  // byte 0: tmp -> v; byte 1: v -> tmp
-    for (int byte = 0; byte < 2; ++byte) {
-      T* from = bufs[byte];
-      T* to = bufs[1 - byte];
-      size_t at[kRadix + 1] = {};
-      for (size_t i = lo; i < hi; ++i) ++at[digit(from[i], byte) + 1];
-      at[0] = lo;
-      for (size_t i = 0; i < kRadix; ++i) at[i + 1] += at[i];
-      for (size_t i = lo; i < hi; ++i) to[at[digit(from[i], byte)]++] = std::move(from[i]);
-    }
-  }
-  v.swap(tmp);  // every range ended in tmp
-  for (size_t i = 0; i < v.size();) {
+  for (size_t i = 0; i < n;) {
     size_t j = i + 1;
-    uint64_t top = bk(v[i]).hi >> 40;
-    while (j < v.size() && bk(v[j]).hi >> 40 == top) ++j;
-    auto b = v.begin() + static_cast<ptrdiff_t>(i), e = v.begin() + static_cast<ptrdiff_t>(j);
-    if (j - i > 1 && !std::is_sorted(b, e, less)) std::sort(b, e, less);
+    const uint64_t top = bk(v[i]).hi >> 40;
+    while (j < n && bk(v[j]).hi >> 40 == top) ++j;
+    if (j - i > 1 && !std::is_sorted(v + i, v + j, less)) std::sort(v + i, v + j, less);
     i = j;
   }
+}
+
+// Orders `v` by bucket key: one scatter over memory by the top byte into `tmp` groups the
+// entries into 256 ranges, then each range, small enough for the cache, is sorted by
+// sort_range_by_bucket (back and forth between the two arrays).
+template <typename T, typename F>
+void sort_by_bucket(std::vector<T>& v, std::vector<T>& tmp, F bk) {
+  if (v.size() < 512) {
+    std::sort(v.begin(), v.end(), [&](const T& a, const T& b) {
+      const Key &x = bk(a), &y = bk(b);
+      return x.hi != y.hi ? x.hi < y.hi : x.lo < y.lo;
+    });
+    return;
+  }
+  tmp.resize(v.size());
+  size_t start[kSortRadix + 1] = {};
+  for (const T& e : v) ++start[bucket_top_byte(bk(e)) + 1];
+  for (size_t i = 0; i < kSortRadix; ++i) start[i + 1] += start[i];
+  {
+    size_t at[kSortRadix];
+    std::copy(start, start + kSortRadix, at);
+    for (T& e : v) tmp[at[bucket_top_byte(bk(e))]++] = std::move(e);
+  }
+  for (size_t r = 0; r < kSortRadix; ++r)
+    sort_range_by_bucket(tmp.data() + start[r], v.data() + start[r], start[r + 1] - start[r], bk);
+  v.swap(tmp);  // every range ended in tmp
 }
 
 class JoinNode final : public Node {
@@ -274,7 +290,8 @@ class JoinNode final : public Node {
   void expect_state_entries(uint64_t n) override {
     // The staged rows (linked at the finish): reserved once instead of growing through millions
     // of pushes, each growth copying everything staged so far.
-    staged_.reserve(static_cast<size_t>(std::min<uint64_t>(n, RowStore::kMaxSlots)));
+    const size_t total = static_cast<size_t>(std::min<uint64_t>(n, RowStore::kMaxSlots));
+    for (auto& v : staged_) v.reserve(total / kSortRadix + total / (4 * kSortRadix) + 8);
   }
   Status restore_state_entry(std::string_view key, std::string_view value) override {
     uint8_t port, version;
@@ -308,7 +325,7 @@ class JoinNode final : public Node {
       // Stored at once (slots in arrival order); linked into its bucket by finish_state_restore(),
       // when the number of rows is known.
       if (rows_[port].size() >= RowStore::kMaxSlots) return state_corrupt(label());
-      staged_.push_back({bk, rows_[port].add_unlinked(k, cell_bytes), port});
+      staged_[bucket_top_byte(bk)].push_back({bk, rows_[port].add_unlinked(k, cell_bytes), port});
       return {};
     }
     Row r;
@@ -572,28 +589,37 @@ class JoinNode final : public Node {
 
   // Links the restored rows into their buckets, sorted by bucket: the table is sized once for
   // the buckets counted and (when it holds none yet, as on a restart) filled in increasing
-  // position without probing.
+  // position without probing. The rows were staged by the top byte of their bucket key as they
+  // arrived (the bucket sort's first digit), so each of the 256 lists is sorted on its own,
+  // within the cache.
   Status link_staged() {
     Status st;
-    std::vector<Staged> tmp;
-    sort_by_bucket(staged_, tmp, [](const Staged& e) -> const Key& { return e.bk; });
+    size_t distinct = 0, largest = 0;
+    for (const auto& v : staged_) largest = std::max(largest, v.size());
+    std::vector<Staged> tmp(largest);
+    const auto bk = [](const Staged& e) -> const Key& { return e.bk; };
+    for (auto& v : staged_) {
+      sort_range_by_bucket(v.data(), tmp.data(), v.size(), bk);
+      for (size_t i = 0; i < v.size(); ++i) distinct += i == 0 || v[i].bk != v[i - 1].bk;
+    }
     std::vector<Staged>().swap(tmp);
-    size_t distinct = 0;
-    for (size_t i = 0; i < staged_.size(); ++i) distinct += i == 0 || staged_[i].bk != staged_[i - 1].bk;
     bool bulk = buckets_.size() == 0;
     buckets_.reserve(buckets_.size() + distinct);
     size_t pos = BucketTable::kNone, cursor = 0;
-    for (size_t i = 0; i < staged_.size() && st.is_ok(); ++i) {
-      if (i + kAhead < staged_.size()) {
-        const Staged& a = staged_[i + kAhead];
-        rows_[a.port].prefetch_link(a.slot);
-        if (!bulk) buckets_.prefetch(a.bk);
+    for (auto& v : staged_) {
+      for (size_t i = 0; i < v.size() && st.is_ok(); ++i) {
+        if (i + kAhead < v.size()) {
+          const Staged& a = v[i + kAhead];
+          rows_[a.port].prefetch_link(a.slot);
+          if (!bulk) buckets_.prefetch(a.bk);
+        }
+        const Staged& e = v[i];
+        // (a bucket's rows are all in one list: the lists split by its key's top byte)
+        if (i == 0 || e.bk != v[i - 1].bk) pos = bulk ? buckets_.insert_sorted(e.bk, &cursor) : buckets_.find_or_insert(e.bk);
+        if (!rows_[e.port].link(e.slot, &buckets_.at(pos).head[e.port])) st = state_corrupt(label());  // a row key stored twice
       }
-      const Staged& e = staged_[i];
-      if (i == 0 || e.bk != staged_[i - 1].bk) pos = bulk ? buckets_.insert_sorted(e.bk, &cursor) : buckets_.find_or_insert(e.bk);
-      if (!rows_[e.port].link(e.slot, &buckets_.at(pos).head[e.port])) st = state_corrupt(label());  // a row key stored twice
+      std::vector<Staged>().swap(v);
     }
-    std::vector<Staged>().swap(staged_);
     return st;
   }
 
@@ -797,7 +823,7 @@ class JoinNode final : public Node {
     uint32_t slot;
     uint8_t port;
   };
-  std::vector<Staged> staged_;
+  std::array<std::vector<Staged>, kSortRadix> staged_;  // restored rows by the top byte of their bucket key
   std::array<char, kEntryKeySize> last_restored_{};  // the previous entry key restored
   bool restored_any_ = false;
   bool unordered_restore_ = false;
