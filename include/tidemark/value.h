@@ -139,6 +139,14 @@ class Text {
   size_t size() const { return view().size(); }
   // True when the text is in a heap block (longer than kInlineMax): destroying it matters.
   bool on_heap() const { return (b_[15] & kHeapFlag) != 0; }
+  // An inline text's 16 bytes (zero padded, its length in the last byte: equal inline texts
+  // have equal bytes) as two little-endian words; false for a text on the heap.
+  bool inline_words(uint64_t* lo, uint64_t* hi) const {
+    if (on_heap()) return false;
+    std::memcpy(lo, b_, 8);
+    std::memcpy(hi, b_ + 8, 8);
+    return true;
+  }
   bool operator==(const Text& o) const {
     if (!on_heap() && !o.on_heap()) return std::memcmp(b_, o.b_, sizeof b_) == 0;  // zero padded
     return view() == o.view();
@@ -223,6 +231,12 @@ class Value {
   TextView as_string() const { return std::get<Text>(v_).view(); }
   TextView as_bytes() const { return std::get<BytesText>(v_).t.view(); }
   TextView as_json() const { return std::get<JsonText>(v_).t.view(); }
+  // A string (not bytes or JSON) of at most Text::kInlineMax bytes as its 16 inline bytes
+  // (Text::inline_words): equal such strings give equal words. False for any other value.
+  bool short_string_words(uint64_t* lo, uint64_t* hi) const {
+    const Text* t = std::get_if<Text>(&v_);
+    return t && t->inline_words(lo, hi);
+  }
   const Key& as_pointer() const { return std::get<Key>(v_); }
   const std::vector<Value>& as_tuple() const { return *std::get<TuplePtr>(v_); }
   int64_t as_datetime_naive() const { return std::get<DateTimeNaive>(v_).ns; }

@@ -1,7 +1,8 @@
 // Flat open-addressing indexes to dense slot numbers, shared by groupby (groups) and join
 // (buckets): KeyIndex from 128-bit keys (already uniform hashes), IntIndex from int64 values
-// (groupby's index of groups by a single int grouping value, so a row finds its group by the
-// value itself, one multiply, instead of through the 128-bit key of the value, an xxh3 per row).
+// and ShortTextIndex from strings of up to 15 bytes (groupby's indexes of groups by a single
+// grouping value, so a row finds its group by the value itself, a few multiplies, instead of
+// through the 128-bit key of the value, an encoding and an xxh3 per row).
 #pragma once
 
 #include <algorithm>
@@ -104,8 +105,18 @@ struct KeyMix {
 struct IntMix {
   static uint64_t mix(int64_t v) { return static_cast<uint64_t>(v) * 0x9E3779B97F4A7C15ull; }  // Fibonacci hashing
 };
+// The 16 inline bytes of a short string (Value::short_string_words) as a Key: not a uniform
+// hash, so mixed (every input bit reaches the top bits).
+struct ShortTextMix {
+  static uint64_t mix(const Key& k) {
+    uint64_t x = (k.lo ^ (k.hi * 0xC2B2AE3D27D4EB4Full)) * 0x9E3779B97F4A7C15ull;
+    x ^= x >> 29;
+    return x * 0xBF58476D1CE4E5B9ull;
+  }
+};
 
 using KeyIndex = FlatIndex<Key, KeyMix>;
 using IntIndex = FlatIndex<int64_t, IntMix>;
+using ShortTextIndex = FlatIndex<Key, ShortTextMix>;  // short strings by their inline bytes
 
 }  // namespace tidemark::engine

@@ -326,7 +326,7 @@ class GroupByNode final : public Node {
       linear_col_.push_back(reducers_[linear_[j]].arg->column_index());
     }
     for (const auto& r : reducers_) ordered_ = ordered_ || ordered_reducer(r.name);
-    int_group_ = group_cols_.size() == 1;
+    one_col_ = group_cols_.size() == 1;
     // Outputs that are plain references to a grouping value or a reducer's result are built
     // without evaluating expressions (the common case).
     direct_ = true;
@@ -495,7 +495,7 @@ class GroupByNode final : public Node {
       for (uint32_t slot : foreign_) {
         Group& g = groups_[slot];
         index_.erase(g.key);
-        if (int_group_ && g.values[0].type() == DType::kInt) int_index_.erase(g.values[0].as_int());
+        unindex_value(g.values);
         g = Group{};
         foreign_free_.push_back(slot);
       }
@@ -653,32 +653,39 @@ class GroupByNode final : public Node {
     Key keys[kBlock];
     uint32_t slots[kBlock];
     int64_t ints[kBlock];
-    bool is_int[kBlock];
+    Key texts[kBlock];
+    uint8_t kind[kBlock];  // how row i's group is found: kByKey (keys[i]), kByInt (ints[i]), kByText (texts[i])
     const size_t gc = group_cols_.empty() ? 0 : group_cols_[0];
     prefetch_rows(rows, 0, kAheadRows);
     for (size_t base = 0; base < rows.size(); base += kBlock) {
       const size_t m = std::min(kBlock, rows.size() - base);
       const Update* block = rows.data() + base;
       prefetch_rows(rows, base + kAheadRows, kBlock);
-      if (int_group_) {
-        // One int grouping value: the group by the value itself (see int_index_); other
-        // values (None in an optional column) by their key.
+      if (one_col_) {
+        // One grouping value: an int or a short string finds its group by the value itself
+        // (int_index_, text_index_); other values (None in an optional column, long strings,
+        // floats, ...) by their key.
         for (size_t i = 0; i < m; ++i) {
           const Value& v = block[i].row[gc];
-          if (v.type() == DType::kInt) [[likely]] {
+          if (v.type() == DType::kInt) {
             ints[i] = v.as_int();
-            is_int[i] = true;
+            kind[i] = kByInt;
             int_index_.prefetch(ints[i]);
+          } else if (v.short_string_words(&texts[i].lo, &texts[i].hi)) {
+            kind[i] = kByText;
+            text_index_.prefetch(texts[i]);
           } else {
-            is_int[i] = false;
+            kind[i] = kByKey;
             keys[i] = group_key(block[i].row);
             index_.prefetch(keys[i]);
           }
         }
         for (size_t i = 0; i < m; ++i) {
-          uint32_t slot = is_int[i] ? int_index_.find(ints[i]) : KeyIndex::kNone;
+          uint32_t slot = kind[i] == kByInt    ? int_index_.find(ints[i])
+                          : kind[i] == kByText ? text_index_.find(texts[i])
+                                               : KeyIndex::kNone;
           if (slot == KeyIndex::kNone)
-            slot = group_slot(is_int[i] ? group_key(block[i].row) : keys[i], block[i].row, self, workers);
+            slot = group_slot(kind[i] != kByKey ? group_key(block[i].row) : keys[i], block[i].row, self, workers);
           slots[i] = slot;
           touch(slot, tracking);
           delta_[slot] += block[i].diff;
@@ -848,10 +855,24 @@ class GroupByNode final : public Node {
     groups_[slot] = std::move(g);
     for (size_t j = 0; j < sums_.size(); ++j) sums_[j][slot] = SumState(reducers_[linear_[j]].name == "avg");
     index_.insert(gkey, slot);
-    if (int_group_ && groups_[slot].values[0].type() == DType::kInt) int_index_.insert(groups_[slot].values[0].as_int(), slot);
+    index_value(groups_[slot].values, slot);
     return slot;
   }
   bool is_foreign(uint32_t slot) const { return block_foreign_[slot >> kBlockBits] != 0; }
+  // A group by one grouping value that is an int or a short string is also in int_index_ or
+  // text_index_.
+  void index_value(const Row& values, uint32_t slot) {
+    if (!one_col_) return;
+    Key t;
+    if (values[0].type() == DType::kInt) int_index_.insert(values[0].as_int(), slot);
+    else if (values[0].short_string_words(&t.lo, &t.hi)) text_index_.insert(t, slot);
+  }
+  void unindex_value(const Row& values) {
+    if (!one_col_) return;
+    Key t;
+    if (values[0].type() == DType::kInt) int_index_.erase(values[0].as_int());
+    else if (values[0].short_string_words(&t.lo, &t.hi)) text_index_.erase(t);
+  }
   void remove_group(uint32_t slot) {
     Group& g = groups_[slot];
     if (tracking_state()) {
@@ -860,7 +881,7 @@ class GroupByNode final : public Node {
       erased_.push_back(std::move(k));
     }
     index_.erase(g.key);
-    if (int_group_ && g.values[0].type() == DType::kInt) int_index_.erase(g.values[0].as_int());
+    unindex_value(g.values);
     g = Group{};
     free_.push_back(slot);
   }
@@ -925,7 +946,7 @@ class GroupByNode final : public Node {
   std::vector<int> linear_pos_;                   // per reducer: its index in linear_, or -1
   std::vector<int> linear_col_;                   // per linear reducer: its argument's column, or -1
   // The workers' combiner (combine_part .. take_partials): foreign slots, groups of other
-  // owners whose deltas this worker sums for them (in groups_, index_ and int_index_ like the
+  // owners whose deltas this worker sums for them (in groups_ and the indexes like the
   // owned groups, Group::foreign set). They are kept between times (a worker sees the same
   // groups again), up to kCombinerGroups.
   std::vector<uint32_t> foreign_;       // live foreign slots, in allocation order
@@ -949,10 +970,13 @@ class GroupByNode final : public Node {
   uint32_t epoch_ = 0;
   bool in_time_ = false;  // accumulate() ran since the last emit()
   KeyIndex index_;
-  // With a single grouping column: its int-valued groups by value too (the same slots as
-  // index_, foreign ones included), so most rows skip computing their group key.
-  bool int_group_ = false;
+  // With a single grouping column: its groups whose value is an int, or a string of up to
+  // Text::kInlineMax bytes, by that value too (the same slots as index_, foreign ones
+  // included), so most rows skip computing their group key.
+  bool one_col_ = false;
   IntIndex int_index_;
+  ShortTextIndex text_index_;
+  static constexpr uint8_t kByKey = 0, kByInt = 1, kByText = 2;
   std::vector<uint32_t> touched_;
   codec::KeyEncoder key_enc_;
   mutable Row scratch_;
