@@ -254,7 +254,24 @@ class JoinNode final : public Node {
       d.erase(std::unique(d.begin(), d.end(), [](const Dirty& a, const Dirty& b) { return a.key == b.key && a.bk == b.bk; }),
               d.end());
       out.reserve(out.size() + d.size());
+      // The entries come in key order, their buckets and rows in no order: a pipeline hides the
+      // cache misses, the bucket cell prefetched kBucketAhead entries ahead, then (the cell in
+      // cache) the first row of its chain kTakeAhead ahead.
+      constexpr size_t kTakeAhead = 16, kBucketAhead = 48;
+      auto prefetch_row = [&](size_t j) {
+        size_t pos = buckets_.find(d[j].bk);
+        if (pos == BucketTable::kNone) return;
+        const uint32_t head = buckets_.at(pos).head[s];
+        if (head != kEnd && !(head & RowStore::kIndexed)) rows_[s].prefetch_row(RowStore::first(head));
+      };
+      for (size_t j = 0; j < d.size() && j < kBucketAhead; ++j) buckets_.prefetch(d[j].bk);
+      for (size_t j = 0; j < d.size() && j < kTakeAhead; ++j) prefetch_row(j);
+      size_t ahead = 0;  // entries up to here had their prefetches
       for (size_t i = 0; i < d.size();) {
+        for (; ahead <= i && ahead < d.size(); ++ahead) {
+          if (ahead + kBucketAhead < d.size()) buckets_.prefetch(d[ahead + kBucketAhead].bk);
+          if (ahead + kTakeAhead < d.size()) prefetch_row(ahead + kTakeAhead);
+        }
         // The row is in one of the buckets it was inserted into or retracted from at these times.
         const Key& k = d[i].key;
         uint32_t slot = kEnd;
