@@ -247,44 +247,54 @@ class JoinNode final : public Node {
   void take_state_changes(StateChanges& out) override {
     for (uint8_t s = 0; s < 2; ++s) {
       std::vector<Dirty>& d = dirty_[s];
-      std::sort(d.begin(), d.end(), [](const Dirty& a, const Dirty& b) {
-        if (a.key != b.key) return key_bytes_less(a.key, b.key);
-        return a.bk < b.bk;
-      });
-      d.erase(std::unique(d.begin(), d.end(), [](const Dirty& a, const Dirty& b) { return a.key == b.key && a.bk == b.bk; }),
-              d.end());
-      out.reserve(out.size() + d.size());
-      // The entries come in key order, their buckets and rows in no order: a pipeline hides the
-      // cache misses, the bucket cell prefetched kBucketAhead entries ahead, then (the cell in
-      // cache) the first row of its chain kTakeAhead ahead.
-      constexpr size_t kTakeAhead = 16, kBucketAhead = 48;
+      // Each touched row is looked up in the buckets it was inserted into or retracted from,
+      // in bucket order (the bucket table is then walked in increasing position, and each
+      // chain's first row is prefetched kTakeAhead rows ahead); the results are then put in
+      // key-byte order (a key's entries adjacent: the row is live in at most one of them).
+      {
+        std::vector<Dirty> tmp;
+        sort_by_bucket(d, tmp, [](const Dirty& e) -> const Key& { return e.bk; });
+      }
+      struct Found {
+        uint64_t lo_be, hi_be;  // the key's bytes (codec::put_key) as big-endian words: their order
+        Key key;
+        uint32_t slot;  // kEnd: not in that bucket
+      };
+      std::vector<Found> found(d.size());
+      constexpr size_t kTakeAhead = 16;
       auto prefetch_row = [&](size_t j) {
-        size_t pos = buckets_.find(d[j].bk);
+        const size_t pos = buckets_.find(d[j].bk);
         if (pos == BucketTable::kNone) return;
         const uint32_t head = buckets_.at(pos).head[s];
         if (head != kEnd && !(head & RowStore::kIndexed)) rows_[s].prefetch_row(RowStore::first(head));
       };
-      for (size_t j = 0; j < d.size() && j < kBucketAhead; ++j) buckets_.prefetch(d[j].bk);
       for (size_t j = 0; j < d.size() && j < kTakeAhead; ++j) prefetch_row(j);
-      size_t ahead = 0;  // entries up to here had their prefetches
-      for (size_t i = 0; i < d.size();) {
-        for (; ahead <= i && ahead < d.size(); ++ahead) {
-          if (ahead + kBucketAhead < d.size()) buckets_.prefetch(d[ahead + kBucketAhead].bk);
-          if (ahead + kTakeAhead < d.size()) prefetch_row(ahead + kTakeAhead);
-        }
-        // The row is in one of the buckets it was inserted into or retracted from at these times.
+      for (size_t i = 0; i < d.size(); ++i) {
+        if (i + kTakeAhead < d.size()) prefetch_row(i + kTakeAhead);
+        const size_t pos = buckets_.find(d[i].bk);
         const Key& k = d[i].key;
+        found[i] = {__builtin_bswap64(k.lo), __builtin_bswap64(k.hi), k,
+                    pos == BucketTable::kNone ? kEnd : rows_[s].find(k, buckets_.at(pos).head[s])};
+      }
+      std::vector<Dirty>().swap(d);
+      std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
+        return a.lo_be != b.lo_be ? a.lo_be < b.lo_be : a.hi_be < b.hi_be;
+      });
+      out.reserve(out.size() + found.size());
+      for (size_t j = 0; j < found.size() && j < kTakeAhead; ++j)
+        if (found[j].slot != kEnd) rows_[s].prefetch_row(found[j].slot);
+      for (size_t i = 0; i < found.size();) {
+        if (i + kTakeAhead < found.size() && found[i + kTakeAhead].slot != kEnd)
+          rows_[s].prefetch_row(found[i + kTakeAhead].slot);  // its cells, read in key order
+        const Key k = found[i].key;
         uint32_t slot = kEnd;
-        for (; i < d.size() && d[i].key == k; ++i) {
-          if (slot != kEnd) continue;
-          size_t pos = buckets_.find(d[i].bk);
-          if (pos != BucketTable::kNone) slot = rows_[s].find(k, buckets_.at(pos).head[s]);
-        }
+        for (; i < found.size() && found[i].key == k; ++i)
+          if (found[i].slot != kEnd) slot = found[i].slot;
         StateChange c;
         c.key.reserve(kEntryKeySize);
         codec::put_u8(c.key, s);
         codec::put_key(c.key, k);
-        if (slot == RowStore::kEnd) {
+        if (slot == kEnd) {
           c.erase = true;
         } else {
           std::string_view cells = rows_[s].cells(slot);
@@ -294,7 +304,6 @@ class JoinNode final : public Node {
         }
         out.push_back(std::move(c));
       }
-      std::vector<Dirty>().swap(d);
     }
     take_dirty_entries(
         memo_dirty_, memo_, kMemoVersion,
