@@ -162,16 +162,15 @@ constexpr int kSortDigitBits = 8;
 constexpr size_t kSortRadix = size_t{1} << kSortDigitBits;
 // The top byte of a bucket key: the first digit, most significant.
 inline size_t bucket_top_byte(const Key& k) { return static_cast<size_t>(k.hi >> 56); }
+// The order the bucket sort produces.
+inline bool bucket_less(const Key& x, const Key& y) { return x.hi != y.hi ? x.hi < y.hi : x.lo < y.lo; }
 
 // Orders v[0, n) whose entries share the top byte of their bucket key by the rest of the key:
 // the next two bytes least significant first (v -> tmp -> v; tmp holds n entries), then runs
 // sharing the top 24 bits by the whole key.
 template <typename T, typename F>
 void sort_range_by_bucket(T* v, T* tmp, size_t n, F bk) {
-  auto less = [&](const T& a, const T& b) {
-    const Key &x = bk(a), &y = bk(b);
-    return x.hi != y.hi ? x.hi < y.hi : x.lo < y.lo;
-  };
+  auto less = [&](const T& a, const T& b) { return bucket_less(bk(a), bk(b)); };
   if (n < 64) {
     std::sort(v, v + n, less);
     return;
@@ -203,10 +202,7 @@ void sort_range_by_bucket(T* v, T* tmp, size_t n, F bk) {
 template <typename T, typename F>
 void sort_by_bucket(std::vector<T>& v, std::vector<T>& tmp, F bk) {
   if (v.size() < 512) {
-    std::sort(v.begin(), v.end(), [&](const T& a, const T& b) {
-      const Key &x = bk(a), &y = bk(b);
-      return x.hi != y.hi ? x.hi < y.hi : x.lo < y.lo;
-    });
+    std::sort(v.begin(), v.end(), [&](const T& a, const T& b) { return bucket_less(bk(a), bk(b)); });
     return;
   }
   tmp.resize(v.size());

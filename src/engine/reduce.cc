@@ -424,21 +424,19 @@ class GroupByNode final : public Node {
   // is in take_partials).
   bool combines() const override { return !ordered_ && active_.empty(); }
   // Every row goes into a group slot of this instance, found as accumulate() finds it: a group
-  // this instance owns (worker_of its group key is `self`), or a foreign slot (Group::foreign)
+  // this instance owns (worker_of its group key is `self`), or a foreign slot (is_foreign())
   // standing for another worker's group, whose deltas take_partials() sends to its owner. One
-  // slot space and one index for both, so the row loop has no branch on the owner.
+  // slot space and one set of indexes for both, so the row loop has no branch on the owner.
   void combine_part(Time t, const Batch& rows, size_t self, size_t workers) override { accumulate(t, rows, self, workers); }
   void take_partials(size_t workers, std::vector<std::string>& out) override {
     // A partial's bytes (little-endian; read back by merge_partials on the owner, same build):
     // group key (lo, hi u64), count delta (i64), per sum/avg isum (i64), fsum (f64 bits), n (i64),
     // flags (u8: 1 float seen, 2 duration seen, 4 any), then the grouping values: u32 byte
     // length + codec::put_row (decoded only when the owner has no such group yet).
-    // The touched foreign slots are encoded and reset (their stamps cleared), the owned ones
-    // stay touched for end_time(). The groups' state is out of cache by now (the time's rows
-    // streamed through it): fetched kAhead slots ahead, the grouping values' cells half as far
-    // (their address is loaded from the prefetched group).
-    // The touched foreign slots, in slot order when many (foreign slots lie in blocks of their
-    // own, so their groups and deltas are then read front to back).
+    // The touched foreign slots are encoded and reset (their stamps cleared); the owned ones
+    // stay touched for end_time(). Foreign slots are found in slot order when many are touched
+    // (they lie in blocks of their own, so their groups and deltas are then read front to
+    // back); each one's grouping values are prefetched kAhead slots ahead.
     std::vector<uint32_t>& todo = scratch_slots_;
     todo.clear();
     if (touched_.size() * 4 >= foreign_.size()) {
@@ -947,8 +945,8 @@ class GroupByNode final : public Node {
   std::vector<int> linear_col_;                   // per linear reducer: its argument's column, or -1
   // The workers' combiner (combine_part .. take_partials): foreign slots, groups of other
   // owners whose deltas this worker sums for them (in groups_ and the indexes like the
-  // owned groups, Group::foreign set). They are kept between times (a worker sees the same
-  // groups again), up to kCombinerGroups.
+  // owned groups, in blocks of their own: is_foreign()). They are kept between times (a worker
+  // sees the same groups again), up to kCombinerGroups.
   std::vector<uint32_t> foreign_;       // live foreign slots, in allocation order
   std::vector<uint32_t> foreign_free_;  // freed foreign slots
   std::vector<uint32_t> scratch_slots_;
